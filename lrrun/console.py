@@ -1,0 +1,113 @@
+"""The rich console: a header, a live progress bar per epoch, and one fixed-width row per
+epoch whose columns are metrics.csv's. Without a TTY or with trainer.progress=false the
+same rows print as plain lines and nothing is redrawn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+_FORMATS = {
+    "epoch": ("{:>5d}", 5),
+    "train_loss": ("{:>10.4f}", 10),
+    "train_acc": ("{:>9.4f}", 9),
+    "val_loss": ("{:>10.4f}", 10),
+    "val_acc": ("{:>9.4f}", 9),
+    "epoch_time_s": ("{:>12.2f}", 12),
+}
+_LR_FORMAT = ("{:>11.4e}", 11)  # scientific: 1e-4 must never print as 0.000
+
+
+def _fmt(column: str) -> tuple[str, int]:
+    return _FORMATS.get(column, _LR_FORMAT)
+
+
+class RunConsole:
+    def __init__(self, columns: list[str], epochs: int, steps_per_epoch: int, live: bool) -> None:
+        self.console = Console(highlight=False)
+        self.columns, self.epochs, self.steps_per_epoch = columns, epochs, steps_per_epoch
+        self.live = live and self.console.is_terminal
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._printed_header = False
+
+    # --- header -----------------------------------------------------------------------------
+    def header(self, items: dict[str, str]) -> None:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold cyan", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for key, value in items.items():
+            grid.add_row(key, value)
+        self.console.print(grid)
+
+    # --- per epoch --------------------------------------------------------------------------
+    def epoch_start(self, epoch: int) -> None:
+        if not self.live:
+            return
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}/" + str(self.epochs)),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TextColumn("lr {task.fields[lr]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "train", total=self.steps_per_epoch, epoch=epoch, loss="-", lr="-"
+            )
+        else:
+            self._progress.reset(self._task, total=self.steps_per_epoch, epoch=epoch, loss="-")
+
+    def step_update(self, row: dict[str, Any]) -> None:
+        if self._progress is None:
+            return
+        done = row["step"] - (row["epoch"] - 1) * self.steps_per_epoch
+        self._progress.update(
+            self._task, completed=done, loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.4e}"
+        )
+
+    def epoch_end(self, row: dict[str, Any]) -> None:
+        if not self._printed_header:
+            self.console.print(
+                " ".join(f"{c:>{_fmt(c)[1]}}" for c in self.columns), style="bold", markup=False
+            )
+            self._printed_header = True
+        line = " ".join(_fmt(c)[0].format(row[c]) for c in self.columns)
+        self.console.print(line, markup=False)
+
+    # --- end --------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def finish(self, history: list[dict[str, Any]], run_dir: str) -> None:
+        self.close()
+        if history:
+            best = max(history, key=lambda r: r["val_acc"])
+            self.console.print(
+                f"best val_acc {best['val_acc']:.4f} at epoch {best['epoch']}"
+                f" · run dir {run_dir}",
+                markup=False,
+            )
+
+    def error(self, message: str) -> None:
+        self.close()
+        text = Text.assemble(("error: ", "bold red"), message)  # no markup: values contain [ ]
+        Console(stderr=True, highlight=False).print(text, soft_wrap=True)

@@ -1,0 +1,310 @@
+"""Scheduler construction: finish the Hydra ``_partial_`` node with run-time arguments.
+
+The scheduler node holds torch's constructor kwargs plus lrrun's stepping policy
+(``interval``, ``monitor``), which is split off here and never reaches torch. Lengths left
+``null`` are derived from the run, in units of the interval: ``epochs`` for
+``interval=epoch``, ``epochs * batches_per_epoch`` for ``interval=step``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import hydra.utils
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import (
+    ChainedScheduler,
+    CosineAnnealingLR,
+    CyclicLR,
+    LambdaLR,
+    LinearLR,
+    LRScheduler,
+    MultiplicativeLR,
+    OneCycleLR,
+    PolynomialLR,
+    ReduceLROnPlateau,
+    SequentialLR,
+)
+
+from lrrun.config import (
+    CLASS_RULES,
+    POLICY_KEYS,
+    SCHEDULER_RULES,
+    check_node,
+    check_signature,
+    check_value,
+    resolved,
+)
+from lrrun.errors import ConfigError
+from lrrun.expr import EpochExpression
+
+# Which lengths a class derives when left null: {class: key}.
+_LENGTH_KEYS: dict[type, str] = {
+    CosineAnnealingLR: "T_max",
+    PolynomialLR: "total_iters",
+    LinearLR: "total_iters",
+    OneCycleLR: "total_steps",
+}
+_COMPOSITES = (SequentialLR, ChainedScheduler)
+
+
+@dataclass
+class Stepping:
+    """A built scheduler and the policy that says when the loop steps it."""
+
+    scheduler: LRScheduler | ReduceLROnPlateau | None
+    interval: str = "epoch"
+    monitor: str | None = None
+    name: str = "none"
+    args: dict[str, Any] = field(default_factory=dict)  # resolved kwargs, for the console
+
+
+def default_interval(node: DictConfig) -> str:
+    return str(node.get("interval", "epoch"))
+
+
+def build_scheduler(
+    node: DictConfig, optimizer: Optimizer, epochs: int, steps_per_epoch: int
+) -> Stepping:
+    """Build the scheduler of ``node`` on ``optimizer`` for a run of the given length."""
+    plain = resolved(node, "scheduler")
+    check_node("scheduler", {k: plain[k] for k in POLICY_KEYS if k in plain}, SCHEDULER_RULES)
+    interval = plain.get("interval", "epoch")
+    monitor = plain.get("monitor")
+    if "_target_" not in plain:
+        return Stepping(None, interval, None, "none", {})
+    cls = _scheduler_class(plain["_target_"], "scheduler._target_")
+    length = epochs if interval == "epoch" else epochs * steps_per_epoch
+
+    if cls is ReduceLROnPlateau:
+        if interval != "epoch":
+            raise ConfigError(
+                "scheduler.interval='step' is not allowed for ReduceLROnPlateau: it is stepped "
+                "once per epoch with scheduler.monitor. Use scheduler.interval=epoch."
+            )
+        monitor = monitor or "val_loss"
+        plain["mode"] = _plateau_mode(monitor, plain.get("mode", "auto"))
+    elif monitor is not None:
+        raise ConfigError(
+            f"scheduler.monitor={monitor!r} is only used by reduce_lr_on_plateau; "
+            f"{cls.__name__} ignores metrics. Remove scheduler.monitor."
+        )
+
+    kwargs = _kwargs(plain)
+    scheduler = _build(cls, node, kwargs, optimizer, length, "scheduler")
+    return Stepping(scheduler, interval, monitor, cls.__name__, _display(kwargs))
+
+
+def _build(
+    cls: type,
+    node: DictConfig,
+    kwargs: dict[str, Any],
+    optimizer: Optimizer,
+    length: int,
+    prefix: str,
+) -> Any:
+    """Derive null lengths, check values, then finish the partial with the optimizer."""
+    rules = {**SCHEDULER_RULES, **CLASS_RULES.get(cls.__name__, {})}
+    if issubclass(cls, _COMPOSITES):
+        return _build_composite(cls, node, kwargs, optimizer, length, prefix)
+    _derive(cls, kwargs, optimizer, length, prefix)
+    check_node(prefix, kwargs, rules)
+    check_signature(cls, kwargs, prefix)
+    if issubclass(cls, LambdaLR | MultiplicativeLR):
+        kwargs["lr_lambda"] = EpochExpression(str(kwargs["lr_lambda"]), f"{prefix}.lr_lambda")
+    if cls is OneCycleLR and kwargs.get("total_steps") is not None and kwargs["total_steps"] < length:
+        raise ConfigError(
+            f"{prefix}.total_steps={kwargs['total_steps']} is too small: this run takes "
+            f"{length} scheduler steps. Leave it null to derive it."
+        )
+    partial = _instantiate(node, kwargs, prefix)
+    return _construct(partial, prefix, optimizer, _name=cls.__name__)
+
+
+def _build_composite(
+    cls: type,
+    node: DictConfig,
+    kwargs: dict[str, Any],
+    optimizer: Optimizer,
+    length: int,
+    prefix: str,
+) -> Any:
+    """SequentialLR / ChainedScheduler: build named children, derive milestones."""
+    children_node = node.get("schedulers")
+    if not (OmegaConf.is_dict(children_node) or OmegaConf.is_list(children_node)):
+        raise ConfigError(f"{prefix}.schedulers must be a mapping of named child schedulers.")
+    names: list[str]
+    if OmegaConf.is_list(children_node):
+        names = [str(i) for i in range(len(children_node))]
+        child_nodes = list(children_node)
+    else:
+        names = [str(k) for k in children_node]
+        child_nodes = [children_node[k] for k in children_node]
+    if not child_nodes:
+        raise ConfigError(f"{prefix}.schedulers is empty: give at least one child scheduler.")
+    child_kwargs = [_kwargs(resolved(c, f"{prefix}.schedulers.{n}")) for c, n in zip(child_nodes, names, strict=True)]
+    child_classes = [
+        _scheduler_class(c.get("_target_"), f"{prefix}.schedulers.{n}._target_")
+        for c, n in zip(child_nodes, names, strict=True)
+    ]
+    for child_cls, n in zip(child_classes, names, strict=True):
+        if child_cls is ReduceLROnPlateau or issubclass(child_cls, _COMPOSITES):
+            raise ConfigError(
+                f"{prefix}.schedulers.{n} is {child_cls.__name__}, which cannot be a child of "
+                f"{cls.__name__}. Use a plain scheduler such as LinearLR or CosineAnnealingLR."
+            )
+
+    lengths = [length] * len(child_nodes)
+    if cls is SequentialLR:
+        milestones = kwargs.get("milestones")
+        if milestones is None:
+            milestones = _derive_milestones(child_classes, child_kwargs, names, prefix)
+        check_value(f"{prefix}.milestones", milestones, SCHEDULER_RULES["milestones"])
+        if len(milestones) != len(child_nodes) - 1:
+            raise ConfigError(
+                f"{prefix}.milestones={milestones} has {len(milestones)} entries, but "
+                f"{len(child_nodes)} children need {len(child_nodes) - 1}."
+            )
+        if milestones and milestones[-1] >= length:
+            raise ConfigError(
+                f"{prefix}.milestones={milestones}: the last milestone must be below the run's "
+                f"length of {length} scheduler steps, or the last child never runs."
+            )
+        bounds = [0, *milestones, length]
+        lengths = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+        kwargs["milestones"] = milestones
+    children = [
+        _build(c_cls, c_node, c_kwargs, optimizer, c_len, f"{prefix}.schedulers.{n}")
+        for c_cls, c_node, c_kwargs, c_len, n in zip(
+            child_classes, child_nodes, child_kwargs, lengths, names, strict=True
+        )
+    ]
+    kwargs["schedulers"] = {
+        n: f"{c.__name__}({_format_args(kw)})"
+        for n, c, kw in zip(names, child_classes, child_kwargs, strict=True)
+    }
+    if cls is SequentialLR:
+        return _construct(
+            cls, prefix, optimizer, schedulers=children, milestones=kwargs["milestones"]
+        )
+    return _construct(cls, prefix, children, optimizer=optimizer)
+
+
+def _derive_milestones(
+    classes: list[type], kwargs: list[dict[str, Any]], names: list[str], prefix: str
+) -> list[int]:
+    milestones, at = [], 0
+    for cls, kw, name in zip(classes[:-1], kwargs[:-1], names[:-1], strict=True):
+        span = kw.get("total_iters")
+        if span is None:
+            raise ConfigError(
+                f"{prefix}.milestones is null, so each child but the last needs a fixed "
+                f"total_iters, and {prefix}.schedulers.{name} ({cls.__name__}) has none. "
+                f"Set {prefix}.milestones=[...] or {prefix}.schedulers.{name}.total_iters."
+            )
+        at += int(span)
+        milestones.append(at)
+    return milestones
+
+
+def _derive(cls: type, kwargs: dict[str, Any], optimizer: Optimizer, length: int, prefix: str) -> None:
+    key = next((k for c, k in _LENGTH_KEYS.items() if issubclass(cls, c)), None)
+    if key is not None and kwargs.get(key, None) is None:
+        if length < 1:
+            raise ConfigError(f"{prefix}.{key} cannot be derived: this part of the run is empty.")
+        kwargs[key] = length
+    group_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+    if issubclass(cls, OneCycleLR) and kwargs.get("max_lr") is None:
+        kwargs["max_lr"] = _one_or_list(group_lrs)
+    if issubclass(cls, CyclicLR):
+        if kwargs.get("base_lr") is None:
+            kwargs["base_lr"] = _one_or_list(group_lrs)
+        if kwargs.get("max_lr") is None:
+            base = kwargs["base_lr"]
+            kwargs["max_lr"] = [10 * b for b in base] if isinstance(base, list) else 10 * base
+        if kwargs.get("step_size_up") is None:
+            kwargs["step_size_up"] = max(1, length // 4)
+
+
+def _plateau_mode(monitor: str, mode: str) -> str:
+    natural = "max" if monitor.endswith("_acc") else "min"
+    if mode == "auto":
+        return natural
+    if mode not in ("min", "max"):
+        raise ConfigError(f"scheduler.mode={mode!r} is not allowed: it must be one of auto, min, max.")
+    if mode != natural:
+        raise ConfigError(
+            f"scheduler.mode={mode!r} does not fit scheduler.monitor={monitor!r}: "
+            f"{monitor} improves when it {'rises' if natural == 'max' else 'falls'}, so use "
+            f"scheduler.mode={natural} (or mode=auto)."
+        )
+    return mode
+
+
+def _scheduler_class(target: Any, key: str) -> type:
+    if not isinstance(target, str) or not target:
+        raise ConfigError(f"{key} is missing: name a torch.optim.lr_scheduler class.")
+    try:
+        cls = hydra.utils.get_class(target)
+    except Exception:
+        raise ConfigError(
+            f"{key}={target!r} cannot be imported. Use a class of torch.optim.lr_scheduler, "
+            "e.g. torch.optim.lr_scheduler.StepLR."
+        ) from None
+    if not (issubclass(cls, LRScheduler) or cls is ReduceLROnPlateau):
+        raise ConfigError(f"{key}={target!r} is not a learning-rate scheduler class.")
+    return cls
+
+
+def _kwargs(plain: dict[str, Any]) -> dict[str, Any]:
+    """Constructor kwargs: everything but Hydra's ``_x_`` keys and lrrun's policy keys."""
+    return {k: v for k, v in plain.items() if not k.startswith("_") and k not in POLICY_KEYS}
+
+
+def _instantiate(node: DictConfig, kwargs: dict[str, Any], prefix: str) -> Any:
+    """Hydra-instantiate the ``_partial_`` node with derived values filled in."""
+    finished = {"_target_": node._target_, "_partial_": True, "_convert_": "all", **kwargs}
+    lam = finished.pop("lr_lambda", None)
+    try:
+        partial = hydra.utils.instantiate(OmegaConf.create(finished))
+    except Exception as exc:
+        raise ConfigError(f"{prefix} could not be instantiated: {_root_cause(exc)}") from None
+    if lam is not None:  # a callable cannot pass through OmegaConf
+        partial.keywords["lr_lambda"] = lam
+    return partial
+
+
+def _construct(factory: Any, prefix: str, *args: Any, _name: str | None = None, **kwargs: Any) -> Any:
+    name = _name or getattr(factory, "__name__", "scheduler")
+    try:
+        return factory(*args, **kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{prefix} ({name}) rejected its arguments: {exc}") from None
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc).splitlines()[0]
+
+
+def _one_or_list(values: list[float]) -> float | list[float]:
+    return values[0] if len(values) == 1 else values
+
+
+def _display(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return dict(kwargs)
+
+
+def _format_args(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items())
+
+
+def current_lrs(optimizer: Optimizer) -> list[float]:
+    """The lr of every param group, as plain floats: what the next optimizer.step() uses."""
+    return [float(g["lr"]) if not torch.is_tensor(g["lr"]) else g["lr"].item() for g in optimizer.param_groups]
