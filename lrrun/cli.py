@@ -8,7 +8,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from lrrun.config import config_dir
+from lrrun.config import config_dir, validate
 from lrrun.errors import LrrunError
 
 EXIT_USER_ERROR = 2
@@ -18,11 +18,13 @@ EXIT_INTERRUPTED = 130
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from lrrun.console import RunConsole
-    from lrrun.runner import run  # torch is imported only once the config composed
 
     runtime = HydraConfig.get().runtime
     run_dir = Path(runtime.output_dir)
     try:
+        validate(cfg)  # fails fast, before torch (seconds to import) is loaded
+        from lrrun.runner import run
+
         history = run(cfg, run_dir, dict(runtime.choices))
     except LrrunError as exc:
         RunConsole([], 0, 0, False).error(str(exc))

@@ -8,6 +8,7 @@ torch class's signature, and torch's own ValueErrors are re-raised as ConfigErro
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -59,7 +60,7 @@ def _increasing_ints(v: Any) -> bool:
         isinstance(v, list | tuple)
         and len(v) > 0
         and all(_int(x) and x >= 1 for x in v)
-        and all(a < b for a, b in zip(v, v[1:], strict=False))
+        and all(a < b for a, b in itertools.pairwise(v))
     )
 
 
@@ -121,8 +122,10 @@ OPTIMIZER_RULES: dict[str, Rule] = {
 SCHEDULER_RULES: dict[str, Rule] = {
     "interval": _choice(*INTERVALS),
     "monitor": _choice(*METRICS),
-    "lr_lambda": ((lambda v: isinstance(v, str | int | float) and not isinstance(v, bool)),
-                  "an expression of `epoch`, e.g. '0.1 ** epoch'"),
+    "lr_lambda": (
+        (lambda v: isinstance(v, str | int | float) and not isinstance(v, bool)),
+        "an expression of `epoch`, e.g. '0.1 ** epoch'",
+    ),
     "gamma": POSITIVE,
     "step_size": INT_GE1,
     "milestones": _optional(MILESTONES),
@@ -208,10 +211,10 @@ def resolved(node: DictConfig, prefix: str) -> dict[str, Any]:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check the plain groups (trainer, dataset, model, optimizer) before anything is built.
+    """Check every group before torch is imported or data is loaded.
 
-    The scheduler is checked where it is built (lrrun.schedulers), since its derived lengths
-    need the number of batches per epoch.
+    lrrun.schedulers checks the scheduler again once its null lengths are derived (that
+    needs the number of batches per epoch) and turns torch's own ValueErrors into messages.
     """
     trainer = resolved(cfg.trainer, "trainer")
     check_known("trainer", trainer, TRAINER_RULES)
@@ -222,6 +225,47 @@ def validate(cfg: DictConfig) -> None:
     check_node("dataset", dataset, DATASET_RULES)
     check_node("model", resolved(cfg.model, "model"), MODEL_RULES)
     check_node("optimizer", resolved(cfg.optimizer, "optimizer"), OPTIMIZER_RULES)
+    check_scheduler(resolved(cfg.scheduler, "scheduler"))
+
+
+def scheduler_rules(target: Any) -> dict[str, Rule]:
+    name = str(target).rsplit(".", 1)[-1]
+    return {**SCHEDULER_RULES, **CLASS_RULES.get(name, {})}
+
+
+def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
+    """Check a resolved scheduler node and its named children; nulls (derived) pass."""
+    from lrrun.expr import EpochExpression
+
+    check_node(prefix, plain, scheduler_rules(plain.get("_target_")))
+    if "lr_lambda" in plain:
+        EpochExpression(str(plain["lr_lambda"]), f"{prefix}.lr_lambda")
+    if str(plain.get("_target_", "")).endswith("ReduceLROnPlateau"):
+        if plain.get("interval", "epoch") != "epoch":
+            raise ConfigError(
+                f"{prefix}.interval={plain['interval']!r} is not allowed for ReduceLROnPlateau: "
+                f"it is stepped once per epoch with {prefix}.monitor. Use {prefix}.interval=epoch."
+            )
+        plateau_mode(plain.get("monitor") or "val_loss", plain.get("mode", "auto"))
+    children = plain.get("schedulers")
+    if isinstance(children, dict):
+        for name, child in children.items():
+            if isinstance(child, dict):
+                check_scheduler(child, f"{prefix}.schedulers.{name}")
+
+
+def plateau_mode(monitor: str, mode: str) -> str:
+    """ReduceLROnPlateau's mode for ``monitor``: auto picks it; a contradiction is an error."""
+    natural = "max" if monitor.endswith("_acc") else "min"
+    if mode == "auto":
+        return natural
+    if mode != natural:
+        raise ConfigError(
+            f"scheduler.mode={mode!r} does not fit scheduler.monitor={monitor!r}: "
+            f"{monitor} improves when it {'rises' if natural == 'max' else 'falls'}, so use "
+            f"scheduler.mode={natural} (or mode=auto)."
+        )
+    return mode
 
 
 def _show(value: Any) -> str:

@@ -102,8 +102,7 @@ class RunConsole:
         if history:
             best = max(history, key=lambda r: r["val_acc"])
             self.console.print(
-                f"best val_acc {best['val_acc']:.4f} at epoch {best['epoch']}"
-                f" · run dir {run_dir}",
+                f"best val_acc {best['val_acc']:.4f} at epoch {best['epoch']} · run dir {run_dir}",
                 markup=False,
             )
 

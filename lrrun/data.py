@@ -18,7 +18,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from lrrun.errors import DataError
 
@@ -88,7 +94,9 @@ def ensure_idx_files(
                 getattr(tvd, cls_name)(str(root), train=train, download=True)
             return f"downloaded by torchvision into {raw}"
         except Exception as exc:  # network errors come in many types
-            errors.append(f"download failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            errors.append(
+                f"download failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            )
     else:
         errors.append("download is off (dataset.download=false)")
     remedies = [

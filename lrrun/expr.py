@@ -32,10 +32,28 @@ _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
 }
-_MATH = (
-    "exp log log2 log10 log1p sqrt sin cos tan asin acos atan tanh sinh cosh "
-    "floor ceil trunc fabs pow"
-).split()
+_MATH = [
+    "exp",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "sqrt",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "tanh",
+    "sinh",
+    "cosh",
+    "floor",
+    "ceil",
+    "trunc",
+    "fabs",
+    "pow",
+]
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "max": max,
@@ -75,7 +93,11 @@ class EpochExpression:
             value = self._eval(self._tree, epoch)
         except (ArithmeticError, ValueError, TypeError) as exc:
             raise self._error(f"evaluating it at epoch={epoch} failed: {exc}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise self._error(f"at epoch={epoch} it gives {value!r}, not a finite number")
         return float(value)
 

@@ -21,7 +21,15 @@ def lr_columns(n_groups: int) -> list[str]:
 
 
 def metrics_columns(n_groups: int) -> list[str]:
-    return ["epoch", *lr_columns(n_groups), "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
+    return [
+        "epoch",
+        *lr_columns(n_groups),
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "epoch_time_s",
+    ]
 
 
 def steps_columns(n_groups: int) -> list[str]:

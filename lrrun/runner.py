@@ -22,7 +22,9 @@ from lrrun.models import parameter_count
 from lrrun.schedulers import Stepping, build_scheduler
 
 
-def run(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def run(
+    cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Train as ``cfg`` says, writing metrics.csv and steps.csv into ``run_dir``."""
     choices = choices or {}
     validate(cfg)
@@ -111,7 +113,9 @@ def build_model(node: DictConfig) -> nn.Module:
     try:
         model = hydra.utils.instantiate(node)
     except Exception as exc:
-        raise ConfigError(f"model could not be built from {plain.get('_target_')!r}: {_cause(exc)}") from None
+        raise ConfigError(
+            f"model could not be built from {plain.get('_target_')!r}: {_cause(exc)}"
+        ) from None
     features = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
     if getattr(model, "input_dim", features) != features:
         raise ConfigError(
@@ -141,7 +145,9 @@ def build_optimizer(node: DictConfig, model: nn.Module) -> Optimizer:
         partial = hydra.utils.instantiate(node, _convert_="all")
         return partial(model.parameters())
     except Exception as exc:
-        raise ConfigError(f"optimizer ({cls.__name__}) rejected its arguments: {_cause(exc)}") from None
+        raise ConfigError(
+            f"optimizer ({cls.__name__}) rejected its arguments: {_cause(exc)}"
+        ) from None
 
 
 def _header(

@@ -8,6 +8,7 @@ The scheduler node holds torch's constructor kwargs plus lrrun's stepping policy
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +31,15 @@ from torch.optim.lr_scheduler import (
 )
 
 from lrrun.config import (
-    CLASS_RULES,
     POLICY_KEYS,
     SCHEDULER_RULES,
     check_node,
+    check_scheduler,
     check_signature,
     check_value,
+    plateau_mode,
     resolved,
+    scheduler_rules,
 )
 from lrrun.errors import ConfigError
 from lrrun.expr import EpochExpression
@@ -71,7 +74,7 @@ def build_scheduler(
 ) -> Stepping:
     """Build the scheduler of ``node`` on ``optimizer`` for a run of the given length."""
     plain = resolved(node, "scheduler")
-    check_node("scheduler", {k: plain[k] for k in POLICY_KEYS if k in plain}, SCHEDULER_RULES)
+    check_scheduler(plain)
     interval = plain.get("interval", "epoch")
     monitor = plain.get("monitor")
     if "_target_" not in plain:
@@ -80,13 +83,8 @@ def build_scheduler(
     length = epochs if interval == "epoch" else epochs * steps_per_epoch
 
     if cls is ReduceLROnPlateau:
-        if interval != "epoch":
-            raise ConfigError(
-                "scheduler.interval='step' is not allowed for ReduceLROnPlateau: it is stepped "
-                "once per epoch with scheduler.monitor. Use scheduler.interval=epoch."
-            )
         monitor = monitor or "val_loss"
-        plain["mode"] = _plateau_mode(monitor, plain.get("mode", "auto"))
+        plain["mode"] = plateau_mode(monitor, plain.get("mode", "auto"))
     elif monitor is not None:
         raise ConfigError(
             f"scheduler.monitor={monitor!r} is only used by reduce_lr_on_plateau; "
@@ -107,7 +105,7 @@ def _build(
     prefix: str,
 ) -> Any:
     """Derive null lengths, check values, then finish the partial with the optimizer."""
-    rules = {**SCHEDULER_RULES, **CLASS_RULES.get(cls.__name__, {})}
+    rules = scheduler_rules(cls.__name__)
     if issubclass(cls, _COMPOSITES):
         return _build_composite(cls, node, kwargs, optimizer, length, prefix)
     _derive(cls, kwargs, optimizer, length, prefix)
@@ -115,7 +113,11 @@ def _build(
     check_signature(cls, kwargs, prefix)
     if issubclass(cls, LambdaLR | MultiplicativeLR):
         kwargs["lr_lambda"] = EpochExpression(str(kwargs["lr_lambda"]), f"{prefix}.lr_lambda")
-    if cls is OneCycleLR and kwargs.get("total_steps") is not None and kwargs["total_steps"] < length:
+    if (
+        cls is OneCycleLR
+        and kwargs.get("total_steps") is not None
+        and kwargs["total_steps"] < length
+    ):
         raise ConfigError(
             f"{prefix}.total_steps={kwargs['total_steps']} is too small: this run takes "
             f"{length} scheduler steps. Leave it null to derive it."
@@ -145,7 +147,10 @@ def _build_composite(
         child_nodes = [children_node[k] for k in children_node]
     if not child_nodes:
         raise ConfigError(f"{prefix}.schedulers is empty: give at least one child scheduler.")
-    child_kwargs = [_kwargs(resolved(c, f"{prefix}.schedulers.{n}")) for c, n in zip(child_nodes, names, strict=True)]
+    child_kwargs = [
+        _kwargs(resolved(c, f"{prefix}.schedulers.{n}"))
+        for c, n in zip(child_nodes, names, strict=True)
+    ]
     child_classes = [
         _scheduler_class(c.get("_target_"), f"{prefix}.schedulers.{n}._target_")
         for c, n in zip(child_nodes, names, strict=True)
@@ -174,7 +179,7 @@ def _build_composite(
                 f"length of {length} scheduler steps, or the last child never runs."
             )
         bounds = [0, *milestones, length]
-        lengths = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+        lengths = [b - a for a, b in itertools.pairwise(bounds)]
         kwargs["milestones"] = milestones
     children = [
         _build(c_cls, c_node, c_kwargs, optimizer, c_len, f"{prefix}.schedulers.{n}")
@@ -210,9 +215,11 @@ def _derive_milestones(
     return milestones
 
 
-def _derive(cls: type, kwargs: dict[str, Any], optimizer: Optimizer, length: int, prefix: str) -> None:
+def _derive(
+    cls: type, kwargs: dict[str, Any], optimizer: Optimizer, length: int, prefix: str
+) -> None:
     key = next((k for c, k in _LENGTH_KEYS.items() if issubclass(cls, c)), None)
-    if key is not None and kwargs.get(key, None) is None:
+    if key is not None and kwargs.get(key) is None:
         if length < 1:
             raise ConfigError(f"{prefix}.{key} cannot be derived: this part of the run is empty.")
         kwargs[key] = length
@@ -227,21 +234,6 @@ def _derive(cls: type, kwargs: dict[str, Any], optimizer: Optimizer, length: int
             kwargs["max_lr"] = [10 * b for b in base] if isinstance(base, list) else 10 * base
         if kwargs.get("step_size_up") is None:
             kwargs["step_size_up"] = max(1, length // 4)
-
-
-def _plateau_mode(monitor: str, mode: str) -> str:
-    natural = "max" if monitor.endswith("_acc") else "min"
-    if mode == "auto":
-        return natural
-    if mode not in ("min", "max"):
-        raise ConfigError(f"scheduler.mode={mode!r} is not allowed: it must be one of auto, min, max.")
-    if mode != natural:
-        raise ConfigError(
-            f"scheduler.mode={mode!r} does not fit scheduler.monitor={monitor!r}: "
-            f"{monitor} improves when it {'rises' if natural == 'max' else 'falls'}, so use "
-            f"scheduler.mode={natural} (or mode=auto)."
-        )
-    return mode
 
 
 def _scheduler_class(target: Any, key: str) -> type:
@@ -277,7 +269,9 @@ def _instantiate(node: DictConfig, kwargs: dict[str, Any], prefix: str) -> Any:
     return partial
 
 
-def _construct(factory: Any, prefix: str, *args: Any, _name: str | None = None, **kwargs: Any) -> Any:
+def _construct(
+    factory: Any, prefix: str, *args: Any, _name: str | None = None, **kwargs: Any
+) -> Any:
     name = _name or getattr(factory, "__name__", "scheduler")
     try:
         return factory(*args, **kwargs)
@@ -307,4 +301,7 @@ def _format_args(kwargs: dict[str, Any]) -> str:
 
 def current_lrs(optimizer: Optimizer) -> list[float]:
     """The lr of every param group, as plain floats: what the next optimizer.step() uses."""
-    return [float(g["lr"]) if not torch.is_tensor(g["lr"]) else g["lr"].item() for g in optimizer.param_groups]
+    return [
+        float(g["lr"]) if not torch.is_tensor(g["lr"]) else g["lr"].item()
+        for g in optimizer.param_groups
+    ]

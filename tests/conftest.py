@@ -66,7 +66,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
     assert "Traceback" not in proc.stderr
     # The scheduler is stepped after the optimizer: torch must never warn about order.
     assert "lr_scheduler.step()" not in proc.stderr, proc.stderr

@@ -13,7 +13,9 @@ from lrrun.data import IDX_FILES
 
 def idx_bytes(tensor: torch.Tensor) -> bytes:
     """uint8 tensor -> IDX bytes: magic (0, 0, type 0x08, ndim), big-endian dims, data."""
-    header = struct.pack(">HBB", 0, 0x08, tensor.dim()) + struct.pack(f">{tensor.dim()}I", *tensor.shape)
+    header = struct.pack(">HBB", 0, 0x08, tensor.dim()) + struct.pack(
+        f">{tensor.dim()}I", *tensor.shape
+    )
     return header + tensor.to(torch.uint8).contiguous().numpy().tobytes()
 
 
@@ -25,7 +27,9 @@ def make_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def write_idx_set(folder: Path, gz: bool, n_train: int = 40, n_test: int = 20) -> dict[str, torch.Tensor]:
+def write_idx_set(
+    folder: Path, gz: bool, n_train: int = 40, n_test: int = 20
+) -> dict[str, torch.Tensor]:
     """Write the four files into ``folder`` (gzipped or raw); return what was written."""
     folder.mkdir(parents=True, exist_ok=True)
     train_x, train_y = make_split(n_train, 1)

@@ -1,0 +1,166 @@
+"""The CLI as users run it: plateau decisions, multirun, console output, bad input."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY, assert_ok, read_csv, run_cli
+
+
+@pytest.mark.parametrize(("monitor", "mode"), [("val_acc", "max"), ("val_loss", "min")])
+def test_plateau_reproduces_torch_decisions(tmp_path: Path, monitor: str, mode: str) -> None:
+    args = [
+        *TINY, "trainer.epochs=10", "scheduler=reduce_lr_on_plateau",
+        f"scheduler.monitor={monitor}", f"scheduler.mode={mode}", "scheduler.patience=0",
+        "scheduler.factor=0.5", "scheduler.threshold=0.05", "optimizer.lr=0.05",
+        "hydra.run.dir=run",
+    ]  # fmt: skip
+    assert_ok(run_cli(args, tmp_path))
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    logged = [float(r["lr"]) for r in rows]
+    # Replay: torch's ReduceLROnPlateau fed the logged metric after each epoch.
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.05, momentum=0.9)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode=mode, factor=0.5, patience=0, threshold=0.05
+    )
+    expected = []
+    for r in rows:
+        expected.append(opt.param_groups[0]["lr"])
+        plateau.step(float(r[monitor]))
+    assert logged == pytest.approx(expected, rel=1e-12, abs=0)
+    assert len(set(logged)) > 1, "no reduction happened: the test would not catch a wrong mode"
+
+
+def test_multirun_four_jobs(tmp_path: Path) -> None:
+    args = [
+        "-m", *TINY, "trainer.epochs=4", "scheduler=step_lr",
+        "scheduler.gamma=0.1,0.5", "scheduler.step_size=1,2", "hydra.sweep.dir=sweep",
+    ]  # fmt: skip
+    proc = run_cli(args, tmp_path)
+    assert_ok(proc)
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    seen = set()
+    for job in jobs:
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        gamma = 0.1 if "scheduler.gamma=0.1" in overrides else 0.5
+        step_size = 1 if "scheduler.step_size=1" in overrides else 2
+        seen.add((gamma, step_size))
+        lrs = [float(r["lr"]) for r in read_csv(job / "metrics.csv")]
+        assert lrs == pytest.approx(
+            [0.01 * gamma ** ((e - 1) // step_size) for e in range(1, 5)], rel=1e-12
+        )
+        assert len(read_csv(job / "steps.csv")) == 4 * 4
+    assert seen == {(0.1, 1), (0.1, 2), (0.5, 1), (0.5, 2)}
+
+
+def test_console_plain_output(tmp_path: Path) -> None:
+    proc = run_cli([*TINY, "scheduler=exponential_lr", "hydra.run.dir=run"], tmp_path)
+    assert_ok(proc)
+    out = proc.stdout
+    for key in ("dataset", "model", "optimizer", "scheduler", "device", "run dir"):
+        assert any(line.startswith(key) for line in out.splitlines()), out
+    assert "ExponentialLR gamma=0.9" in out and "interval=epoch" in out
+    header = next(line for line in out.splitlines() if line.strip().startswith("epoch"))
+    assert header.split() == [
+        "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"
+    ]  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
+    metrics = read_csv(tmp_path / "run" / "metrics.csv")
+    assert len(rows) == len(metrics) == 6
+    for shown, row in zip(rows, metrics, strict=True):
+        assert shown[1] == f"{float(row['lr']):.4e}"  # scientific notation, matches the CSV
+        assert shown[5] == f"{float(row['val_acc']):.4f}"
+    assert "best val_acc" in out and "run" in out.splitlines()[-1]
+    assert "\x1b[" not in out  # no live rendering / escape codes without a TTY
+
+
+def test_console_script_and_module_entry_points(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("lrrun")
+    assert script.is_file(), "the lrrun console script is not installed"
+    import subprocess
+
+    proc = subprocess.run(
+        [str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "scheduler:" in proc.stdout
+    assert "one_cycle_lr" in proc.stdout
+
+
+BAD_INPUTS = [
+    (["scheduler=nope"], "scheduler/nope"),
+    (["trainer.epochs=abc"], "trainer.epochs='abc' is not allowed: it must be an integer >= 1"),
+    (["trainer.epochs=0"], "trainer.epochs=0 is not allowed"),
+    (["trainer.batch_size=-5"], "trainer.batch_size=-5 is not allowed"),
+    (["optimizer.lr=0"], "optimizer.lr=0 is not allowed: it must be a number > 0"),
+    (["optimizer=adam", "optimizer.betas=[0.9,1.5]"], "optimizer.betas=[0.9, 1.5] is not allowed"),
+    (["scheduler=step_lr", "scheduler.gamma=0"], "scheduler.gamma=0 is not allowed"),
+    (["scheduler=step_lr", "scheduler.gamma=-0.5"], "scheduler.gamma=-0.5 is not allowed"),
+    (["scheduler=step_lr", "scheduler.step_size=0"], "scheduler.step_size=0 is not allowed"),
+    (["scheduler=step_lr", "scheduler.gama=0.5"], "gama"),
+    (["scheduler=step_lr", "+scheduler.foo=1"], "scheduler.foo is not an argument of StepLR"),
+    (
+        ["scheduler=multi_step_lr", "scheduler.milestones=[3,2]"],
+        "scheduler.milestones=[3, 2] is not allowed: it must be a non-empty list of strictly increasing",
+    ),
+    (
+        ["scheduler=lambda_lr", "scheduler.lr_lambda='__import__(\"os\").getcwd()'"],
+        "is not allowed",
+    ),
+    (
+        ["scheduler=lambda_lr", "scheduler.lr_lambda='epoch.real'"],
+        "scheduler.lr_lambda='epoch.real'",
+    ),
+    (
+        ["scheduler=reduce_lr_on_plateau", "scheduler.monitor=val_accuracy"],
+        "scheduler.monitor='val_accuracy'",
+    ),
+    (
+        ["scheduler=reduce_lr_on_plateau", "scheduler.monitor=val_acc", "scheduler.mode=min"],
+        "use scheduler.mode=max",
+    ),
+    (
+        ["scheduler=reduce_lr_on_plateau", "scheduler.interval=step"],
+        "scheduler.interval='step' is not allowed",
+    ),
+    (
+        ["scheduler=step_lr", "scheduler.interval=batch"],
+        "scheduler.interval='batch' is not allowed",
+    ),
+    (["trainer.device=cuda:99"], "trainer.device='cuda:99' is not available"),
+    (["trainer.device=tpu"], "trainer.device='tpu' is not a device"),
+    (["model.input_dim=100"], "model.input_dim=100 does not fit the data"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"), BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS]
+)
+def test_bad_input_is_one_clear_message(tmp_path: Path, overrides: list[str], message: str) -> None:
+    proc = run_cli([*TINY, *overrides, "hydra.run.dir=run"], tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert message in proc.stderr, proc.stderr
+    # Failing before epoch 1 means no half-written run: no metrics rows at all.
+    metrics = tmp_path / "run" / "metrics.csv"
+    assert not metrics.exists() or read_csv(metrics) == []
+
+
+def test_missing_data_names_the_remedies(tmp_path: Path) -> None:
+    args = [
+        "dataset=fashion_mnist", "dataset.root=empty", "dataset.system_dir=nowhere",
+        "dataset.download=false", "trainer.progress=false", "hydra.run.dir=run",
+    ]  # fmt: skip
+    proc = run_cli(args, tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "dataset.name=fashion_mnist: no data under dataset.root='empty'" in err
+    assert "(1) put the four IDX files" in err
+    assert "(2) install Debian's package: apt-get install -y dataset-fashion-mnist" in err
+    assert "(3) allow torchvision's download" in err
