@@ -2,7 +2,8 @@
 
 FashionMNIST and MNIST are read with torchvision's own classes, then held as one normalised
 float tensor: 28x28 images fit in memory, and batching by tensor indexing avoids a per-sample
-PIL round trip (about 10x faster per epoch on CPU than ToTensor()+Normalize per item).
+PIL round trip: benchmarks/throughput.py measured one epoch of batches at 0.13 s vs 12 s
+for ToTensor()+Normalize per item (2-core CPU).
 """
 
 from __future__ import annotations

@@ -1,0 +1,58 @@
+# lrrun's developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+FASHION_SYSTEM_DIR := /usr/share/datasets/fashion-mnist
+
+.DEFAULT_GOAL := help
+.PHONY: help install data run test test-slow test-full lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install lrrun with the pinned torch/torchvision pair
+
+data: ## make sure FashionMNIST is on this machine (Debian's dataset-fashion-mnist, via apt)
+	@if [ -f $(FASHION_SYSTEM_DIR)/train-images-idx3-ubyte.gz ] || [ -f data/FashionMNIST/raw/train-images-idx3-ubyte ]; then \
+	  echo "FashionMNIST: found"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
+	else \
+	  echo "FashionMNIST: not found; install Debian's dataset-fashion-mnist, put the IDX files in data/FashionMNIST/raw, or let lrrun try torchvision's download"; \
+	fi
+
+run: install data ## train: make run ARGS="scheduler=step_lr optimizer=adam"
+	$(BIN)/lrrun $(ARGS)
+
+test: install data ## the test suite without slow tests (about 2 minutes on 2 cores)
+	$(BIN)/pytest -m "not slow"
+
+test-slow: install data ## only the slow tests (real FashionMNIST)
+	$(BIN)/pytest -m slow
+
+test-full: install data ## every test
+	$(BIN)/pytest
+
+lint: install ## ruff lint + format check
+	$(BIN)/ruff check lrrun tests benchmarks
+	$(BIN)/ruff format --check lrrun tests benchmarks
+
+format: install ## ruff fix + format
+	$(BIN)/ruff check --fix lrrun tests benchmarks
+	$(BIN)/ruff format lrrun tests benchmarks
+
+bench: install data ## throughput figures (steps/s, epoch time) on this machine
+	$(BIN)/python benchmarks/throughput.py
+
+clean: ## remove the venv, caches and run outputs (keeps data/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache dist build outputs/*/ multirun
