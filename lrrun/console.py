@@ -37,7 +37,7 @@ class RunConsole:
     def __init__(self, columns: list[str], epochs: int, steps_per_epoch: int, live: bool) -> None:
         self.console = Console(highlight=False)
         self.columns, self.epochs, self.steps_per_epoch = columns, epochs, steps_per_epoch
-        self.live = live and self.console.is_terminal
+        self.live = live and self.console.is_interactive
         self._progress: Progress | None = None
         self._task: Any = None
         self._printed_header = False
@@ -72,7 +72,10 @@ class RunConsole:
                 "train", total=self.steps_per_epoch, epoch=epoch, loss="-", lr="-"
             )
         else:
-            self._progress.reset(self._task, total=self.steps_per_epoch, epoch=epoch, loss="-")
+            # reset() replaces all fields, so pass every one the columns render
+            self._progress.reset(
+                self._task, total=self.steps_per_epoch, epoch=epoch, loss="-", lr="-"
+            )
 
     def step_update(self, row: dict[str, Any]) -> None:
         if self._progress is None:

@@ -80,6 +80,18 @@ def test_console_plain_output(tmp_path: Path) -> None:
     assert "\x1b[" not in out  # no live rendering / escape codes without a TTY
 
 
+def test_console_live_progress_on_a_terminal(tmp_path: Path) -> None:
+    """On an interactive terminal the progress bar renders each epoch, then the rows stay."""
+    env = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "120"}
+    args = [*TINY, "trainer.progress=true", "trainer.epochs=3", "hydra.run.dir=run"]
+    proc = run_cli(args, tmp_path, env=env)
+    assert_ok(proc)
+    for epoch in (1, 2, 3):
+        assert f"epoch {epoch}/3" in proc.stdout  # the bar, drawn then cleared (transient)
+    assert "\x1b[" in proc.stdout  # live rendering happened
+    assert len(read_csv(tmp_path / "run" / "metrics.csv")) == 3
+
+
 def test_console_script_and_module_entry_points(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("lrrun")
     assert script.is_file(), "the lrrun console script is not installed"
