@@ -15,7 +15,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 _FORMATS = {
@@ -44,12 +43,10 @@ class RunConsole:
 
     # --- header -----------------------------------------------------------------------------
     def header(self, items: dict[str, str]) -> None:
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold cyan", no_wrap=True)
-        grid.add_column(overflow="fold")
+        width = max(map(len, items)) + 2
         for key, value in items.items():
-            grid.add_row(key, value)
-        self.console.print(grid)
+            text = Text.assemble((f"{key:<{width}}", "bold cyan"), value)
+            self.console.print(text, soft_wrap=True)  # one line per item, even in logs
 
     # --- per epoch --------------------------------------------------------------------------
     def epoch_start(self, epoch: int) -> None:

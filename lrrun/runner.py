@@ -176,7 +176,7 @@ def _header(
         "scheduler": f"{choices.get('scheduler', '')} ({stepping.name}"
         + (f" {sched_args}" if sched_args else "")
         + f"), interval={stepping.interval}{monitor}",
-        "trainer": f"{trainer.epochs} epochs x {steps_per_epoch} steps, batch {trainer.batch_size}, "
+        "trainer": f"{trainer.epochs} epoch(s) x {steps_per_epoch} steps, batch {trainer.batch_size}, "
         f"seed {trainer.seed}",
         "device": str(device),
         "run dir": _short(run_dir),
