@@ -65,10 +65,6 @@ class Stepping:
     args: dict[str, Any] = field(default_factory=dict)  # resolved kwargs, for the console
 
 
-def default_interval(node: DictConfig) -> str:
-    return str(node.get("interval", "epoch"))
-
-
 def build_scheduler(
     node: DictConfig, optimizer: Optimizer, epochs: int, steps_per_epoch: int
 ) -> Stepping:
@@ -93,7 +89,7 @@ def build_scheduler(
 
     kwargs = _kwargs(plain)
     scheduler = _build(cls, node, kwargs, optimizer, length, "scheduler")
-    return Stepping(scheduler, interval, monitor, cls.__name__, _display(kwargs))
+    return Stepping(scheduler, interval, monitor, cls.__name__, dict(kwargs))
 
 
 def _build(
@@ -289,10 +285,6 @@ def _root_cause(exc: BaseException) -> str:
 
 def _one_or_list(values: list[float]) -> float | list[float]:
     return values[0] if len(values) == 1 else values
-
-
-def _display(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return dict(kwargs)
 
 
 def _format_args(kwargs: dict[str, Any]) -> str:
