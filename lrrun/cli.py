@@ -17,7 +17,7 @@ EXIT_INTERRUPTED = 130
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from lrrun.console import RunConsole
+    from lrrun.console import print_error
 
     runtime = HydraConfig.get().runtime
     run_dir = Path(runtime.output_dir)
@@ -27,10 +27,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
         history = run(cfg, run_dir, dict(runtime.choices))
     except LrrunError as exc:
-        RunConsole([], 0, 0, False).error(str(exc))
+        print_error(str(exc))
         raise SystemExit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
-        RunConsole([], 0, 0, False).error(f"interrupted; the rows logged so far are in {run_dir}")
+        print_error(f"interrupted; the rows logged so far are in {run_dir}")
         raise SystemExit(EXIT_INTERRUPTED) from None
     # The return value lets Hydra sweepers (e.g. Optuna) maximise it.
     return max(row["val_acc"] for row in history) if history else None

@@ -106,7 +106,8 @@ class RunConsole:
                 markup=False,
             )
 
-    def error(self, message: str) -> None:
-        self.close()
-        text = Text.assemble(("error: ", "bold red"), message)  # no markup: values contain [ ]
-        Console(stderr=True, highlight=False).print(text, soft_wrap=True)
+
+def print_error(message: str) -> None:
+    """One ``error: ...`` line on stderr (no markup: values such as [3, 2] contain brackets)."""
+    text = Text.assemble(("error: ", "bold red"), message)
+    Console(stderr=True, highlight=False).print(text, soft_wrap=True)

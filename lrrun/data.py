@@ -27,7 +27,7 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from lrrun.errors import DataError
+from lrrun.errors import DataError, root_cause
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)
@@ -59,9 +59,10 @@ def load_data(cfg: dict[str, Any]) -> Data:
     train_x, train_y = _read_torchvision(name, root, train=True)
     test_x, test_y = _read_torchvision(name, root, train=False)
     # Normalisation constants are measured from the training split, not copied from a blog.
-    mean, std = train_x.float().div_(255).mean().item(), train_x.float().div_(255).std().item()
+    train_images = train_x.float().div_(255)
+    mean, std = train_images.mean().item(), train_images.std().item()
     return Data(
-        train=TensorDataset(_normalise(train_x, mean, std), train_y),
+        train=TensorDataset(train_images.sub_(mean).div_(std).contiguous(), train_y),
         test=TensorDataset(_normalise(test_x, mean, std), test_y),
         source=source,
         mean=mean,
@@ -95,9 +96,7 @@ def ensure_idx_files(
                 getattr(tvd, cls_name)(str(root), train=train, download=True)
             return f"downloaded by torchvision into {raw}"
         except Exception as exc:  # network errors come in many types
-            errors.append(
-                f"download failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            )
+            errors.append(f"download failed: {root_cause(exc)}")
     else:
         errors.append("download is off (dataset.download=false)")
     remedies = [

@@ -11,3 +11,10 @@ class ConfigError(LrrunError):
 
 class DataError(LrrunError):
     """A dataset that cannot be found, prepared or downloaded."""
+
+
+def root_cause(exc: BaseException) -> str:
+    """The first line of the innermost cause: what to show from a wrapped library error."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -15,11 +15,11 @@ from torch.optim import Optimizer
 from lrrun.config import check_signature, resolved, validate
 from lrrun.console import RunConsole
 from lrrun.data import IMAGE_SHAPE, NUM_CLASSES, load_data, make_loader
-from lrrun.errors import ConfigError
+from lrrun.errors import ConfigError, root_cause
 from lrrun.loggers import CSVLog, StepRecorder, metrics_columns, steps_columns
 from lrrun.loop import fit
 from lrrun.models import parameter_count
-from lrrun.schedulers import Stepping, build_scheduler
+from lrrun.schedulers import Stepping, build_scheduler, format_args
 
 
 def run(
@@ -114,7 +114,7 @@ def build_model(node: DictConfig) -> nn.Module:
         model = hydra.utils.instantiate(node)
     except Exception as exc:
         raise ConfigError(
-            f"model could not be built from {plain.get('_target_')!r}: {_cause(exc)}"
+            f"model could not be built from {plain.get('_target_')!r}: {root_cause(exc)}"
         ) from None
     features = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
     if getattr(model, "input_dim", features) != features:
@@ -146,7 +146,7 @@ def build_optimizer(node: DictConfig, model: nn.Module) -> Optimizer:
         return partial(model.parameters())
     except Exception as exc:
         raise ConfigError(
-            f"optimizer ({cls.__name__}) rejected its arguments: {_cause(exc)}"
+            f"optimizer ({cls.__name__}) rejected its arguments: {root_cause(exc)}"
         ) from None
 
 
@@ -161,9 +161,11 @@ def _header(
     steps_per_epoch: int,
     run_dir: Path,
 ) -> dict[str, str]:
-    opt_args = {k: v for k, v in optimizer.defaults.items() if k in resolved(cfg.optimizer, "o")}
+    opt_args = {
+        k: v for k, v in optimizer.defaults.items() if k in resolved(cfg.optimizer, "optimizer")
+    }
     trainer = cfg.trainer
-    sched_args = ", ".join(f"{k}={v}" for k, v in stepping.args.items())
+    sched_args = format_args(stepping.args)
     monitor = f", monitor={stepping.monitor}" if stepping.monitor else ""
     return {
         "dataset": f"{choices.get('dataset', cfg.dataset.name)}: {len(data.train)} train / "
@@ -171,7 +173,7 @@ def _header(
         "model": f"{choices.get('model', '')} ({type(model).__name__}, "
         f"{parameter_count(model):,} parameters)",
         "optimizer": f"{choices.get('optimizer', '')} ({type(optimizer).__name__} "
-        + ", ".join(f"{k}={v}" for k, v in opt_args.items())
+        + format_args(opt_args)
         + ")",
         "scheduler": f"{choices.get('scheduler', '')} ({stepping.name}"
         + (f" {sched_args}" if sched_args else "")
@@ -189,9 +191,3 @@ def _short(path: Path) -> str:
     except ValueError:
         return str(path)
     return str(path) if rel.startswith("..") else rel
-
-
-def _cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

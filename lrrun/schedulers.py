@@ -41,7 +41,7 @@ from lrrun.config import (
     resolved,
     scheduler_rules,
 )
-from lrrun.errors import ConfigError
+from lrrun.errors import ConfigError, root_cause
 from lrrun.expr import EpochExpression
 
 # Which lengths a class derives when left null: {class: key}.
@@ -101,11 +101,10 @@ def _build(
     prefix: str,
 ) -> Any:
     """Derive null lengths, check values, then finish the partial with the optimizer."""
-    rules = scheduler_rules(cls.__name__)
     if issubclass(cls, _COMPOSITES):
         return _build_composite(cls, node, kwargs, optimizer, length, prefix)
     _derive(cls, kwargs, optimizer, length, prefix)
-    check_node(prefix, kwargs, rules)
+    check_node(prefix, kwargs, scheduler_rules(cls.__name__))
     check_signature(cls, kwargs, prefix)
     if issubclass(cls, LambdaLR | MultiplicativeLR):
         kwargs["lr_lambda"] = EpochExpression(str(kwargs["lr_lambda"]), f"{prefix}.lr_lambda")
@@ -184,7 +183,7 @@ def _build_composite(
         )
     ]
     kwargs["schedulers"] = {
-        n: f"{c.__name__}({_format_args(kw)})"
+        n: f"{c.__name__}({format_args(kw)})"
         for n, c, kw in zip(names, child_classes, child_kwargs, strict=True)
     }
     if cls is SequentialLR:
@@ -259,7 +258,7 @@ def _instantiate(node: DictConfig, kwargs: dict[str, Any], prefix: str) -> Any:
     try:
         partial = hydra.utils.instantiate(OmegaConf.create(finished))
     except Exception as exc:
-        raise ConfigError(f"{prefix} could not be instantiated: {_root_cause(exc)}") from None
+        raise ConfigError(f"{prefix} could not be instantiated: {root_cause(exc)}") from None
     if lam is not None:  # a callable cannot pass through OmegaConf
         partial.keywords["lr_lambda"] = lam
     return partial
@@ -277,17 +276,12 @@ def _construct(
         raise ConfigError(f"{prefix} ({name}) rejected its arguments: {exc}") from None
 
 
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return str(exc).splitlines()[0]
-
-
 def _one_or_list(values: list[float]) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
-def _format_args(kwargs: dict[str, Any]) -> str:
+def format_args(kwargs: dict[str, Any]) -> str:
+    """``k=v, ...`` for the console header."""
     return ", ".join(f"{k}={v}" for k, v in kwargs.items())
 
 
