@@ -89,6 +89,10 @@ TRAINER_RULES: dict[str, Rule] = {
     "seed": INT,
     "num_workers": INT_GE0,
     "progress": BOOL,
+    "data_path": _choice("auto", "tensor", "loader"),
+    "precision": _choice("fp32", "bf16"),
+    "compile": BOOL,
+    "channels_last": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
 }
 DATASET_RULES: dict[str, Rule] = {
     "name": _choice(*DATASETS),

@@ -4,7 +4,8 @@ same rows print as plain lines and nothing is redrawn."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -16,6 +17,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+if TYPE_CHECKING:
+    import torch
 
 _FORMATS = {
     "epoch": ("{:>5d}", 5),
@@ -40,6 +44,7 @@ class RunConsole:
         self._progress: Progress | None = None
         self._task: Any = None
         self._printed_header = False
+        self._next_draw = 0.0
 
     # --- header -----------------------------------------------------------------------------
     def header(self, items: dict[str, str]) -> None:
@@ -52,6 +57,7 @@ class RunConsole:
     def epoch_start(self, epoch: int) -> None:
         if not self.live:
             return
+        self._next_draw = 0.0
         if self._progress is None:
             self._progress = Progress(
                 TextColumn("[bold]epoch {task.fields[epoch]}/" + str(self.epochs)),
@@ -74,12 +80,17 @@ class RunConsole:
                 self._task, total=self.steps_per_epoch, epoch=epoch, loss="-", lr="-"
             )
 
-    def step_update(self, row: dict[str, Any]) -> None:
+    def step_update(self, done: int, lrs: list[float], loss: torch.Tensor) -> None:
+        """Redraw at most 4 times a second: reading the loss is a host sync, so it must
+        not happen per step (and never happens without a live terminal)."""
         if self._progress is None:
             return
-        done = row["step"] - (row["epoch"] - 1) * self.steps_per_epoch
+        now = time.monotonic()
+        if now < self._next_draw and done < self.steps_per_epoch:
+            return
+        self._next_draw = now + 0.25
         self._progress.update(
-            self._task, completed=done, loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.4e}"
+            self._task, completed=done, loss=f"{loss.item():.4f}", lr=f"{lrs[0]:.4e}"
         )
 
     def epoch_end(self, row: dict[str, Any]) -> None:

@@ -1,31 +1,36 @@
-"""Datasets as in-memory tensors, and the loaders over them.
+"""Datasets, and the two ways batches reach the model.
 
-FashionMNIST and MNIST are read with torchvision's own classes, then held as one normalised
-float tensor: 28x28 images fit in memory, and batching by tensor indexing avoids a per-sample
-PIL round trip: benchmarks/throughput.py measured one epoch of batches at 0.13 s vs 12 s
-for ToTensor()+Normalize per item (2-core CPU).
+FashionMNIST and MNIST are read with torchvision's own classes and kept as they are on
+disk: one uint8 tensor of pixels per split (47 MB for FashionMNIST's train split).
+
+- The tensor path (``trainer.data_path=tensor``, the default whenever a split fits): the
+  split lives on the training device; each epoch draws a seeded permutation and each batch
+  is one ``index_select`` plus ``ToTensor()+Normalize()``'s arithmetic on the device. No
+  per-sample Python, no PIL, no workers.
+- The loader path (``trainer.data_path=loader``): torchvision's dataset with
+  ``ToTensor()+Normalize()`` per sample through a DataLoader (workers, pinned memory), for
+  data that does not fit on the device.
+
+Both visit the training samples in the same documented order (``epoch_order``) and compute
+the same inputs, so they produce the same numbers (tests/test_fast_path.py).
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    RandomSampler,
-    SequentialSampler,
-    TensorDataset,
-)
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from lrrun.errors import DataError, root_cause
 
@@ -38,36 +43,71 @@ IDX_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 _TORCHVISION_CLASS = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
+DATA_PATHS = ("auto", "tensor", "loader")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # (N, 1, 28, 28): uint8 pixels, or float already normalised
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.nbytes + self.labels.nbytes
+
+
+@dataclass(frozen=True)
 class Data:
-    train: TensorDataset
-    test: TensorDataset
+    name: str
+    root: Path | None  # where torchvision finds the files (None: generated data)
+    train: Split
+    test: Split
     source: str  # where the data came from, for the console header
-    mean: float
+    mean: float  # of the training pixels in [0, 1]: Normalize((mean,), (std,))
     std: float
 
 
+def normalise(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """``ToTensor()`` then ``Normalize((mean,), (std,))`` on a batch, with the same float32
+    operations in the same order, so both data paths give identical inputs. Float images
+    (the synthetic set) are stored normalised and pass through."""
+    if images.dtype != torch.uint8:
+        return images
+    return images.to(torch.float32).div_(255).sub_(mean).div_(std)
+
+
+_CACHE: dict[str, Data] = {}
+
+
 def load_data(cfg: dict[str, Any]) -> Data:
-    """Load the dataset named by ``cfg['name']`` as normalised (N, 1, 28, 28) float tensors."""
+    """Load the dataset ``cfg`` names, once per process.
+
+    Hydra's basic launcher runs every job of a sweep in one process; keeping the last
+    dataset means a 16-job sweep reads and measures FashionMNIST once, not 16 times.
+    The tensors are never modified in place, so sharing them between jobs is safe.
+    """
+    key = json.dumps(cfg, sort_keys=True, default=str)
+    if key not in _CACHE:
+        _CACHE.clear()  # keep one dataset: sweeps rarely alternate between datasets
+        _CACHE[key] = _load(cfg)
+    return _CACHE[key]
+
+
+def _load(cfg: dict[str, Any]) -> Data:
     if cfg["name"] == "synthetic":
         return synthetic(cfg["train_size"], cfg["test_size"], cfg.get("noise", 3.0), cfg["seed"])
     name = cfg["name"]
     root = Path(cfg.get("root", "data"))
     source = ensure_idx_files(name, root, cfg.get("system_dir"), cfg.get("download", True))
-    train_x, train_y = _read_torchvision(name, root, train=True)
-    test_x, test_y = _read_torchvision(name, root, train=False)
+    train = _read_torchvision(name, root, train=True)
+    test = _read_torchvision(name, root, train=False)
     # Normalisation constants are measured from the training split, not copied from a blog.
-    train_images = train_x.float().div_(255)
-    mean, std = train_images.mean().item(), train_images.std().item()
-    return Data(
-        train=TensorDataset(train_images.sub_(mean).div_(std).contiguous(), train_y),
-        test=TensorDataset(_normalise(test_x, mean, std), test_y),
-        source=source,
-        mean=mean,
-        std=std,
-    )
+    pixels = train.images.to(torch.float32).div_(255)
+    mean, std = pixels.mean().item(), pixels.std().item()
+    return Data(name, root, train, test, source, mean, std)
 
 
 def ensure_idx_files(
@@ -145,21 +185,23 @@ def _prepare_from(src_dir: Path, raw: Path) -> None:
             raise
 
 
-def _read_torchvision(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def torchvision_dataset(name: str, root: Path, train: bool, transform: Any = None) -> Any:
     import torchvision.datasets as tvd
 
     try:
-        ds = getattr(tvd, _TORCHVISION_CLASS[name])(str(root), train=train, download=False)
+        return getattr(tvd, _TORCHVISION_CLASS[name])(
+            str(root), train=train, download=False, transform=transform
+        )
     except Exception as exc:
         raise DataError(
             f"dataset.name={name}: the IDX files under {root} could not be read ({exc}). "
             "Delete them to prepare them again."
         ) from None
-    return ds.data.unsqueeze(1), ds.targets.long()
 
 
-def _normalise(images_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    return images_u8.float().div_(255).sub_(mean).div_(std).contiguous()
+def _read_torchvision(name: str, root: Path, train: bool) -> Split:
+    ds = torchvision_dataset(name, root, train)
+    return Split(ds.data.unsqueeze(1).contiguous(), ds.targets.long())
 
 
 def synthetic(train_size: int, test_size: int, noise: float, seed: int) -> Data:
@@ -184,37 +226,195 @@ def synthetic(train_size: int, test_size: int, noise: float, seed: int) -> Data:
     mean, std = images[:train_size].mean().item(), images[:train_size].std().item()
     images = (images - mean) / std
     return Data(
-        train=TensorDataset(images[:train_size].contiguous(), labels[:train_size].contiguous()),
-        test=TensorDataset(images[train_size:].contiguous(), labels[train_size:].contiguous()),
+        name="synthetic",
+        root=None,
+        train=Split(images[:train_size].contiguous(), labels[:train_size].contiguous()),
+        test=Split(images[train_size:].contiguous(), labels[train_size:].contiguous()),
         source=f"generated (seed {seed}, noise {noise})",
         mean=mean,
         std=std,
     )
 
 
-def make_loader(
-    ds: TensorDataset,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-) -> DataLoader:
-    """A DataLoader that fetches whole batches by tensor indexing (one gather per batch)."""
-    base = (
-        RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
-        if shuffle
-        else SequentialSampler(ds)
-    )
-    return DataLoader(
-        ds,
-        sampler=BatchSampler(base, batch_size=batch_size, drop_last=False),
-        batch_size=None,  # the sampler yields index lists; TensorDataset gathers them at once
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-    )
+# --- batches ----------------------------------------------------------------------------
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order in which epoch ``epoch`` (1-based) visits the ``n`` training samples.
+
+    ``torch.randperm(n, generator=torch.Generator().manual_seed(s))`` with
+    ``s = (seed * 1_000_003 + epoch) mod 2**63``: a pure function of (seed, epoch), the same
+    on every device and data path, so a resumed run sees the same batches.
+    """
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
+    return torch.randperm(n, generator=generator)
 
 
 def batches_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
+
+
+class Batches(Protocol):
+    """What the loop iterates: (images, labels) on the training device, ready for the model."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+class TensorBatches:
+    """The fast path: the split sits on ``device``; batches are drawn by index.
+
+    ``shuffle_seed=None`` visits the samples in order (evaluation), as views without copies.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        mean: float,
+        std: float,
+        shuffle_seed: int | None = None,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.batch_size, self.device, self.mean, self.std = batch_size, device, mean, std
+        self.seed, self.memory_format, self.epoch = shuffle_seed, memory_format, 1
+
+    def __len__(self) -> int:
+        return batches_per_epoch(len(self.labels), self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, size = len(self.labels), self.batch_size
+        order = None
+        if self.seed is not None:
+            order = epoch_order(n, self.seed, self.epoch).to(self.device)
+        for start in range(0, n, size):
+            if order is None:
+                images, labels = (
+                    self.images[start : start + size],
+                    self.labels[start : start + size],
+                )
+            else:
+                index = order[start : start + size]
+                images = self.images.index_select(0, index)
+                labels = self.labels.index_select(0, index)
+            images = normalise(images, self.mean, self.std)
+            yield images.contiguous(memory_format=self.memory_format), labels
+
+
+class EpochSampler(Sampler[int]):
+    """``epoch_order`` as a DataLoader sampler."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 1
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(epoch_order(self.n, self.seed, self.epoch).tolist())
+
+
+class LoaderBatches:
+    """The DataLoader path: per-sample transforms in workers, batches copied to ``device``."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        device: torch.device,
+        shuffle_seed: int | None = None,
+        num_workers: int = 0,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        n = len(dataset)  # type: ignore[arg-type]
+        self.sampler = EpochSampler(n, shuffle_seed) if shuffle_seed is not None else None
+        cuda = device.type == "cuda"
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=cuda,  # pinned pages make the host-to-device copy asynchronous
+            persistent_workers=num_workers > 0,
+            # Its own generator: otherwise each epoch's iterator draws a worker seed from
+            # the global RNG, and dropout masks would differ from the tensor path's.
+            generator=torch.Generator().manual_seed(shuffle_seed or 0),
+        )
+        self.device, self.non_blocking, self.memory_format = device, cuda, memory_format
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.sampler is not None:
+            self.sampler.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in self.loader:
+            images = images.to(self.device, non_blocking=self.non_blocking)
+            labels = labels.to(self.device, non_blocking=self.non_blocking)
+            yield images.contiguous(memory_format=self.memory_format), labels
+
+
+def loader_dataset(data: Data, train: bool) -> Dataset:
+    """The split as the loader path reads it: torchvision's class with ToTensor+Normalize."""
+    split = data.train if train else data.test
+    if data.root is None:  # generated data: already normalised tensors
+        return TensorDataset(split.images, split.labels)
+    from torchvision import transforms
+
+    transform = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((data.mean,), (data.std,))]
+    )
+    return torchvision_dataset(data.name, data.root, train, transform)
+
+
+def fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether ``nbytes`` may live on ``device``: at most half of its free memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= free // 2
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        free = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return True  # not Linux: assume a split of 28x28 images fits
+    return nbytes <= free // 2
+
+
+def make_batches(
+    data: Data,
+    device: torch.device,
+    batch_size: int,
+    eval_batch_size: int,
+    seed: int,
+    path: str = "auto",
+    num_workers: int = 0,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[Batches, Batches, str]:
+    """Training and evaluation batches on ``device``, and the data path chosen."""
+    if path == "auto":
+        path = "tensor" if fits_on(device, data.train.nbytes + data.test.nbytes) else "loader"
+    if path == "tensor":
+        train: Batches = TensorBatches(
+            data.train, batch_size, device, data.mean, data.std, seed, memory_format
+        )
+        test: Batches = TensorBatches(
+            data.test, eval_batch_size, device, data.mean, data.std, None, memory_format
+        )
+    else:
+        train = LoaderBatches(
+            loader_dataset(data, True), batch_size, device, seed, num_workers, memory_format
+        )
+        test = LoaderBatches(
+            loader_dataset(data, False), eval_batch_size, device, None, num_workers, memory_format
+        )
+    return train, test, path

@@ -8,7 +8,7 @@ steps.csv:   epoch, step, lr[, lr_1, ...], loss
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,31 +60,24 @@ class CSVLog:
 
 
 class StepRecorder:
-    """Collect one row per optimizer step; write them in small batches.
+    """Collect one row per optimizer step; write them when the epoch ends.
 
-    The loss stays a device tensor until a flush, so logging every step costs one host sync
-    per ``flush_every`` steps instead of one per step. ``flush()`` also runs when the run
-    ends or fails, so every step taken is on disk.
+    The lr is a host float; the loss stays a device tensor until ``flush()``, so logging
+    every step costs no host sync (one ``tolist()`` per epoch). ``flush()`` also runs when
+    a run fails or is interrupted, so every step taken is on disk.
     """
 
-    def __init__(
-        self,
-        log: CSVLog,
-        flush_every: int = 25,
-        on_flush: Callable[[dict[str, Any]], None] | None = None,
-    ) -> None:
-        self.log, self.flush_every, self.on_flush = log, flush_every, on_flush
+    def __init__(self, log: CSVLog) -> None:
+        self.log = log
         self._pending: list[tuple[int, int, list[float], torch.Tensor]] = []
 
     def record(self, epoch: int, step: int, lrs: list[float], loss: torch.Tensor) -> None:
         self._pending.append((epoch, step, lrs, loss.detach()))
-        if len(self._pending) >= self.flush_every:
-            self.flush()
 
     def flush(self) -> None:
         if not self._pending:
             return
-        losses = torch.stack([p[3] for p in self._pending]).float().cpu().tolist()
+        losses = torch.stack([p[3] for p in self._pending]).float().tolist()
         names = lr_columns(len(self._pending[0][2]))
         rows = [
             {"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True)), "loss": loss}
@@ -92,5 +85,3 @@ class StepRecorder:
         ]
         self._pending.clear()
         self.log.write_many(rows)
-        if self.on_flush is not None:
-            self.on_flush(rows[-1])

@@ -19,10 +19,18 @@ So the scheduler is always stepped after the optimizer (torch never warns), its 
 the first interval, f(1) for the second, and so on: no off-by-one. The lr is read from
 ``optimizer.param_groups`` before the step, never from ``get_lr()`` (which computes the
 *next* value for chainable schedulers) nor from ``get_last_lr()`` after a step.
+
+Host syncs
+----------
+None per step: the lr is a Python float the host already has, the loss stays on the device
+(buffered by the StepRecorder) and so do the loss/accuracy sums. An epoch costs one sync
+when steps.csv and the metrics row are written. (The live progress bar reads the latest
+loss at most four times a second, and only on an interactive terminal.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,10 +41,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torch.utils.data import DataLoader
 
+from lrrun.data import Batches
 from lrrun.loggers import StepRecorder, lr_columns
 from lrrun.schedulers import Stepping, current_lrs
+
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
+OnStep = Callable[[int, list[float], torch.Tensor], None]
+
+
+def no_autocast() -> contextlib.AbstractContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -64,67 +79,85 @@ def step_after_epoch(stepping: Stepping, metrics: dict[str, Any]) -> None:
 
 def train_one_epoch(
     model: nn.Module,
-    loader: DataLoader,
+    batches: Batches,
     optimizer: Optimizer,
     stepping: Stepping,
-    device: torch.device,
     epoch: int,
     step: int,
     recorder: StepRecorder,
+    autocast: Autocast = no_autocast,
+    on_step: OnStep | None = None,
 ) -> TrainStats:
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    batches.set_epoch(epoch)
+    loss_sum = correct = None
     seen, first_lrs = 0, None
-    for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
+    for done, (images, targets) in enumerate(batches, 1):
         lrs = current_lrs(optimizer)  # the lr this optimizer step will use
         first_lrs = first_lrs or lrs
         optimizer.zero_grad(set_to_none=True)
-        logits = model(images)
-        loss = F.cross_entropy(logits, targets)
+        with autocast():
+            logits = model(images)
+            loss = F.cross_entropy(logits, targets)
         loss.backward()
         optimizer.step()
         step_after_batch(stepping)
         step += 1
+        loss = loss.detach()
         recorder.record(epoch, step, lrs, loss)
-        loss_sum += loss.detach() * targets.numel()
-        correct += (logits.argmax(1) == targets).sum()
+        loss_sum = _add(loss_sum, loss * targets.numel())
+        correct = _add(correct, (logits.argmax(1) == targets).sum())
         seen += targets.numel()
+        if on_step is not None:
+            on_step(done, lrs, loss)
     recorder.flush()
-    assert first_lrs is not None, "the training loader yielded no batch"
-    return TrainStats(first_lrs, (loss_sum / seen).item(), correct.item() / seen, step)
+    assert first_lrs is not None, "the training data yielded no batch"
+    mean_loss, acc = _means(loss_sum, correct, seen)  # the epoch's one host sync
+    return TrainStats(first_lrs, mean_loss, acc, step)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (0..1) over the whole loader."""
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, batches: Batches, autocast: Autocast = no_autocast
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (0..1) over all batches."""
     model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    loss_sum = correct = None
     seen = 0
-    for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        logits = model(images)
-        loss_sum += F.cross_entropy(logits, targets, reduction="sum")
-        correct += (logits.argmax(1) == targets).sum()
+    for images, targets in batches:
+        with autocast():
+            logits = model(images)
+        loss_sum = _add(loss_sum, F.cross_entropy(logits.float(), targets, reduction="sum"))
+        correct = _add(correct, (logits.argmax(1) == targets).sum())
         seen += targets.numel()
-    return (loss_sum / seen).item(), correct.item() / seen
+    return _means(loss_sum, correct, seen)
+
+
+def _add(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+    """Accumulate on the device (no host sync); starts from the first value's device."""
+    return value if total is None else total + value
+
+
+def _means(
+    loss_sum: torch.Tensor | None, correct: torch.Tensor | None, seen: int
+) -> tuple[float, float]:
+    assert loss_sum is not None and correct is not None and seen > 0, "no batch was seen"
+    loss, right = torch.stack([loss_sum.float(), correct.float()]).tolist()
+    return loss / seen, right / seen
 
 
 def fit(
     model: nn.Module,
-    train_loader: DataLoader,
-    val_loader: DataLoader,
+    train_batches: Batches,
+    val_batches: Batches,
     optimizer: Optimizer,
     stepping: Stepping,
     epochs: int,
-    device: torch.device,
     recorder: StepRecorder,
     on_epoch: Callable[[dict[str, Any]], None],
     on_epoch_start: Callable[[int], None] = lambda epoch: None,
+    on_step: OnStep | None = None,
+    autocast: Autocast = no_autocast,
 ) -> list[dict[str, Any]]:
     """Train for ``epochs``; return the metrics rows (also passed to ``on_epoch`` as they end)."""
     history: list[dict[str, Any]] = []
@@ -134,11 +167,11 @@ def fit(
         on_epoch_start(epoch)
         # --- train
         train = train_one_epoch(
-            model, train_loader, optimizer, stepping, device, epoch, step, recorder
+            model, train_batches, optimizer, stepping, epoch, step, recorder, autocast, on_step
         )
         step = train.last_step
         # --- evaluate
-        val_loss, val_acc = evaluate(model, val_loader, device)
+        val_loss, val_acc = evaluate(model, val_batches, autocast)
         # --- log (the row is on disk before the schedule moves on)
         row = {
             "epoch": epoch,

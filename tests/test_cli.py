@@ -147,6 +147,10 @@ BAD_INPUTS = [
     (["trainer.device=cuda:99"], "trainer.device='cuda:99' is not available"),
     (["trainer.device=tpu"], "trainer.device='tpu' is not a device"),
     (["model.input_dim=100"], "model.input_dim=100 does not fit the data"),
+    (["trainer.precision=fp16"], "trainer.precision='fp16' is not allowed: it must be one of"),
+    (["trainer.data_path=gpu"], "trainer.data_path='gpu' is not allowed"),
+    (["trainer.channels_last=yes"], "trainer.channels_last='yes' is not allowed"),
+    (["trainer.compile=1"], "trainer.compile=1 is not allowed: it must be true or false"),
 ]
 
 

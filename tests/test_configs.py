@@ -73,8 +73,8 @@ def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: 
         assert snake(target) == choice
     if group == "dataset" and choice == "synthetic":
         data = load_data(dict(cfg.dataset))
-        assert data.train.tensors[0].shape == (cfg.dataset.train_size, 1, 28, 28)
-        assert set(data.train.tensors[1].tolist()) == set(range(10))
+        assert data.train.images.shape == (cfg.dataset.train_size, 1, 28, 28)
+        assert set(data.train.labels.tolist()) == set(range(10))
 
 
 def test_policy_keys_never_reach_torch(compose_cfg) -> None:

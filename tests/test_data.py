@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision.datasets
 
-from lrrun.data import IDX_FILES, ensure_idx_files, load_data, synthetic
+from lrrun.data import IDX_FILES, ensure_idx_files, load_data, normalise, synthetic
 from lrrun.errors import DataError
 from tests.idx import write_idx_set
 
@@ -27,13 +27,16 @@ def test_files_already_under_root(tmp_path: Path) -> None:
     written = write_idx_set(tmp_path / "FashionMNIST" / "raw", gz=False)
     data = load_data(fashion(tmp_path))
     assert data.source == str(tmp_path / "FashionMNIST" / "raw")
-    x, y = data.train.tensors
-    assert x.shape == (40, 1, 28, 28) and x.dtype == torch.float32
-    assert torch.equal(y, written["train-labels-idx1-ubyte"].long())
-    # Normalisation constants are measured from the generated training images.
+    # Kept as on disk: uint8 pixels, int64 labels.
+    assert data.train.images.shape == (40, 1, 28, 28) and data.train.images.dtype == torch.uint8
+    assert torch.equal(data.train.images.squeeze(1), written["train-images-idx3-ubyte"])
+    assert torch.equal(data.train.labels, written["train-labels-idx1-ubyte"].long())
+    # Normalisation constants are measured from the generated training images...
     raw = written["train-images-idx3-ubyte"].float() / 255
     assert data.mean == pytest.approx(raw.mean().item(), rel=1e-6)
     assert data.std == pytest.approx(raw.std().item(), rel=1e-6)
+    # ...and normalise() is ToTensor() + Normalize() with them.
+    x = normalise(data.train.images, data.mean, data.std)
     torch.testing.assert_close(x.squeeze(1), (raw - data.mean) / data.std)
     assert abs(x.mean().item()) < 1e-5 and x.std().item() == pytest.approx(1.0, rel=1e-4)
 
@@ -45,7 +48,7 @@ def test_gz_files_in_system_dir_are_prepared_into_root(tmp_path: Path) -> None:
     raw = tmp_path / "data" / "FashionMNIST" / "raw"
     assert data.source == f"{system} (prepared into {raw})"
     assert sorted(p.name for p in raw.iterdir()) == sorted(IDX_FILES)
-    assert torch.equal(data.test.tensors[1], written["t10k-labels-idx1-ubyte"].long())
+    assert torch.equal(data.test.labels, written["t10k-labels-idx1-ubyte"].long())
     # A second run finds the prepared files under root.
     assert ensure_idx_files("fashion_mnist", tmp_path / "data", system, False) == str(raw)
 
@@ -92,9 +95,9 @@ def test_synthetic_is_deterministic_and_balanced() -> None:
         synthetic(500, 100, 3.0, seed=1),
         synthetic(500, 100, 3.0, seed=2),
     )
-    assert torch.equal(a.train.tensors[0], b.train.tensors[0])
-    assert not torch.equal(a.train.tensors[0], c.train.tensors[0])
-    counts = torch.bincount(a.train.tensors[1], minlength=10)
+    assert torch.equal(a.train.images, b.train.images)
+    assert not torch.equal(a.train.images, c.train.images)
+    counts = torch.bincount(a.train.labels, minlength=10)
     assert counts.min() > 20  # every class is present
 
 
