@@ -51,8 +51,9 @@ format: install ## ruff fix + format
 	$(BIN)/ruff check --fix lrrun tests benchmarks
 	$(BIN)/ruff format lrrun tests benchmarks
 
-bench: install data ## throughput figures (steps/s, epoch time) on this machine
-	$(BIN)/python benchmarks/throughput.py
+bench: install data ## lrrun vs the tutorial loop (both models, 5 epochs, ~15 min on 2 CPU cores), then start-up and sweep cost
+	$(BIN)/python benchmarks/peer.py $(ARGS)
+	$(BIN)/python benchmarks/sweep.py
 
 clean: ## remove the venv, caches and run outputs (keeps data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist build outputs/*/ multirun

@@ -122,3 +122,9 @@ def print_error(message: str) -> None:
     """One ``error: ...`` line on stderr (no markup: values such as [3, 2] contain brackets)."""
     text = Text.assemble(("error: ", "bold red"), message)
     Console(stderr=True, highlight=False).print(text, soft_wrap=True)
+
+
+def print_warning(message: str) -> None:
+    """One ``warning: ...`` line on stderr."""
+    text = Text.assemble(("warning: ", "bold yellow"), message)
+    Console(stderr=True, highlight=False).print(text, soft_wrap=True)

@@ -22,7 +22,9 @@ import json
 import math
 import os
 import shutil
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +104,11 @@ def _load(cfg: dict[str, Any]) -> Data:
     name = cfg["name"]
     root = Path(cfg.get("root", "data"))
     source = ensure_idx_files(name, root, cfg.get("system_dir"), cfg.get("download", True))
+    check_idx_set(root / _TORCHVISION_CLASS[name] / "raw")
     train = _read_torchvision(name, root, train=True)
     test = _read_torchvision(name, root, train=False)
+    if not cfg.get("normalize", True):  # ToTensor() alone: pixels in [0, 1]
+        return Data(name, root, train, test, source, 0.0, 1.0)
     # Normalisation constants are measured from the training split, not copied from a blog.
     pixels = train.images.to(torch.float32).div_(255)
     mean, std = pixels.mean().item(), pixels.std().item()
@@ -158,6 +163,43 @@ def ensure_idx_files(
     )
 
 
+def check_idx_set(raw: Path) -> None:
+    """Refuse truncated or corrupt IDX files with a message naming the file; torchvision
+    would fail with an obscure error or, for some damage, read a silently short dataset."""
+    counts = {}
+    for f in IDX_FILES:
+        path = raw / f
+        ndim = 3 if "images" in f else 1
+        with path.open("rb") as fh:
+            header = fh.read(4 + 4 * ndim)
+        fix = f"Delete {path} so lrrun prepares it again from a good copy."
+        if len(header) < 4 or header[:4] != bytes([0, 0, 0x08, ndim]):
+            raise DataError(
+                f"{path} is not an IDX file of uint8 {'images' if ndim == 3 else 'labels'}: "
+                f"magic number {header[:4].hex() or 'missing'}, expected 000008{ndim:02x}. {fix}"
+            )
+        if len(header) < 4 + 4 * ndim:
+            raise DataError(f"{path} is truncated inside its header. {fix}")
+        dims = struct.unpack(f">{ndim}I", header[4:])
+        expected = 4 + 4 * ndim + math.prod(dims)
+        size = path.stat().st_size
+        if size != expected:
+            raise DataError(
+                f"{path} has {size} bytes; its header ({' x '.join(map(str, dims))}) needs "
+                f"{expected}: the file is {'truncated' if size < expected else 'too long'}. {fix}"
+            )
+        if ndim == 3 and dims[1:] != IMAGE_SHAPE[1:]:
+            raise DataError(f"{path} holds {dims[1]}x{dims[2]} images, not 28x28. {fix}")
+        counts[f] = dims[0]
+    for split in ("train", "t10k"):
+        images, labels = counts[f"{split}-images-idx3-ubyte"], counts[f"{split}-labels-idx1-ubyte"]
+        if images != labels:
+            raise DataError(
+                f"{raw}: {split}-images has {images} images but {split}-labels has {labels} "
+                "labels. Delete both so lrrun prepares them again."
+            )
+
+
 def _have_raw(raw: Path) -> bool:
     return all((raw / f).is_file() for f in IDX_FILES)
 
@@ -180,6 +222,13 @@ def _prepare_from(src_dir: Path, raw: Path) -> None:
             with gzip.open(src_dir / f"{f}.gz", "rb") as src, os.fdopen(fd, "wb") as dst:
                 shutil.copyfileobj(src, dst, length=1 << 20)
             os.replace(tmp, raw / f)
+        except (EOFError, OSError, zlib.error) as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise DataError(
+                f"{src_dir / f'{f}.gz'} could not be unpacked ({root_cause(exc)}): it is "
+                "truncated or corrupt. Replace it (e.g. apt-get install --reinstall "
+                "dataset-fashion-mnist) or delete it."
+            ) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -18,3 +18,19 @@ def root_cause(exc: BaseException) -> str:
     while exc.__cause__ is not None:
         exc = exc.__cause__
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+class Diverged(Exception):
+    """A non-finite training loss (trainer.stop_on_nonfinite=true): the run stops, exit 3."""
+
+    def __init__(self, epoch: int, step: int, lr: float, loss: float) -> None:
+        self.epoch, self.step, self.lr, self.loss = epoch, step, lr, loss
+        super().__init__(
+            f"diverged: loss={loss} at epoch {epoch}, step {step} (lr {lr:.6g}). Every row up "
+            "to the end of that epoch is in steps.csv. Lower optimizer.lr or the schedule's "
+            "peak, or set trainer.stop_on_nonfinite=false to keep training and watch."
+        )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so a run unwinds exactly as on Ctrl-C."""

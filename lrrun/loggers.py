@@ -8,11 +8,16 @@ steps.csv:   epoch, step, lr[, lr_1, ...], loss
 from __future__ import annotations
 
 import csv
+import json
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from lrrun.errors import ConfigError
 
 
 def lr_columns(n_groups: int) -> list[str]:
@@ -37,15 +42,41 @@ def steps_columns(n_groups: int) -> list[str]:
 
 
 class CSVLog:
-    """Append rows to a CSV with a fixed header, flushing every write."""
+    """Append rows to a CSV with a fixed header, flushing every write.
 
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+    ``keep_epochs=None`` starts a new file. On resume, ``keep_epochs=N`` keeps the rows of
+    epochs 1..N already in the file (rows of a half-done epoch are dropped, to be redone)
+    and appends after them; ``kept`` holds those rows.
+    """
+
+    def __init__(self, path: Path, columns: Sequence[str], keep_epochs: int | None = None) -> None:
         self.path, self.columns = path, list(columns)
+        self.kept: list[dict[str, str]] = []
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("w", newline="")
+        if keep_epochs is not None and path.is_file():
+            self.kept = self._keep(keep_epochs)
+        self._file = path.open("w" if keep_epochs is None else "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
-        self._writer.writeheader()
+        if self._file.tell() == 0:
+            self._writer.writeheader()
         self._file.flush()
+
+    def _keep(self, epochs: int) -> list[dict[str, str]]:
+        with self.path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != self.columns:
+                raise ConfigError(
+                    f"trainer.resume: {self.path} has columns {reader.fieldnames}, this run "
+                    f"writes {self.columns}. Resume with the checkpoint's config."
+                )
+            rows = [r for r in reader if r.get("epoch", "").isdigit() and int(r["epoch"]) <= epochs]
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        with os.fdopen(fd, "w", newline="") as f:  # rewritten atomically: never half a file
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+        return rows
 
     def write(self, row: dict[str, Any]) -> None:
         self.write_many([row])
@@ -74,9 +105,10 @@ class StepRecorder:
     def record(self, epoch: int, step: int, lrs: list[float], loss: torch.Tensor) -> None:
         self._pending.append((epoch, step, lrs, loss.detach()))
 
-    def flush(self) -> None:
+    def flush(self) -> list[dict[str, Any]]:
+        """Write the pending rows; return them (losses as floats)."""
         if not self._pending:
-            return
+            return []
         losses = torch.stack([p[3] for p in self._pending]).float().tolist()
         names = lr_columns(len(self._pending[0][2]))
         rows = [
@@ -85,3 +117,19 @@ class StepRecorder:
         ]
         self._pending.clear()
         self.log.write_many(rows)
+        return rows
+
+
+def write_status(run_dir: Path, status: str, **fields: Any) -> None:
+    """status.json: running | ok | diverged | interrupted | failed, for sweep summaries.
+    Written atomically; fields of the previous status (epoch, step) are kept."""
+    path = run_dir / "status.json"
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    state = {**previous, **fields, "status": status}
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".status.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(tmp, path)

@@ -31,6 +31,7 @@ loss at most four times a second, and only on an interactive terminal.)
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lrrun.data import Batches
+from lrrun.errors import Diverged
 from lrrun.loggers import StepRecorder, lr_columns
 from lrrun.schedulers import Stepping, current_lrs
 
@@ -87,6 +89,7 @@ def train_one_epoch(
     recorder: StepRecorder,
     autocast: Autocast = no_autocast,
     on_step: OnStep | None = None,
+    stop_on_nonfinite: bool = True,
 ) -> TrainStats:
     model.train()
     batches.set_epoch(epoch)
@@ -110,8 +113,10 @@ def train_one_epoch(
         seen += targets.numel()
         if on_step is not None:
             on_step(done, lrs, loss)
-    recorder.flush()
+    rows = recorder.flush()
     assert first_lrs is not None, "the training data yielded no batch"
+    if stop_on_nonfinite:
+        check_finite(rows)
     mean_loss, acc = _means(loss_sum, correct, seen)  # the epoch's one host sync
     return TrainStats(first_lrs, mean_loss, acc, step)
 
@@ -133,6 +138,17 @@ def evaluate(
     return _means(loss_sum, correct, seen)
 
 
+def check_finite(rows: list[dict[str, Any]]) -> None:
+    """Raise Diverged at the first step whose loss is NaN or infinite.
+
+    Checked once per epoch, on the losses steps.csv has just received: checking per step
+    would cost a host sync per step. The rows (NaNs included) are already on disk.
+    """
+    for row in rows:
+        if not math.isfinite(row["loss"]):
+            raise Diverged(row["epoch"], row["step"], row["lr"], row["loss"])
+
+
 def _add(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
     """Accumulate on the device (no host sync); starts from the first value's device."""
     return value if total is None else total + value
@@ -146,29 +162,46 @@ def _means(
     return loss / seen, right / seen
 
 
+@dataclass
+class Hooks:
+    """What the runner does around the loop (console, CSV, checkpoints); all optional."""
+
+    epoch_start: Callable[[int], None] = lambda epoch: None
+    step: OnStep | None = None
+    epoch_end: Callable[[dict[str, Any]], None] = lambda row: None  # before the schedule moves
+    epoch_done: Callable[[int, int], None] = lambda epoch, step: None  # after: checkpoint here
+
+
 def fit(
     model: nn.Module,
     train_batches: Batches,
     val_batches: Batches,
     optimizer: Optimizer,
     stepping: Stepping,
-    epochs: int,
     recorder: StepRecorder,
-    on_epoch: Callable[[dict[str, Any]], None],
-    on_epoch_start: Callable[[int], None] = lambda epoch: None,
-    on_step: OnStep | None = None,
+    epochs: int,
+    *,
+    start_epoch: int = 1,
+    step: int = 0,
     autocast: Autocast = no_autocast,
+    hooks: Hooks | None = None,
+    stop_on_nonfinite: bool = True,
 ) -> list[dict[str, Any]]:
-    """Train for ``epochs``; return the metrics rows (also passed to ``on_epoch`` as they end)."""
+    """Train epochs ``start_epoch..epochs``; return their metrics rows.
+
+    A resumed run passes the epoch and global step to continue from; the model, optimizer,
+    scheduler and RNG states must already be restored.
+    """
+    hooks = hooks or Hooks()
     history: list[dict[str, Any]] = []
-    step = 0
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start_epoch, epochs + 1):
         start = time.perf_counter()
-        on_epoch_start(epoch)
+        hooks.epoch_start(epoch)
         # --- train
         train = train_one_epoch(
-            model, train_batches, optimizer, stepping, epoch, step, recorder, autocast, on_step
-        )
+            model, train_batches, optimizer, stepping, epoch, step, recorder, autocast,
+            hooks.step, stop_on_nonfinite,
+        )  # fmt: skip
         step = train.last_step
         # --- evaluate
         val_loss, val_acc = evaluate(model, val_batches, autocast)
@@ -182,8 +215,9 @@ def fit(
             "val_acc": val_acc,
             "epoch_time_s": time.perf_counter() - start,
         }
-        on_epoch(row)
+        hooks.epoch_end(row)
         history.append(row)
         # --- schedule
         step_after_epoch(stepping, row)
+        hooks.epoch_done(epoch, step)
     return history

@@ -4,35 +4,44 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import hydra.utils
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer
 
+from lrrun import checkpoint
 from lrrun.config import check_signature, resolved, validate
-from lrrun.console import RunConsole
+from lrrun.console import RunConsole, print_warning
 from lrrun.data import IMAGE_SHAPE, NUM_CLASSES, load_data, make_batches
-from lrrun.errors import ConfigError, root_cause
-from lrrun.loggers import CSVLog, StepRecorder, metrics_columns, steps_columns
-from lrrun.loop import Autocast, fit, no_autocast
+from lrrun.errors import ConfigError, Diverged, root_cause
+from lrrun.lint import lint
+from lrrun.loggers import CSVLog, StepRecorder, metrics_columns, steps_columns, write_status
+from lrrun.loop import Autocast, Hooks, fit, no_autocast
 from lrrun.models import parameter_count
-from lrrun.schedulers import Stepping, build_scheduler, format_args
+from lrrun.schedulers import Stepping, build_scheduler, current_lrs, format_args
 
 
 def run(
     cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """Train as ``cfg`` says, writing metrics.csv and steps.csv into ``run_dir``."""
+    """Train as ``cfg`` says, writing metrics.csv, steps.csv, checkpoint.pt and status.json
+    into ``run_dir`` (with ``trainer.resume``: into the checkpoint's run dir)."""
     choices = choices or {}
     validate(cfg)
     trainer = resolved(cfg.trainer, "trainer")
+    saved = None
+    if trainer["resume"]:
+        path = checkpoint.locate(str(trainer["resume"]))
+        saved, run_dir = checkpoint.load(path), path.parent
     torch.manual_seed(trainer["seed"])
     device = resolve_device(trainer["device"])
-
+    set_deterministic(trainer["deterministic"])
     autocast = precision_context(trainer["precision"], device)
 
     data = load_data(resolved(cfg.dataset, "dataset"))
@@ -46,6 +55,11 @@ def run(
     )  # fmt: skip
     epochs, steps_per_epoch = trainer["epochs"], len(train_batches)
     stepping = build_scheduler(cfg.scheduler, optimizer, epochs, steps_per_epoch)
+    plan = _plan(cfg, stepping, steps_per_epoch)
+    start_epoch, step, best = 1, 0, None
+    if saved is not None:
+        start_epoch, step, best = restore(saved, plan, model, optimizer, stepping, trainer)
+    check_output_dir(run_dir, model, epochs * steps_per_epoch)
     forward = torch.compile(model) if trainer["compile"] else model
 
     groups = len(optimizer.param_groups)
@@ -54,27 +68,175 @@ def run(
     console.header(
         _header(cfg, choices, model, optimizer, stepping, data, steps_per_epoch)
         | {"device": f"{device} ({speed})", "run dir": _short(run_dir)}
+        | ({"resumed": f"after epoch {start_epoch - 1} (step {step})"} if saved else {})
     )
-    metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(groups))
-    steps = CSVLog(run_dir / "steps.csv", steps_columns(groups))
+    for warning in lint(stepping, epochs, steps_per_epoch):
+        print_warning(warning)
+    keep = start_epoch - 1 if saved else None
+    metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(groups), keep)
+    steps = CSVLog(run_dir / "steps.csv", steps_columns(groups), keep)
     recorder = StepRecorder(steps)
-
-    def on_epoch(row: dict[str, Any]) -> None:
-        metrics.write(row)
+    previous: list[dict[str, Any]] = [_floats(r) for r in metrics.kept]
+    for row in previous:
         console.epoch_end(row)
 
+    def epoch_end(row: dict[str, Any]) -> None:
+        nonlocal best
+        metrics.write(row)
+        console.epoch_end(row)
+        if best is None or row["val_acc"] > best[0]:
+            best = (row["val_acc"], row["epoch"])
+
+    def epoch_done(epoch: int, step: int) -> None:
+        state = {
+            "format": checkpoint.FORMAT,
+            "epoch": epoch,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": stepping.scheduler.state_dict() if stepping.scheduler else None,
+            "rng": checkpoint.rng_state(),
+            "best": best,
+            "plan": plan,
+        }
+        checkpoint.save_atomic(state, run_dir / checkpoint.NAME)
+        if trainer["save_best"] and best is not None and best[1] == epoch:
+            checkpoint.save_atomic(state, run_dir / checkpoint.BEST)
+        write_status(run_dir, "running", epoch=epoch, step=step)
+
+    hooks = Hooks(console.epoch_start, console.step_update, epoch_end, epoch_done)
+    write_status(run_dir, "running", epoch=start_epoch - 1, step=step)
+    history: list[dict[str, Any]] = []
     try:
         history = fit(
-            forward, train_batches, val_batches, optimizer, stepping, epochs,
-            recorder, on_epoch, console.epoch_start, console.step_update, autocast,
+            forward, train_batches, val_batches, optimizer, stepping, recorder, epochs,
+            start_epoch=start_epoch, step=step, autocast=autocast, hooks=hooks,
+            stop_on_nonfinite=trainer["stop_on_nonfinite"],
         )  # fmt: skip
+    except BaseException as exc:
+        write_status(run_dir, _failure(exc), message=str(exc) or type(exc).__name__)
+        raise
     finally:  # whatever happens, every step taken is on disk
         recorder.flush()
         metrics.close()
         steps.close()
         console.close()
+    write_status(run_dir, "ok")  # epoch and step: from the last epoch_done
+    history = previous + history
     console.finish(history, _short(run_dir))
     return history
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, Diverged):
+        return "diverged"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return "failed"
+
+
+def _floats(row: dict[str, str]) -> dict[str, Any]:
+    return {k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
+
+
+def _plan(cfg: DictConfig, stepping: Stepping, steps_per_epoch: int) -> dict[str, Any]:
+    """What a resume must not change: the config, minus keys that only affect speed or
+    display, plus the scheduler's derived arguments and the batches per epoch."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    trainer = {k: v for k, v in plain["trainer"].items() if k not in RESUME_FREE_KEYS}
+    return {
+        **{k: plain[k] for k in ("dataset", "model", "optimizer", "scheduler")},
+        "trainer": trainer,
+        "scheduler (derived)": {"name": stepping.name, **stepping.args},
+        "steps_per_epoch": steps_per_epoch,
+    }
+
+
+# Keys a resumed run may change freely: how fast and where it runs, and how long.
+RESUME_FREE_KEYS = (
+    "epochs", "device", "progress", "data_path", "num_workers", "compile", "channels_last",
+    "eval_batch_size", "resume", "allow_config_change", "save_best", "stop_on_nonfinite",
+)  # fmt: skip
+
+
+def restore(
+    saved: dict[str, Any],
+    plan: dict[str, Any],
+    model: nn.Module,
+    optimizer: Optimizer,
+    stepping: Stepping,
+    trainer: dict[str, Any],
+) -> tuple[int, int, tuple[float, int] | None]:
+    """Load a checkpoint into the freshly built objects; return (start epoch, step, best).
+
+    The optimizer's state is loaded after the scheduler was constructed: constructing a
+    scheduler resets the optimizer's lr to the schedule's start, and the checkpoint's
+    param_groups put the lr of the saved epoch back.
+    """
+    if saved["epoch"] >= trainer["epochs"]:
+        raise ConfigError(
+            f"trainer.resume: the checkpoint is at epoch {saved['epoch']}, and "
+            f"trainer.epochs={trainer['epochs']}: nothing left to train. Raise trainer.epochs "
+            "to train longer."
+        )
+    changes = diff(saved["plan"], plan)
+    if changes and not trainer["allow_config_change"]:
+        raise ConfigError(
+            "trainer.resume: this config differs from the checkpoint's: "
+            + "; ".join(changes)
+            + ". Resume with the checkpoint's values, or set trainer.allow_config_change=true "
+            "to continue with the new ones (a changed scheduler starts from its beginning)."
+        )
+    fresh_lrs = current_lrs(optimizer)  # where the just-built schedule starts
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"trainer.resume: the checkpoint's model/optimizer do not fit this config "
+            f"({root_cause(exc)})."
+        ) from None
+    same_scheduler = saved["plan"]["scheduler (derived)"] == plan["scheduler (derived)"]
+    if same_scheduler and stepping.scheduler is not None and saved["scheduler"] is not None:
+        stepping.scheduler.load_state_dict(saved["scheduler"])
+    else:  # another schedule (allowed): it starts from its beginning
+        for group, lr in zip(optimizer.param_groups, fresh_lrs, strict=True):
+            group["lr"] = lr
+    checkpoint.set_rng_state(saved["rng"])
+    return saved["epoch"] + 1, saved["step"], saved["best"]
+
+
+def diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            out += diff(old.get(key, "<unset>"), new.get(key, "<unset>"), name)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def check_output_dir(run_dir: Path, model: nn.Module, total_steps: int) -> None:
+    """Fail at start, not at epoch 37, if the run dir cannot take the run's files."""
+    hint = "Choose another with hydra.run.dir=... (sweeps: hydra.sweep.dir=...)."
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test."):
+            pass
+        free = shutil.disk_usage(run_dir).free
+    except OSError as exc:
+        raise ConfigError(
+            f"run dir {run_dir} is not writable ({exc.strerror or exc}). {hint}"
+        ) from None
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    need = 4 * params + 100 * total_steps + (1 << 20)  # 2 checkpoints (+ momenta), steps.csv
+    if free < need:
+        raise ConfigError(
+            f"run dir {run_dir} has {free / 2**20:.1f} MiB free; this run needs about "
+            f"{need / 2**20:.1f} MiB (checkpoints and CSVs). Free some space. {hint}"
+        )
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -111,6 +273,15 @@ def resolve_device(spec: str) -> torch.device:
             "Use trainer.device=auto or cpu."
         )
     return device
+
+
+def set_deterministic(on: bool) -> None:
+    """Deterministic kernels (bit-exact reruns on GPU too, somewhat slower); CPU runs of
+    these models are deterministic either way."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.benchmark = False
 
 
 def precision_context(precision: str, device: torch.device) -> Autocast:
@@ -206,7 +377,8 @@ def _header(
     monitor = f", monitor={stepping.monitor}" if stepping.monitor else ""
     return {
         "dataset": f"{choices.get('dataset', cfg.dataset.name)}: {len(data.train)} train / "
-        f"{len(data.test)} test, from {data.source}",
+        f"{len(data.test)} test, from {data.source}"
+        + (f", normalised (mean {data.mean:.4f}, std {data.std:.4f})" if data.std != 1 else ""),
         "model": f"{choices.get('model', '')} ({type(model).__name__}, "
         f"{parameter_count(model):,} parameters)",
         "optimizer": f"{choices.get('optimizer', '')} ({type(optimizer).__name__} "

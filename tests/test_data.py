@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
@@ -64,7 +63,7 @@ def test_broken_gz_leaves_no_partial_file(tmp_path: Path) -> None:
     write_idx_set(system, gz=True)
     blob = (system / "train-images-idx3-ubyte.gz").read_bytes()
     (system / "train-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises((EOFError, gzip.BadGzipFile, OSError)):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz could not be unpacked"):
         ensure_idx_files("fashion_mnist", tmp_path / "data", system, False)
     raw = tmp_path / "data" / "FashionMNIST" / "raw"
     assert not (raw / "train-images-idx3-ubyte").exists()
@@ -109,3 +108,36 @@ def test_synthetic_is_learnable(compose_cfg, tmp_path: Path) -> None:
     history = run(cfg, tmp_path)
     accs = [r["val_acc"] for r in history]
     assert accs[-1] > 0.6 and accs[-1] > accs[0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b[: len(b) - 100], "the file is truncated"),
+        (lambda b: b + b"extra", "the file is too long"),
+        (lambda b: b"\x00\x00\x0b\x03" + b[4:], "magic number 00000b03, expected 00000803"),
+        (lambda b: b[:10], "truncated inside its header"),
+        (lambda b: b"", "magic number missing"),
+    ],
+    ids=["truncated", "too-long", "bad-magic", "short-header", "empty"],
+)
+def test_damaged_idx_file_is_named(tmp_path: Path, damage, message: str) -> None:
+    raw = tmp_path / "FashionMNIST" / "raw"
+    write_idx_set(raw, gz=False)
+    path = raw / "train-images-idx3-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataError, match=message) as info:
+        load_data(fashion(tmp_path))
+    assert str(path) in str(info.value) and "Delete" in str(info.value)
+
+
+def test_image_and_label_counts_must_agree(tmp_path: Path) -> None:
+    raw = tmp_path / "FashionMNIST" / "raw"
+    write_idx_set(raw, gz=False)
+    other = write_idx_set(tmp_path / "other", gz=False, n_train=41)
+    (raw / "train-labels-idx1-ubyte").write_bytes(
+        (tmp_path / "other" / "train-labels-idx1-ubyte").read_bytes()
+    )
+    assert len(other["train-labels-idx1-ubyte"]) == 41
+    with pytest.raises(DataError, match="train-images has 40 images but train-labels has 41"):
+        load_data(fashion(tmp_path))

@@ -1,0 +1,79 @@
+"""Start-up time and the cost of a sweep, measured with the real CLI.
+
+    python benchmarks/sweep.py [--epochs 5]
+
+1. ``lrrun --help`` wall time (median of 3).
+2. Command to first training step: a 1-epoch run's wall time minus its epoch_time_s
+   (an upper bound: it also counts writing the last row and exiting).
+3. A 16-job sweep (scheduler.gamma x scheduler.step_size, feedforward, real FashionMNIST)
+   in one process (Hydra's basic launcher): its wall time vs 16 x one job's training time
+   (the sum of its epoch_time_s). The issue's target is a ratio under 1.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LRRUN = [sys.executable, "-m", "lrrun"]
+
+
+def timed(args: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return wall
+
+
+def training_seconds(metrics: Path) -> float:
+    with metrics.open() as f:
+        return sum(float(r["epoch_time_s"]) for r in csv.DictReader(f))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--root", default=str(ROOT / "data"))
+    args = parser.parse_args()
+    common = [f"dataset.root={args.root}", "model=feedforward", "trainer.progress=false",
+              "trainer.device=cpu"]  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        help_s = statistics.median(timed([*LRRUN, "--help"], cwd) for _ in range(3))
+        print(f"1. lrrun --help                         {help_s:6.2f} s")
+
+        wall = timed([*LRRUN, *common, "trainer.epochs=1", "hydra.run.dir=one"], cwd)
+        first = wall - training_seconds(cwd / "one" / "metrics.csv")
+        print(f"2. command to first training step       {first:6.2f} s (upper bound; "
+              f"1-epoch run {wall:.2f} s wall)")  # fmt: skip
+
+        single = [*common, f"trainer.epochs={args.epochs}", "scheduler=step_lr"]
+        wall_one = timed([*LRRUN, *single, "hydra.run.dir=single"], cwd)
+        train_one = training_seconds(cwd / "single" / "metrics.csv")
+        sweep = [*LRRUN, "-m", *single, "scheduler.gamma=0.1,0.3,0.5,0.7",
+                 "scheduler.step_size=1,2,3,4", "hydra.sweep.dir=sweep"]  # fmt: skip
+        wall_sweep = timed(sweep, cwd)
+        jobs = sorted((cwd / "sweep").glob("*/metrics.csv"))
+        train_jobs = sum(training_seconds(m) for m in jobs)
+        print(
+            f"3. one job: {wall_one:.2f} s wall, {train_one:.2f} s training ({args.epochs} epochs)"
+        )
+        print(
+            f"   {len(jobs)}-job sweep: {wall_sweep:.2f} s wall, {train_jobs:.2f} s training in all"
+        )
+        print(f"   sweep wall / (16 x one job's training) = {wall_sweep / (16 * train_one):.2f}")
+        print(f"   sweep wall / its own training time     = {wall_sweep / train_jobs:.2f}")
+        print(f"   sweep wall / (16 x one job's wall)     = {wall_sweep / (16 * wall_one):.2f}")
+
+
+if __name__ == "__main__":
+    main()
