@@ -21,21 +21,28 @@ def job_statuses(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-class SweepStatus(Callback):
-    """After a multirun: if any job did not end ok, list them and exit 1.
+class SweepEnd(Callback):
+    """After a multirun: summary.csv, the ranked table and the sweep's pictures
+    (lrrun.report), then exit 1 if any job did not end ok.
 
     Jobs that fail (bad values, divergence) do not stop the sweep; this makes the failure
     visible in the exit code once every job has had its turn.
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from lrrun.console import print_error
+
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
+        try:
+            from lrrun.report import report
+
+            report(sweep_dir)
+        except Exception as exc:  # a report must never hide the jobs' own outcome
+            print_error(f"the sweep report failed ({exc}); run lrrun-report {sweep_dir}")
         failed = {k: v for k, v in job_statuses(sweep_dir).items() if v.get("status") != "ok"}
         if failed:
-            from lrrun.console import print_error
-
             lines = [f"job {k}: {v.get('status')}" for k, v in failed.items()]
             print_error(
                 f"{len(failed)} job(s) did not finish ok in {sweep_dir}: " + "; ".join(lines)

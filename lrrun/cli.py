@@ -85,15 +85,20 @@ class _sigterm_raises:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def main() -> None:
+def precheck(args: list[str], extra_roots: tuple[str, ...] = ()) -> None:
+    """Checks that must run before Hydra composes (typos, run dir); exit 2 on failure."""
     from lrrun.config import check_output_location, check_overrides
 
     try:
-        check_overrides(sys.argv[1:])
-        check_output_location(sys.argv[1:])
+        check_overrides(args, extra_roots)
+        check_output_location(args)
     except LrrunError as exc:
         from lrrun.console import print_error
 
         print_error(str(exc))
         raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def main() -> None:
+    precheck(sys.argv[1:])
     _hydra_main()

@@ -101,6 +101,7 @@ TRAINER_RULES: dict[str, Rule] = {
     "save_best": BOOL,
     "stop_on_nonfinite": BOOL,
     "deterministic": BOOL,
+    "plot": BOOL,
 }
 DATASET_RULES: dict[str, Rule] = {
     "name": _choice(*DATASETS),
@@ -295,7 +296,7 @@ def _show(value: Any) -> str:
 GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer")
 
 
-def check_overrides(args: list[str]) -> None:
+def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
     """Catch unknown choices and unknown keys (typos) on the command line, with the closest
     valid name suggested. Hydra would reject them too, but with exit 1 and no suggestion.
     Anything this does not understand is left to Hydra."""
@@ -327,6 +328,8 @@ def check_overrides(args: list[str]) -> None:
         if "." not in key or o.is_add() or o.is_force_add() or key.startswith("hydra."):
             continue
         group, path = key.split(".", 1)
+        if group in extra_roots:
+            continue
         if group not in GROUPS:
             raise ConfigError(
                 f"{key}: {group} is not a config group{_did_you_mean(group, GROUPS)} "

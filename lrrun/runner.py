@@ -6,6 +6,7 @@ import functools
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,12 @@ def run(
             checkpoint.save_atomic(state, run_dir / checkpoint.BEST)
         write_status(run_dir, "running", epoch=epoch, step=step)
 
-    hooks = Hooks(console.epoch_start, console.step_update, epoch_end, epoch_done)
+    def epoch_start(epoch: int) -> None:
+        if epoch == start_epoch:  # set-up is done: the next thing is the first step
+            write_status(run_dir, "running", startup_s=round(process_age(), 3))
+        console.epoch_start(epoch)
+
+    hooks = Hooks(epoch_start, console.step_update, epoch_end, epoch_done)
     write_status(run_dir, "running", epoch=start_epoch - 1, step=step)
     history: list[dict[str, Any]] = []
     try:
@@ -115,6 +121,8 @@ def run(
         )  # fmt: skip
     except BaseException as exc:
         write_status(run_dir, _failure(exc), message=str(exc) or type(exc).__name__)
+        if isinstance(exc, Diverged):
+            _plot(run_dir, trainer)
         raise
     finally:  # whatever happens, every step taken is on disk
         recorder.flush()
@@ -122,9 +130,37 @@ def run(
         steps.close()
         console.close()
     write_status(run_dir, "ok")  # epoch and step: from the last epoch_done
+    _plot(run_dir, trainer)
     history = previous + history
     console.finish(history, _short(run_dir))
     return history
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux /proc; else since lrrun was imported)."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / ticks
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
+
+_IMPORTED = time.perf_counter()
+
+
+def _plot(run_dir: Path, trainer: dict[str, Any]) -> None:
+    """curves.png (lr per step, loss and accuracy per epoch); a failure here only warns."""
+    if not trainer["plot"]:
+        return
+    try:
+        from lrrun.report import report
+
+        report(run_dir)
+    except Exception as exc:
+        print_warning(f"curves.png was not written ({root_cause(exc)}); try lrrun-report {run_dir}")
 
 
 def _failure(exc: BaseException) -> str:
@@ -155,7 +191,7 @@ def _plan(cfg: DictConfig, stepping: Stepping, steps_per_epoch: int) -> dict[str
 
 # Keys a resumed run may change freely: how fast and where it runs, and how long.
 RESUME_FREE_KEYS = (
-    "epochs", "device", "progress", "data_path", "num_workers", "compile", "channels_last",
+    "epochs", "plot", "device", "progress", "data_path", "num_workers", "compile", "channels_last",
     "eval_batch_size", "resume", "allow_config_change", "save_best", "stop_on_nonfinite",
 )  # fmt: skip
 

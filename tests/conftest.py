@@ -26,6 +26,7 @@ TINY = [
     "trainer.epochs=6",
     "trainer.device=cpu",
     "trainer.progress=false",
+    "trainer.plot=false",
 ]
 TINY_STEPS_PER_EPOCH = 4
 TINY_TRAINER = [o for o in TINY if o.startswith("trainer.")]
@@ -43,14 +44,84 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
     GlobalHydra.instance().clear()
 
 
+ENTRIES = {"lrrun": "lrrun.cli:main", "lrrun-preview": "lrrun.preview:main",
+           "lrrun-report": "lrrun.report:main"}  # fmt: skip
+
+
+class ForkServer:
+    """tests/forkserver.py, started once per session (see its docstring)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("forkserver.py"))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=Path(__file__).parent.parent,
+        )  # fmt: skip
+
+    def run(
+        self, prog: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        import json
+        import select
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out, err = Path(tmp) / "out", Path(tmp) / "err"
+            req = {"entry": ENTRIES[prog], "prog": prog, "args": args, "cwd": str(cwd),
+                   "env": env, "stdout": str(out), "stderr": str(err)}  # fmt: skip
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            if not ready:
+                raise subprocess.TimeoutExpired([prog, *args], timeout)
+            code = json.loads(self.proc.stdout.readline())["code"]
+            return subprocess.CompletedProcess(
+                [prog, *args], code, out.read_text(), err.read_text()
+            )
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+_SERVER: ForkServer | None = None
+
+
+def _server() -> ForkServer:
+    global _SERVER
+    if _SERVER is None or _SERVER.proc.poll() is not None:
+        _SERVER = ForkServer()
+    return _SERVER
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if _SERVER is not None:
+        _SERVER.close()
+
+
 def run_cli(
-    args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+    args: list[str],
+    cwd: Path,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    prog: str = "lrrun",
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m lrrun ARGS`` in ``cwd`` without a TTY, as CI would."""
+    """Run ``prog ARGS`` in ``cwd`` without a TTY, as CI would.
+
+    By default in a fork of a warm process (tests/forkserver.py) through the same main() as
+    the console script; ``fresh=True`` starts a new interpreter (``python -m lrrun`` for lrrun).
+    """
     full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     full_env.update(env or {})
+    if not fresh:
+        return _server().run(prog, args, cwd, full_env, timeout)
+    module = ENTRIES[prog].split(":")[0]
+    command = ["-m", "lrrun"] if prog == "lrrun" else ["-c", f"import {module}; {module}.main()"]
     return subprocess.run(
-        [sys.executable, "-m", "lrrun", *args],
+        [sys.executable, *command, *args],
         cwd=cwd,
         capture_output=True,
         text=True,

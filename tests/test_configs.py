@@ -105,6 +105,7 @@ def test_derived_lengths(compose_cfg) -> None:
     assert seq._schedulers[1].T_max == 3  # the rest of the run after a 2-epoch warm-up
 
 
+@pytest.mark.slow
 def test_configs_found_from_an_installed_wheel(tmp_path: Path) -> None:
     """Build the wheel, put only it on sys.path, and run lrrun from an unrelated directory."""
     repo = Path(__file__).resolve().parent.parent

@@ -25,7 +25,7 @@ from lrrun.runner import run
 from tests.conftest import TINY, TINY_STEPS_PER_EPOCH, read_csv
 
 EPOCHS = 4
-SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @contextmanager

@@ -1,0 +1,166 @@
+"""Pictures: headless matplotlib (Agg), imported only when a picture is drawn."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _log_scale(values: Sequence[float]) -> bool:
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    return bool(positive) and max(positive) / min(positive) > 20
+
+
+def _epoch_axis(ax: Any, steps_per_epoch: int) -> None:
+    """A secondary x axis in epochs above the optimizer-step axis."""
+    if steps_per_epoch > 1:
+        top = ax.secondary_xaxis(
+            "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
+        )
+        top.set_xlabel("epoch")
+
+
+def plot_lr(
+    traces: dict[str, tuple[Sequence[int], Sequence[float]]],
+    steps_per_epoch: int,
+    path: Path,
+    title: str,
+) -> Path:
+    """lr per optimizer step, one line per trace (a legend when there are several)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    for label, (steps, lrs) in traces.items():
+        ax.plot(steps, lrs, label=label, linewidth=1.6, drawstyle="steps-post")
+    all_lrs = [v for _, lrs in traces.values() for v in lrs]
+    if _log_scale(all_lrs):
+        ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate" + (" (log scale)" if _log_scale(all_lrs) else ""))
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3, which="both")
+    _epoch_axis(ax, steps_per_epoch)
+    if len(traces) > 1:
+        ax.legend(fontsize=8, loc="best", title="job")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_run(
+    metrics: list[dict[str, float]],
+    steps: list[dict[str, float]],
+    steps_per_epoch: int,
+    path: Path,
+    title: str,
+) -> Path:
+    """curves.png: lr per step, loss per epoch, accuracy per epoch."""
+    plt = _pyplot()
+    fig, (lr_ax, loss_ax, acc_ax) = plt.subplots(1, 3, figsize=(15, 4.3), layout="constrained")
+    step_ids = [r["step"] for r in steps]
+    lrs = [r["lr"] for r in steps]
+    lr_ax.plot(step_ids, lrs, color="tab:purple", linewidth=1.5, drawstyle="steps-post")
+    if _log_scale(lrs):
+        lr_ax.set_yscale("log")
+    lr_ax.set_xlabel("optimizer step")
+    lr_ax.set_ylabel("learning rate" + (" (log scale)" if _log_scale(lrs) else ""))
+    lr_ax.set_title("learning rate (per step)")
+    _epoch_axis(lr_ax, steps_per_epoch)
+    epochs = [r["epoch"] for r in metrics]
+    for ax, key, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
+        scale = 100 if key == "acc" else 1
+        ax.plot(epochs, [r[f"train_{key}"] * scale for r in metrics], "o-", label="train")
+        ax.plot(epochs, [r[f"val_{key}"] * scale for r in metrics], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label + (" (%)" if key == "acc" else ""))
+        ax.set_title(label + " per epoch")
+        ax.legend()
+    if metrics:
+        best = max(metrics, key=lambda r: r["val_acc"])
+        acc_ax.annotate(
+            f"best {best['val_acc'] * 100:.2f}% (epoch {best['epoch']})",
+            (best["epoch"], best["val_acc"] * 100),
+            textcoords="offset points", xytext=(0, -18), ha="center", fontsize=9,
+        )  # fmt: skip
+    for ax in (lr_ax, loss_ax, acc_ax):
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep(jobs: list[Any], path: Path, title: str) -> Path:
+    """sweep_curves.png: val_acc per epoch and lr per step, one colour per job."""
+    plt = _pyplot()
+    fig, (acc_ax, lr_ax) = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
+    colours = plt.get_cmap("tab10" if len(jobs) <= 10 else "viridis")
+    all_lrs = []
+    for i, job in enumerate(jobs):
+        colour = colours(i if len(jobs) <= 10 else i / max(len(jobs) - 1, 1))
+        acc_ax.plot(
+            [r["epoch"] for r in job.metrics], [r["val_acc"] * 100 for r in job.metrics],
+            "o-", color=colour, label=job.label, markersize=3,
+        )  # fmt: skip
+        if job.lrs:
+            steps, lrs = zip(*job.lrs, strict=True)
+            all_lrs += lrs
+            lr_ax.plot(steps, lrs, color=colour, linewidth=1.3, drawstyle="steps-post")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("validation accuracy (%)")
+    acc_ax.set_title("validation accuracy per epoch")
+    if _log_scale(all_lrs):
+        lr_ax.set_yscale("log")
+    lr_ax.set_xlabel("optimizer step")
+    lr_ax.set_ylabel("learning rate" + (" (log scale)" if _log_scale(all_lrs) else ""))
+    lr_ax.set_title("learning rate per step")
+    for ax in (acc_ax, lr_ax):
+        ax.grid(True, alpha=0.3)
+    fig.legend(
+        *acc_ax.get_legend_handles_labels(), loc="outside right center", fontsize=8, title="job"
+    )
+    fig.suptitle(f"{len(jobs)} jobs: {title}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_heatmap(
+    x_key: str, y_key: str, cells: dict[tuple[float, float], float], path: Path
+) -> Path:
+    """heatmap.png: best val_acc over a 2-D grid of numeric overrides (blank: no result)."""
+    import numpy as np
+
+    plt = _pyplot()
+    xs = sorted({x for x, _ in cells})
+    ys = sorted({y for _, y in cells})
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for (x, y), v in cells.items():
+        grid[ys.index(y), xs.index(x)] = v * 100
+    fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 3, 0.8 * len(ys) + 2.2), layout="constrained")
+    image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+    ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(y_key)
+    best = np.nanmax(grid)
+    for (i, j), v in np.ndenumerate(grid):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9,
+                    color="black" if v > np.nanmean(grid) else "white",
+                    fontweight="bold" if v == best else "normal")  # fmt: skip
+    fig.colorbar(image, ax=ax, label="best validation accuracy (%)")
+    ax.set_title(f"best val_acc by {x_key} x {y_key}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

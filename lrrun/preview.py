@@ -1,0 +1,192 @@
+"""``lrrun-preview``: what a schedule will do, without data or a forward pass.
+
+It builds the exact configured optimizer (on the configured model's parameters) and
+scheduler, then runs the loop's own stepping rule (``loop.step_after_batch`` /
+``loop.step_after_epoch``) over the real plan: epochs x batches per epoch, from the dataset's
+size and the batch size. So it logs what training logs (tests/test_preview.py compares it
+with steps.csv). ReduceLROnPlateau needs a metric trace: ``preview.metrics`` or
+``preview.metrics_csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from lrrun.config import config_dir, resolved, validate
+from lrrun.errors import ConfigError, LrrunError
+
+TRAIN_SIZES = {"fashion_mnist": 60_000, "mnist": 60_000}  # fixed by the datasets
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def train_size(dataset: dict[str, Any]) -> int:
+    return dataset["train_size"] if dataset["name"] == "synthetic" else TRAIN_SIZES[dataset["name"]]
+
+
+def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
+    """(stepping, rows of epoch/step/lr[, lr_1...], steps per epoch) for ``cfg``'s plan."""
+    import torch
+
+    from lrrun.data import batches_per_epoch
+    from lrrun.loggers import lr_columns
+    from lrrun.loop import step_after_batch, step_after_epoch
+    from lrrun.runner import build_model, build_optimizer
+    from lrrun.schedulers import build_scheduler, current_lrs
+
+    validate(cfg)
+    trainer = resolved(cfg.trainer, "trainer")
+    epochs = trainer["epochs"]
+    spe = batches_per_epoch(train_size(resolved(cfg.dataset, "dataset")), trainer["batch_size"])
+    torch.manual_seed(trainer["seed"])
+    model = build_model(cfg.model)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    stepping = build_scheduler(cfg.scheduler, optimizer, epochs, spe)
+    trace = _metric_trace(cfg, stepping.monitor, epochs) if stepping.monitor else None
+    # No gradients exist, so optimizer.step() changes nothing; calling it once tells torch
+    # the optimizer has stepped (the scheduler would warn otherwise).
+    optimizer.step()
+    names = lr_columns(len(optimizer.param_groups))
+    rows, step = [], 0
+    for epoch in range(1, epochs + 1):
+        for _ in range(spe):
+            step += 1
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "step": step,
+                    **dict(zip(names, current_lrs(optimizer), strict=True)),
+                }
+            )
+            step_after_batch(stepping)
+        metrics = {stepping.monitor: trace[epoch - 1]} if trace else {}
+        step_after_epoch(stepping, metrics)
+    return stepping, rows, spe
+
+
+def _metric_trace(cfg: DictConfig, monitor: str, epochs: int) -> list[float]:
+    preview = cfg.get("preview") or {}
+    values, source = preview.get("metrics"), "preview.metrics"
+    if values is None and preview.get("metrics_csv"):
+        path = Path(preview["metrics_csv"])
+        source = f"preview.metrics_csv={path}"
+        try:
+            with path.open(newline="") as f:
+                values = [float(r[monitor]) for r in csv.DictReader(f)]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ConfigError(f"{source}: cannot read column {monitor!r} ({exc}).") from None
+    if values is None:
+        raise ConfigError(
+            f"scheduler=reduce_lr_on_plateau reacts to {monitor}, which a preview does not "
+            f"compute. Give one value per epoch: preview.metrics=[...] ({epochs} values), or "
+            "preview.metrics_csv=<an earlier run's metrics.csv>."
+        )
+    values = [float(v) for v in values]
+    if len(values) < epochs:
+        raise ConfigError(
+            f"{source} has {len(values)} value(s); the plan has {epochs} epochs. Give "
+            f"{epochs} values (or lower trainer.epochs)."
+        )
+    return values
+
+
+def sparkline(values: list[float], width: int = 64) -> str:
+    import math
+
+    if not values:
+        return ""
+    buckets = [values[int(i * len(values) / width)] for i in range(min(width, len(values)))]
+    positive = [v for v in buckets if v > 0]
+    log = bool(positive) and max(positive) / min(positive) > 20
+    f = (lambda v: math.log(v) if v > 0 else math.log(min(positive))) if log else (lambda v: v)
+    lo, hi = min(map(f, buckets)), max(map(f, buckets))
+    if hi == lo:
+        return SPARK[3] * len(buckets)
+    return "".join(SPARK[round((f(v) - lo) / (hi - lo) * (len(SPARK) - 1))] for v in buckets)
+
+
+def facts(rows: list[dict[str, Any]], spe: int) -> dict[str, str]:
+    lrs = [r["lr"] for r in rows]
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    changes = [i for i in range(1, len(lrs)) if lrs[i] != lrs[i - 1]]
+    shown = ", ".join(
+        f"step {rows[i]['step']} (epoch {rows[i]['epoch']}): {lrs[i - 1]:.4e} -> {lrs[i]:.4e}"
+        for i in changes[:4]
+    )
+    more = f", ... {len(changes) - 4} more" if len(changes) > 4 else ""
+    return {
+        "start": f"{lrs[0]:.4e}",
+        "peak": f"{lrs[peak]:.4e} at step {rows[peak]['step']} (epoch {rows[peak]['epoch']})",
+        "final": f"{lrs[-1]:.4e} (min {min(lrs):.4e})",
+        "changes": f"{len(changes)}" + (f": {shown}{more}" if changes else " (constant lr)"),
+    }
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="preview")
+def _hydra_main(cfg: DictConfig) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    from lrrun.console import print_error, print_warning
+    from lrrun.lint import lint
+    from lrrun.loggers import write_status
+    from lrrun.schedulers import format_args
+
+    hydra_cfg = HydraConfig.get()
+    out = Path(hydra_cfg.runtime.output_dir)
+    try:
+        stepping, rows, spe = simulate(cfg)
+    except LrrunError as exc:
+        print_error(str(exc))
+        write_status(out, "failed", message=str(exc))
+        if hydra_cfg.mode.name == "MULTIRUN":
+            return
+        raise SystemExit(2) from None
+    trainer = cfg.trainer
+    for warning in lint(stepping, trainer.epochs, spe):
+        print_warning(warning)
+    write_csv(rows, out / "preview.csv")
+    choice = hydra_cfg.runtime.choices.get("scheduler", "")
+    described = (
+        f"{choice} ({stepping.name} {format_args(stepping.args)}), interval={stepping.interval}"
+    )
+    if cfg.preview.plot:
+        from lrrun.plots import plot_lr
+
+        plot_lr(
+            {choice: ([r["step"] for r in rows], [r["lr"] for r in rows])}, spe,
+            out / "preview.png", f"{choice}: lr per optimizer step ({trainer.epochs} epochs x {spe} steps)",
+        )  # fmt: skip
+    write_status(out, "ok", epoch=trainer.epochs, step=len(rows))
+    console = Console(highlight=False)
+    items = {
+        "scheduler": described,
+        "plan": f"{trainer.epochs} epochs x {spe} steps = {len(rows)} optimizer steps "
+        f"(batch {trainer.batch_size})",
+        "lr": sparkline([r["lr"] for r in rows]),
+        **facts(rows, spe),
+        "wrote": f"{out}/preview.csv" + (", preview.png" if cfg.preview.plot else ""),
+    }
+    width = max(map(len, items)) + 2
+    for key, value in items.items():
+        console.print(Text.assemble((f"{key:<{width}}", "bold cyan"), value), soft_wrap=True)
+
+
+def main() -> None:
+    from lrrun.cli import precheck
+
+    precheck(sys.argv[1:], extra_roots=("preview",))
+    _hydra_main()

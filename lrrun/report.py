@@ -1,0 +1,251 @@
+"""Summaries and pictures of runs and sweeps, from what they wrote to disk.
+
+``lrrun-report DIR`` and the end of every multirun (lrrun.callbacks.SweepEnd) call the same
+code, so a report can be regenerated at any time: for a sweep that is still running, or one
+whose jobs partly failed.
+
+- a run dir (has metrics.csv): curves.png
+- a sweep dir (numbered job folders): summary.csv, a table sorted by best val_acc with the
+  winner marked, sweep_curves.png (val_acc and lr of every job), heatmap.png when the sweep
+  is a 2-D grid of numeric overrides; for lrrun-preview sweeps, preview.png (all lr curves)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUMMARY_FIELDS = (
+    "best_val_acc", "best_epoch", "final_val_acc", "final_val_loss", "final_lr",
+    "epochs", "wall_time_s", "status",
+)  # fmt: skip
+
+
+@dataclass
+class Job:
+    name: str
+    path: Path
+    overrides: dict[str, str]
+    status: str
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    lrs: list[tuple[int, float]] = field(default_factory=list)  # (step, lr)
+    steps_per_epoch: int = 1
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.overrides.items()) or self.name
+
+
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """A CSV of numbers (epoch/step as ints); a missing file is empty, a half-written
+    last line (a run still writing) is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                out.append(
+                    {k: int(v) if k in ("epoch", "step") else float(v) for k, v in row.items()}
+                )
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def _overrides(job_dir: Path) -> dict[str, str]:
+    import yaml
+
+    path = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        items = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    return dict(str(o).split("=", 1) for o in items if "=" in str(o))
+
+
+def _status(job_dir: Path) -> str:
+    try:
+        return json.loads((job_dir / "status.json").read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return "missing"
+
+
+def load_job(job_dir: Path) -> Job:
+    steps = read_rows(job_dir / "steps.csv") or read_rows(job_dir / "preview.csv")
+    per_epoch = sum(1 for r in steps if r["epoch"] == 1) or 1
+    return Job(
+        name=job_dir.name,
+        path=job_dir,
+        overrides=_overrides(job_dir),
+        status=_status(job_dir),
+        metrics=read_rows(job_dir / "metrics.csv"),
+        lrs=[(r["step"], r["lr"]) for r in steps],
+        steps_per_epoch=per_epoch,
+    )
+
+
+def sweep_jobs(sweep_dir: Path) -> list[Job]:
+    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return [load_job(d) for d in sorted(dirs, key=lambda p: int(p.name))]
+
+
+def _varying(jobs: list[Job]) -> list[str]:
+    """Override keys whose value differs between jobs (the sweep's axes)."""
+    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides))
+    return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1] or keys
+
+
+def summary(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
+    axes = _varying(jobs)
+    rows = []
+    for job in jobs:
+        m = job.metrics
+        best = max(m, key=lambda r: r["val_acc"]) if m else None
+        rows.append({
+            "job": job.name,
+            **{k: job.overrides.get(k, "") for k in axes},
+            "best_val_acc": best["val_acc"] if best else "",
+            "best_epoch": best["epoch"] if best else "",
+            "final_val_acc": m[-1]["val_acc"] if m else "",
+            "final_val_loss": m[-1]["val_loss"] if m else "",
+            "final_lr": job.lrs[-1][1] if job.lrs else "",
+            "epochs": len(m),
+            "wall_time_s": round(sum(r["epoch_time_s"] for r in m), 3) if m else "",
+            "status": job.status,
+        })  # fmt: skip
+    return ["job", *axes, *SUMMARY_FIELDS], rows
+
+
+def write_summary(sweep_dir: Path, jobs: list[Job]) -> list[dict[str, Any]]:
+    columns, rows = summary(jobs)
+    with (sweep_dir / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    ranked = sorted(rows, key=lambda r: -r["best_val_acc"] if r["best_val_acc"] != "" else 1)
+    table = Table(title=f"sweep {sweep_dir}: {len(rows)} job(s), by best val_acc")
+    columns = [c for c in rows[0] if c not in ("epochs",)] if rows else []
+    for c in columns:
+        table.add_column(c, justify="left" if c in ("job", "status") else "right")
+    for i, r in enumerate(ranked):
+        cells = [_cell(c, r[c]) for c in columns]
+        winner = i == 0 and r["best_val_acc"] != ""
+        if winner:
+            cells[0] = f"★ {cells[0]}"
+        table.add_row(
+            *cells,
+            style="bold green"
+            if winner
+            else ("red" if r["status"] not in ("ok", "running") else None),
+        )
+    Console(highlight=False).print(table)
+
+
+def _cell(column: str, value: Any) -> str:
+    if value == "" or value is None:
+        return "-"
+    if column in ("best_val_acc", "final_val_acc", "final_val_loss"):
+        return f"{value:.4f}"
+    if column == "final_lr":
+        return f"{value:.3e}"
+    if column == "wall_time_s":
+        return f"{value:.1f}"
+    return str(value)
+
+
+def sweep_plots(sweep_dir: Path, jobs: list[Job]) -> list[Path]:
+    from lrrun import plots
+
+    out = []
+    with_lr = [j for j in jobs if j.lrs]
+    trained = [j for j in jobs if j.metrics]
+    if with_lr and not trained:  # a preview sweep: the curves are the result
+        out.append(plots.plot_lr(
+            {j.label: tuple(zip(*j.lrs, strict=True)) for j in with_lr},
+            with_lr[0].steps_per_epoch, sweep_dir / "preview.png",
+            f"{len(with_lr)} schedules: lr per optimizer step",
+        ))  # fmt: skip
+    if trained:
+        out.append(plots.plot_sweep(trained, sweep_dir / "sweep_curves.png", str(sweep_dir)))
+        grid = _grid(trained)
+        if grid:
+            out.append(plots.plot_heatmap(*grid, sweep_dir / "heatmap.png"))
+    return out
+
+
+def _grid(jobs: list[Job]) -> tuple[str, str, dict[tuple[float, float], float]] | None:
+    """(x key, y key, {(x, y): best val_acc}) when exactly two numeric overrides vary."""
+    axes = _varying(jobs)
+    if len(axes) != 2:
+        return None
+    cells = {}
+    for j in jobs:
+        try:
+            xy = (float(j.overrides[axes[0]]), float(j.overrides[axes[1]]))
+        except (KeyError, ValueError):
+            return None
+        cells[xy] = max(r["val_acc"] for r in j.metrics)
+    return axes[0], axes[1], cells
+
+
+def report(path: Path, quiet: bool = False) -> list[Path]:
+    """Regenerate what a run dir or sweep dir can show; return the files written."""
+    from lrrun import plots
+
+    if (path / "metrics.csv").is_file() or (path / "steps.csv").is_file():
+        job = load_job(path)
+        if not job.metrics:
+            return []
+        steps = read_rows(path / "steps.csv")
+        return [
+            plots.plot_run(job.metrics, steps, job.steps_per_epoch, path / "curves.png", str(path))
+        ]
+    jobs = sweep_jobs(path)
+    if not jobs:
+        raise FileNotFoundError(
+            f"{path} is neither a run dir (metrics.csv) nor a sweep dir (0/, 1/, ...)"
+        )
+    written = []
+    if any(j.metrics or j.status != "missing" for j in jobs) and not all(
+        (j.path / "preview.csv").is_file() for j in jobs
+    ):
+        rows = write_summary(path, jobs)
+        written.append(path / "summary.csv")
+        if not quiet:
+            print_table(rows, path)
+    written += sweep_plots(path, jobs)
+    return written
+
+
+def main() -> None:
+    """lrrun-report DIR [DIR ...]: regenerate summary and plots of runs or sweeps."""
+    import argparse
+
+    from lrrun.console import print_error
+
+    parser = argparse.ArgumentParser(prog="lrrun-report", description=main.__doc__)
+    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    args = parser.parse_args()
+    code = 0
+    for d in args.dirs:
+        try:
+            if not d.is_dir():
+                raise FileNotFoundError(f"{d} is not a folder")
+            for f in report(d):
+                print(f"wrote {f}")
+        except FileNotFoundError as exc:
+            print_error(f"{exc}. Give a run dir or a sweep dir (outputs/multirun/...).")
+            code = 2
+    sys.exit(code)
