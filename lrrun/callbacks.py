@@ -38,7 +38,8 @@ class SweepEnd(Callback):
         try:
             from lrrun.report import report
 
-            report(sweep_dir)
+            for path in report(sweep_dir):
+                print(f"wrote {path}")
         except Exception as exc:  # a report must never hide the jobs' own outcome
             print_error(f"the sweep report failed ({exc}); run lrrun-report {sweep_dir}")
         failed = {k: v for k, v in job_statuses(sweep_dir).items() if v.get("status") != "ok"}

@@ -22,6 +22,12 @@ def _log_scale(values: Sequence[float]) -> bool:
     return bool(positive) and max(positive) / min(positive) > 20
 
 
+def _integer_locator() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _epoch_axis(ax: Any, steps_per_epoch: int) -> None:
     """A secondary x axis in epochs above the optimizer-step axis."""
     if steps_per_epoch > 1:
@@ -29,6 +35,7 @@ def _epoch_axis(ax: Any, steps_per_epoch: int) -> None:
             "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
         )
         top.set_xlabel("epoch")
+        top.xaxis.set_major_locator(_integer_locator())
 
 
 def plot_lr(
@@ -66,7 +73,10 @@ def plot_run(
 ) -> Path:
     """curves.png: lr per step, loss per epoch, accuracy per epoch."""
     plt = _pyplot()
-    fig, (lr_ax, loss_ax, acc_ax) = plt.subplots(1, 3, figsize=(15, 4.3), layout="constrained")
+    # A fixed layout: constrained layout would double the drawing time, and this runs at the
+    # end of every run of a sweep.
+    fig, (lr_ax, loss_ax, acc_ax) = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig.subplots_adjust(left=0.055, right=0.99, top=0.80, bottom=0.12, wspace=0.24)
     step_ids = [r["step"] for r in steps]
     lrs = [r["lr"] for r in steps]
     lr_ax.plot(step_ids, lrs, color="tab:purple", linewidth=1.5, drawstyle="steps-post")
@@ -82,6 +92,7 @@ def plot_run(
         ax.plot(epochs, [r[f"train_{key}"] * scale for r in metrics], "o-", label="train")
         ax.plot(epochs, [r[f"val_{key}"] * scale for r in metrics], "s-", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(_integer_locator())
         ax.set_ylabel(label + (" (%)" if key == "acc" else ""))
         ax.set_title(label + " per epoch")
         ax.legend()
@@ -90,7 +101,8 @@ def plot_run(
         acc_ax.annotate(
             f"best {best['val_acc'] * 100:.2f}% (epoch {best['epoch']})",
             (best["epoch"], best["val_acc"] * 100),
-            textcoords="offset points", xytext=(0, -18), ha="center", fontsize=9,
+            textcoords="offset points", xytext=(0, -18), fontsize=9,
+            ha="right" if best["epoch"] == epochs[-1] and len(epochs) > 1 else "center",
         )  # fmt: skip
     for ax in (lr_ax, loss_ax, acc_ax):
         ax.grid(True, alpha=0.3)
@@ -117,6 +129,7 @@ def plot_sweep(jobs: list[Any], path: Path, title: str) -> Path:
             all_lrs += lrs
             lr_ax.plot(steps, lrs, color=colour, linewidth=1.3, drawstyle="steps-post")
     acc_ax.set_xlabel("epoch")
+    acc_ax.xaxis.set_major_locator(_integer_locator())
     acc_ax.set_ylabel("validation accuracy (%)")
     acc_ax.set_title("validation accuracy per epoch")
     if _log_scale(all_lrs):

@@ -96,6 +96,11 @@ def _metric_trace(cfg: DictConfig, monitor: str, epochs: int) -> list[float]:
     return values
 
 
+def log_scale(rows: list[dict[str, Any]]) -> bool:
+    positive = [r["lr"] for r in rows if r["lr"] > 0]
+    return bool(positive) and max(positive) / min(positive) > 20
+
+
 def sparkline(values: list[float], width: int = 64) -> str:
     import math
 
@@ -111,20 +116,24 @@ def sparkline(values: list[float], width: int = 64) -> str:
     return "".join(SPARK[round((f(v) - lo) / (hi - lo) * (len(SPARK) - 1))] for v in buckets)
 
 
-def facts(rows: list[dict[str, Any]], spe: int) -> dict[str, str]:
+def facts(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Start, peak, final lr, and when the lr changes."""
     lrs = [r["lr"] for r in rows]
     peak = max(range(len(lrs)), key=lrs.__getitem__)
     changes = [i for i in range(1, len(lrs)) if lrs[i] != lrs[i - 1]]
-    shown = ", ".join(
-        f"step {rows[i]['step']} (epoch {rows[i]['epoch']}): {lrs[i - 1]:.4e} -> {lrs[i]:.4e}"
-        for i in changes[:4]
-    )
-    more = f", ... {len(changes) - 4} more" if len(changes) > 4 else ""
+    if not changes:
+        when = "none (constant lr)"
+    elif len(changes) > 12:  # a per-step schedule: where it changes is everywhere
+        when = f"at {len(changes)} of {len(lrs) - 1} step boundaries (a per-step schedule)"
+    else:
+        when = ", ".join(
+            f"step {rows[i]['step']} (epoch {rows[i]['epoch']}) -> {lrs[i]:.4e}" for i in changes
+        )
     return {
         "start": f"{lrs[0]:.4e}",
         "peak": f"{lrs[peak]:.4e} at step {rows[peak]['step']} (epoch {rows[peak]['epoch']})",
         "final": f"{lrs[-1]:.4e} (min {min(lrs):.4e})",
-        "changes": f"{len(changes)}" + (f": {shown}{more}" if changes else " (constant lr)"),
+        "changes": when,
     }
 
 
@@ -176,8 +185,8 @@ def _hydra_main(cfg: DictConfig) -> None:
         "scheduler": described,
         "plan": f"{trainer.epochs} epochs x {spe} steps = {len(rows)} optimizer steps "
         f"(batch {trainer.batch_size})",
-        "lr": sparkline([r["lr"] for r in rows]),
-        **facts(rows, spe),
+        "lr": sparkline([r["lr"] for r in rows]) + (" (log scale)" if log_scale(rows) else ""),
+        **facts(rows),
         "wrote": f"{out}/preview.csv" + (", preview.png" if cfg.preview.plot else ""),
     }
     width = max(map(len, items)) + 2

@@ -35,9 +35,7 @@ class Job:
     lrs: list[tuple[int, float]] = field(default_factory=list)  # (step, lr)
     steps_per_epoch: int = 1
 
-    @property
-    def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.overrides.items()) or self.name
+    label: str = ""  # the overrides that tell this job from the others in its sweep
 
 
 def read_rows(path: Path) -> list[dict[str, float]]:
@@ -91,7 +89,19 @@ def load_job(job_dir: Path) -> Job:
 
 def sweep_jobs(sweep_dir: Path) -> list[Job]:
     dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return [load_job(d) for d in sorted(dirs, key=lambda p: int(p.name))]
+    jobs = [load_job(d) for d in sorted(dirs, key=lambda p: int(p.name))]
+    axes = _varying(jobs)
+    for job in jobs:
+        job.label = " ".join(f"{k}={job.overrides[k]}" for k in axes if k in job.overrides)
+        job.label = job.label or f"job {job.name}"
+    return jobs
+
+
+def common_overrides(jobs: list[Job]) -> str:
+    """The overrides every job shares (for titles)."""
+    axes = set(_varying(jobs))
+    shared = {k: v for k, v in jobs[0].overrides.items() if k not in axes} if jobs else {}
+    return " ".join(f"{k}={v}" for k, v in shared.items())
 
 
 def _varying(jobs: list[Job]) -> list[str]:
@@ -130,27 +140,36 @@ def write_summary(sweep_dir: Path, jobs: list[Job]) -> list[dict[str, Any]]:
     return rows
 
 
+_HEADERS = {
+    "best_val_acc": "best val_acc", "best_epoch": "at epoch", "final_val_acc": "final val_acc",
+    "final_val_loss": "final val_loss", "final_lr": "final lr", "wall_time_s": "time (s)",
+}  # fmt: skip
+
+
 def print_table(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
+    """The summary ranked by best val_acc, the winner starred; failed jobs in red, last."""
     from rich.console import Console
     from rich.table import Table
 
     ranked = sorted(rows, key=lambda r: -r["best_val_acc"] if r["best_val_acc"] != "" else 1)
-    table = Table(title=f"sweep {sweep_dir}: {len(rows)} job(s), by best val_acc")
-    columns = [c for c in rows[0] if c not in ("epochs",)] if rows else []
+    table = Table(title=f"{sweep_dir}: {len(rows)} job(s), best val_acc first")
+    columns = [c for c in rows[0] if c != "epochs"] if rows else []
     for c in columns:
-        table.add_column(c, justify="left" if c in ("job", "status") else "right")
+        header = _HEADERS.get(c, c.rsplit(".", 1)[-1])  # scheduler.gamma -> gamma
+        table.add_column(
+            header, justify="left" if c in ("job", "status") else "right", no_wrap=True
+        )
     for i, r in enumerate(ranked):
         cells = [_cell(c, r[c]) for c in columns]
         winner = i == 0 and r["best_val_acc"] != ""
         if winner:
             cells[0] = f"★ {cells[0]}"
-        table.add_row(
-            *cells,
-            style="bold green"
-            if winner
-            else ("red" if r["status"] not in ("ok", "running") else None),
-        )
-    Console(highlight=False).print(table)
+        failed = r["status"] not in ("ok", "running")
+        table.add_row(*cells, style="bold green" if winner else ("red" if failed else None))
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)  # logs: never squash the numbers
+    console.print(table)
 
 
 def _cell(column: str, value: Any) -> str:
@@ -175,10 +194,12 @@ def sweep_plots(sweep_dir: Path, jobs: list[Job]) -> list[Path]:
         out.append(plots.plot_lr(
             {j.label: tuple(zip(*j.lrs, strict=True)) for j in with_lr},
             with_lr[0].steps_per_epoch, sweep_dir / "preview.png",
-            f"{len(with_lr)} schedules: lr per optimizer step",
+            f"{len(with_lr)} schedules: lr per optimizer step"
+            + (f"\n{common_overrides(jobs)}" if common_overrides(jobs) else ""),
         ))  # fmt: skip
     if trained:
-        out.append(plots.plot_sweep(trained, sweep_dir / "sweep_curves.png", str(sweep_dir)))
+        title = common_overrides(jobs) or str(sweep_dir)
+        out.append(plots.plot_sweep(trained, sweep_dir / "sweep_curves.png", title))
         grid = _grid(trained)
         if grid:
             out.append(plots.plot_heatmap(*grid, sweep_dir / "heatmap.png"))

@@ -316,7 +316,8 @@ def set_deterministic(on: bool) -> None:
     these models are deterministic either way."""
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
-    torch.use_deterministic_algorithms(on)
+    if torch.are_deterministic_algorithms_enabled() != on:  # the call costs ~2 s of imports
+        torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.benchmark = False
 
 

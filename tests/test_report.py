@@ -37,7 +37,7 @@ def test_sweep_summary_table_plots_and_failed_job(tmp_path: Path) -> None:
         assert r["epochs"] == "6"
     assert rows[4]["best_val_acc"] == "" and rows[4]["epochs"] == "0"
     winner = max(rows[:4], key=lambda r: float(r["best_val_acc"]))
-    table = proc.stdout[proc.stdout.index("by best val_acc") :]
+    table = proc.stdout[proc.stdout.index("best val_acc first") :]
     assert f"★ {winner['job']}" in table
     assert table.index(f"★ {winner['job']}") < min(table.index(f"│ {j} ") for j in "45")
     for name in ("sweep_curves.png", "heatmap.png"):
