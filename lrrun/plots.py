@@ -177,3 +177,39 @@ def plot_heatmap(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_find_lr(rows: list[dict[str, float]], tips: dict[str, float], path: Path) -> Path:
+    """find_lr.png: loss vs lr (log x), the suggestions marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+    lrs = [r["lr"] for r in rows]
+    ax.plot(lrs, [r["loss"] for r in rows], color="0.75", linewidth=1, label="loss (per step)")
+    ax.plot(lrs, [r["smoothed_loss"] for r in rows], color="tab:blue", linewidth=2,
+            label="smoothed loss")  # fmt: skip
+    ax.set_xscale("log")
+    finite = [r["smoothed_loss"] for r in rows if math.isfinite(r["smoothed_loss"])]
+    raw = [r["loss"] for r in rows if math.isfinite(r["loss"])]
+    if finite:
+        lo = min(finite + raw)
+        ax.set_ylim(lo - 0.05 * abs(lo), max(finite[0], min(finite)) * 1.6 + 0.05)
+    for (name, lr), colour in zip(
+        [(k, v) for k, v in tips.items() if k != "min_loss_lr"],
+        ("tab:red", "tab:green"),
+        strict=True,
+    ):
+        ax.axvline(lr, color=colour, linestyle="--", label=f"{name}: {lr:.2e}")
+    ax.axvline(
+        tips["min_loss_lr"],
+        color="0.4",
+        linestyle=":",
+        label=f"min loss: {tips['min_loss_lr']:.2e}",
+    )
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training cross-entropy loss")
+    ax.set_title(f"LR range test: {len(rows)} steps")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -175,6 +175,11 @@ def print_table(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
 def _cell(column: str, value: Any) -> str:
     if value == "" or value is None:
         return "-"
+    if isinstance(value, str) and len(value) > 8:  # an override such as 0.0289770526671783
+        try:
+            return f"{float(value):.4g}"
+        except ValueError:
+            return value
     if column in ("best_val_acc", "final_val_acc", "final_val_loss"):
         return f"{value:.4f}"
     if column == "final_lr":

@@ -45,7 +45,7 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
 
 
 ENTRIES = {"lrrun": "lrrun.cli:main", "lrrun-preview": "lrrun.preview:main",
-           "lrrun-report": "lrrun.report:main"}  # fmt: skip
+           "lrrun-report": "lrrun.report:main", "lrrun-find-lr": "lrrun.find_lr:main"}  # fmt: skip
 
 
 class ForkServer:

@@ -93,7 +93,7 @@ def test_console_live_progress_on_a_terminal(tmp_path: Path) -> None:
     assert len(read_csv(tmp_path / "run" / "metrics.csv")) == 3
 
 
-@pytest.mark.parametrize("prog", ["lrrun", "lrrun-preview", "lrrun-report"])
+@pytest.mark.parametrize("prog", ["lrrun", "lrrun-preview", "lrrun-report", "lrrun-find-lr"])
 def test_console_scripts_are_installed(tmp_path: Path, prog: str) -> None:
     """The real scripts, in fresh interpreters (most CLI tests fork a warm one)."""
     script = Path(sys.executable).with_name(prog)
