@@ -5,6 +5,8 @@
 1. ``lrrun --help`` wall time (median of 3).
 2. Command to first training step: status.json's startup_s (seconds from process start
    until the first epoch begins) of a 1-epoch run.
+   Also lrrun-preview: 100k steps of one_cycle_lr vs a 1-epoch preview (the difference is
+   the cost of the steps beyond start-up).
 3. A 16-job sweep (scheduler.gamma x scheduler.step_size, feedforward, real FashionMNIST)
    in one process (Hydra's basic launcher): its wall time vs 16 x one job's training time
    (the sum of its epoch_time_s). The issue's target is a ratio under 1.3.
@@ -56,6 +58,17 @@ def main() -> None:
         first = json.loads((cwd / "one" / "status.json").read_text())["startup_s"]
         print(f"2. command to first training step       {first:6.2f} s (process start to "
               f"the first epoch; 1-epoch run {wall:.2f} s wall)")  # fmt: skip
+
+        preview = [sys.executable, "-c", "from lrrun.preview import main; main()",
+                   "scheduler=one_cycle_lr", "preview.plot=false"]  # fmt: skip
+        base = statistics.median(
+            timed([*preview, "trainer.epochs=1", "hydra.run.dir=p1"], cwd) for _ in range(3)
+        )
+        big = statistics.median(
+            timed([*preview, "trainer.epochs=107", "hydra.run.dir=p107"], cwd) for _ in range(3)
+        )
+        print(f"   lrrun-preview one_cycle_lr, 100,366 steps: {big:.2f} s wall, {big - base:.2f} s "
+              f"more than a 938-step preview ({base:.2f} s)")  # fmt: skip
 
         single = [*common, f"trainer.epochs={args.epochs}", "scheduler=step_lr"]
         wall_one = timed([*LRRUN, *single, "hydra.run.dir=single"], cwd)
