@@ -38,6 +38,9 @@ def test_signal_saves_prints_resume_command_and_resume_is_exact(tmp_path: Path, 
         [sys.executable, "-m", "lrrun", *LONG, "hydra.run.dir=run"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         stdin=subprocess.DEVNULL,
+        # As in a terminal: a background shell (nohup, `&` in a script) starts children
+        # with SIGINT ignored, and Python then keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     run_dir = tmp_path / "run"
     deadline = time.monotonic() + 120
