@@ -1,7 +1,7 @@
 """lrrun vs the loop the tutorials write, side by side on real FashionMNIST.
 
     python benchmarks/peer.py [--models feedforward fashion_mnist_net] [--epochs 5]
-                              [--rounds 1] [--device cpu] [--precision fp32]
+                              [--rounds 1] [--devices cpu cuda] [--precision fp32]
 
 For each model: (a) the plain hand-written loop (DataLoader with ToTensor() per sample,
 per-epoch StepLR, ``loss.item()`` every step, evaluation every epoch) and (b) lrrun's runner
@@ -180,7 +180,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(BATCH), choices=list(BATCH))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=1, help="plain/lrrun pairs per model")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        default=["cpu", *(["cuda"] if torch.cuda.is_available() else [])],
+        help="each device in turn (default: cpu, and cuda when there is one)",
+    )
+    parser.add_argument("--device", help=argparse.SUPPRESS)  # a worker's one device
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--root", default="data")
     parser.add_argument("--worker", choices=["plain", "lrrun"], help=argparse.SUPPRESS)
@@ -191,8 +197,14 @@ def main() -> None:
     from lrrun.data import load_data
 
     load_data(_dataset_cfg(args.root))  # prepare data/FashionMNIST/raw once, outside timings
+    for device in args.devices:
+        compare(argparse.Namespace(**{**vars(args), "device": device}))
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Both loops, alternating, for every model on ``args.device``; print the table."""
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "-"
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+    print(f"\nmachine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device} "
           f"({gpu}), lrrun precision {args.precision}, {args.epochs} epochs x {args.rounds} round(s)")  # fmt: skip
     header = (
