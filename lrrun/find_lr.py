@@ -142,6 +142,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from rich.text import Text
 
     from lrrun.console import print_error
+    from lrrun.loggers import write_status
 
     out = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -149,6 +150,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         tips = suggest(rows)
     except LrrunError as exc:
         print_error(str(exc))
+        write_status(out, "failed", message=str(exc))
+        if HydraConfig.get().mode.name == "MULTIRUN":
+            return None  # the sweep goes on; SweepEnd reports the failure at the end
         raise SystemExit(2) from None
     with (out / "find_lr.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -158,6 +162,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         from lrrun.plots import plot_find_lr
 
         plot_find_lr(rows, tips, out / "find_lr.png")
+    write_status(out, "ok", step=len(rows))
     stopped = len(rows) < cfg.find_lr.steps
     lr0, lr1 = tips["min_loss/10"], tips["min_loss/10"] / 4
     items = {

@@ -244,9 +244,9 @@ def report(path: Path, quiet: bool = False) -> list[Path]:
             f"{path} is neither a run dir (metrics.csv) nor a sweep dir (0/, 1/, ...)"
         )
     written = []
-    if any(j.metrics or j.status != "missing" for j in jobs) and not all(
-        (j.path / "preview.csv").is_file() for j in jobs
-    ):
+    tools = ("preview.csv", "find_lr.csv")  # lrrun-preview / lrrun-find-lr sweeps: no training
+    training = [j for j in jobs if not any((j.path / t).is_file() for t in tools)]
+    if any(j.metrics or j.status != "missing" for j in training):
         rows = write_summary(path, jobs)
         written.append(path / "summary.csv")
         if not quiet:

@@ -30,7 +30,7 @@ def test_range_test_records_the_lr_used_and_suggests_inside_the_range(tmp_path: 
     assert (tmp_path / "f" / "find_lr.png").stat().st_size > 10_000
     # It trains a fresh model and saves nothing a later run could pick up.
     assert sorted(p.name for p in (tmp_path / "f").iterdir() if not p.name.startswith(".")) == [
-        "find_lr.csv", "find_lr.png", "lrrun-find-lr.log",
+        "find_lr.csv", "find_lr.png", "lrrun-find-lr.log", "status.json",
     ]  # fmt: skip
 
 
@@ -57,3 +57,12 @@ def test_linear_mode_and_bad_range(tmp_path: Path) -> None:
     )
     proc = run_cli([*ARGS, "find_lr.mode=cubic"], tmp_path, prog="lrrun-find-lr")
     assert proc.returncode == 2 and "find_lr.mode='cubic' is not allowed" in proc.stderr
+
+
+def test_a_find_lr_sweep_is_not_reported_as_failed_training(tmp_path: Path) -> None:
+    args = ["-m", *[a for a in ARGS if not a.startswith("hydra.")], "optimizer=sgd,adam",
+            "find_lr.steps=20", "hydra.sweep.dir=sw"]  # fmt: skip
+    proc = run_cli(args, tmp_path, prog="lrrun-find-lr")
+    assert_ok(proc)
+    assert (tmp_path / "sw" / "1" / "find_lr.csv").is_file()
+    assert not (tmp_path / "sw" / "summary.csv").exists()
