@@ -9,9 +9,7 @@ can refuse a config that would change the run.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 
 from lrrun.errors import ConfigError, root_cause
+from lrrun.files import atomic_write
 
 NAME = "checkpoint.pt"
 BEST = "best.pt"
@@ -43,18 +42,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``:
-    a reader (or a crash) sees the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """A reader (or a crash) sees the old checkpoint or the new one, never half of one."""
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
 
 
 def locate(spec: str) -> Path:

@@ -23,7 +23,6 @@ import math
 import os
 import shutil
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from lrrun.errors import DataError, root_cause
+from lrrun.files import atomic_write
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)
@@ -217,21 +217,15 @@ def _prepare_from(src_dir: Path, raw: Path) -> None:
     for f in IDX_FILES:
         if (raw / f).is_file():
             continue
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{f}.")
         try:
-            with gzip.open(src_dir / f"{f}.gz", "rb") as src, os.fdopen(fd, "wb") as dst:
+            with gzip.open(src_dir / f"{f}.gz", "rb") as src, atomic_write(raw / f, "wb") as dst:
                 shutil.copyfileobj(src, dst, length=1 << 20)
-            os.replace(tmp, raw / f)
         except (EOFError, OSError, zlib.error) as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise DataError(
                 f"{src_dir / f'{f}.gz'} could not be unpacked ({root_cause(exc)}): it is "
                 "truncated or corrupt. Replace it (e.g. apt-get install --reinstall "
                 "dataset-fashion-mnist) or delete it."
             ) from None
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def torchvision_dataset(name: str, root: Path, train: bool, transform: Any = None) -> Any:
@@ -275,12 +269,9 @@ def _read_torchvision(name: str, root: Path, train: bool) -> Split:
     out = Split(ds.data.unsqueeze(1).contiguous(), ds.targets.long())
     try:
         cache.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.name}.")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(cache, "wb") as f:
             torch.save({"stamp": [list(s) for s in stamp], "images": out.images,
                         "labels": out.labels}, f)  # fmt: skip
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, cache)
     except OSError:
         pass
     return out

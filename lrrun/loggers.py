@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import torch
 
 from lrrun.errors import ConfigError
+from lrrun.files import atomic_write
 
 
 def lr_columns(n_groups: int) -> list[str]:
@@ -70,12 +69,10 @@ class CSVLog:
                     f"writes {self.columns}. Resume with the checkpoint's config."
                 )
             rows = [r for r in reader if r.get("epoch", "").isdigit() and int(r["epoch"]) <= epochs]
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        with os.fdopen(fd, "w", newline="") as f:  # rewritten atomically: never half a file
+        with atomic_write(self.path, newline="") as f:  # never half a file
             writer = csv.DictWriter(f, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
         return rows
 
     def write(self, row: dict[str, Any]) -> None:
@@ -128,8 +125,5 @@ def write_status(run_dir: Path, status: str, **fields: Any) -> None:
         previous = json.loads(path.read_text())
     except (OSError, ValueError):
         previous = {}
-    state = {**previous, **fields, "status": status}
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".status.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f, indent=1)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        json.dump({**previous, **fields, "status": status}, f, indent=1)
