@@ -3,7 +3,7 @@
 Exit codes: 0 ok; 2 a user error (one line on stderr naming the key, the value and the fix);
 3 diverged (non-finite loss); 130 Ctrl-C, 143 SIGTERM (after saving what was done and
 printing the command that resumes). In a multirun a failed job does not stop the sweep: its
-status.json says why, and the sweep exits 1 at the end (lrrun.callbacks.SweepStatus).
+status.json says why, and the sweep exits 1 at the end (lrrun.callbacks.SweepEnd).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ EXIT_TERMINATED = 143
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from lrrun.console import print_error
-    from lrrun.loggers import write_status
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -41,13 +40,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             from lrrun.runner import run
 
             history = run(cfg, run_dir, dict(hydra_cfg.runtime.choices))
-    except (LrrunError, Diverged) as exc:
+    except LrrunError as exc:
+        fail_job(exc, run_dir)
+        return None
+    except Diverged as exc:  # the runner has written status "diverged"
         print_error(str(exc))
-        if isinstance(exc, LrrunError):
-            write_status(run_dir, "failed", message=str(exc))
-        if sweep:  # the other jobs go on; SweepStatus reports the failure at the end
+        if sweep:  # the other jobs go on; SweepEnd reports the failure at the end
             return None
-        raise SystemExit(EXIT_DIVERGED if isinstance(exc, Diverged) else EXIT_USER_ERROR) from None
+        raise SystemExit(EXIT_DIVERGED) from None
     except KeyboardInterrupt as exc:
         resume = _resume_command(list(hydra_cfg.overrides.task), run_dir, cfg)
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
@@ -60,6 +60,18 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         ) from None
     # The return value lets Hydra sweepers (e.g. Optuna) maximise it.
     return max(row["val_acc"] for row in history) if history else None
+
+
+def fail_job(exc: LrrunError, out: Path) -> None:
+    """A user error ends this job (lrrun, lrrun-preview, lrrun-find-lr): one line on stderr
+    and status "failed"; exit 2, unless it is one job of a sweep, which goes on."""
+    from lrrun.console import print_error
+    from lrrun.loggers import write_status
+
+    print_error(str(exc))
+    write_status(out, "failed", message=str(exc))
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        raise SystemExit(EXIT_USER_ERROR) from None
 
 
 def _resume_command(overrides: list[str], run_dir: Path, cfg: DictConfig) -> str:

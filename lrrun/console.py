@@ -48,10 +48,7 @@ class RunConsole:
 
     # --- header -----------------------------------------------------------------------------
     def header(self, items: dict[str, str]) -> None:
-        width = max(map(len, items)) + 2
-        for key, value in items.items():
-            text = Text.assemble((f"{key:<{width}}", "bold cyan"), value)
-            self.console.print(text, soft_wrap=True)  # one line per item, even in logs
+        print_items(items, self.console)
 
     # --- per epoch --------------------------------------------------------------------------
     def epoch_start(self, epoch: int) -> None:
@@ -118,13 +115,26 @@ class RunConsole:
             )
 
 
+def print_items(items: dict[str, str], console: Console | None = None) -> None:
+    """Aligned ``key  value`` lines (run header, preview and find-lr facts), one line per
+    item even in logs."""
+    console = console or Console(highlight=False)
+    width = max(map(len, items)) + 2
+    for key, value in items.items():
+        console.print(Text.assemble((f"{key:<{width}}", "bold cyan"), value), soft_wrap=True)
+
+
 def print_error(message: str) -> None:
     """One ``error: ...`` line on stderr (no markup: values such as [3, 2] contain brackets)."""
-    text = Text.assemble(("error: ", "bold red"), message)
-    Console(stderr=True, highlight=False).print(text, soft_wrap=True)
+    _print_line("error: ", "bold red", message)
 
 
 def print_warning(message: str) -> None:
     """One ``warning: ...`` line on stderr."""
-    text = Text.assemble(("warning: ", "bold yellow"), message)
-    Console(stderr=True, highlight=False).print(text, soft_wrap=True)
+    _print_line("warning: ", "bold yellow", message)
+
+
+def _print_line(label: str, style: str, message: str) -> None:
+    Console(stderr=True, highlight=False).print(
+        Text.assemble((label, style), message), soft_wrap=True
+    )

@@ -138,10 +138,8 @@ def suggest(rows: list[dict[str, float]]) -> dict[str, float]:
 def _hydra_main(cfg: DictConfig) -> float | None:
     import csv
 
-    from rich.console import Console
-    from rich.text import Text
-
-    from lrrun.console import print_error
+    from lrrun.cli import fail_job
+    from lrrun.console import print_items
     from lrrun.loggers import write_status
 
     out = Path(HydraConfig.get().runtime.output_dir)
@@ -149,11 +147,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         rows = range_test(cfg)
         tips = suggest(rows)
     except LrrunError as exc:
-        print_error(str(exc))
-        write_status(out, "failed", message=str(exc))
-        if HydraConfig.get().mode.name == "MULTIRUN":
-            return None  # the sweep goes on; SweepEnd reports the failure at the end
-        raise SystemExit(2) from None
+        fail_job(exc, out)
+        return None
     with (out / "find_lr.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -175,10 +170,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         "cyclic_lr": f"lrrun scheduler=cyclic_lr scheduler.base_lr={lr1:.2e} scheduler.max_lr={lr0:.2e}",
         "wrote": f"{out}/find_lr.csv" + (", find_lr.png" if cfg.find_lr.plot else ""),
     }
-    console = Console(highlight=False)
-    width = max(map(len, items)) + 2
-    for key, value in items.items():
-        console.print(Text.assemble((f"{key:<{width}}", "bold cyan"), value), soft_wrap=True)
+    print_items(items)
     return tips["steepest"]
 
 

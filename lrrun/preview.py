@@ -144,10 +144,8 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="preview")
 def _hydra_main(cfg: DictConfig) -> None:
-    from rich.console import Console
-    from rich.text import Text
-
-    from lrrun.console import print_error, print_warning
+    from lrrun.cli import fail_job
+    from lrrun.console import print_items, print_warning
     from lrrun.lint import lint
     from lrrun.loggers import write_status
     from lrrun.schedulers import format_args
@@ -157,11 +155,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         stepping, rows, spe = simulate(cfg)
     except LrrunError as exc:
-        print_error(str(exc))
-        write_status(out, "failed", message=str(exc))
-        if hydra_cfg.mode.name == "MULTIRUN":
-            return
-        raise SystemExit(2) from None
+        fail_job(exc, out)
+        return
     trainer = cfg.trainer
     for warning in lint(stepping, trainer.epochs, spe):
         print_warning(warning)
@@ -178,7 +173,6 @@ def _hydra_main(cfg: DictConfig) -> None:
             out / "preview.png", f"{choice}: lr per optimizer step ({trainer.epochs} epochs x {spe} steps)",
         )  # fmt: skip
     write_status(out, "ok", epoch=trainer.epochs, step=len(rows))
-    console = Console(highlight=False)
     items = {
         "scheduler": described,
         "plan": f"{trainer.epochs} epochs x {spe} steps = {len(rows)} optimizer steps "
@@ -187,9 +181,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         **facts(rows),
         "wrote": f"{out}/preview.csv" + (", preview.png" if cfg.preview.plot else ""),
     }
-    width = max(map(len, items)) + 2
-    for key, value in items.items():
-        console.print(Text.assemble((f"{key:<{width}}", "bold cyan"), value), soft_wrap=True)
+    print_items(items)
 
 
 def main() -> None:
