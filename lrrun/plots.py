@@ -17,9 +17,17 @@ def _pyplot() -> Any:
     return plt
 
 
-def _log_scale(values: Sequence[float]) -> bool:
+def log_scale(values: Sequence[float]) -> bool:
+    """Learning rates spanning more than 20x read better on a log axis (plots, sparklines)."""
     positive = [v for v in values if v > 0 and math.isfinite(v)]
     return bool(positive) and max(positive) / min(positive) > 20
+
+
+def _lr_axis(ax: Any, lrs: Sequence[float]) -> None:
+    log = log_scale(lrs)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel("learning rate" + (" (log scale)" if log else ""))
 
 
 def _integer_locator() -> Any:
@@ -49,11 +57,8 @@ def plot_lr(
     fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     for label, (steps, lrs) in traces.items():
         ax.plot(steps, lrs, label=label, linewidth=1.6, drawstyle="steps-post")
-    all_lrs = [v for _, lrs in traces.values() for v in lrs]
-    if _log_scale(all_lrs):
-        ax.set_yscale("log")
+    _lr_axis(ax, [v for _, lrs in traces.values() for v in lrs])
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("learning rate" + (" (log scale)" if _log_scale(all_lrs) else ""))
     ax.set_title(title)
     ax.grid(True, alpha=0.3, which="both")
     _epoch_axis(ax, steps_per_epoch)
@@ -80,10 +85,8 @@ def plot_run(
     step_ids = [r["step"] for r in steps]
     lrs = [r["lr"] for r in steps]
     lr_ax.plot(step_ids, lrs, color="tab:purple", linewidth=1.5, drawstyle="steps-post")
-    if _log_scale(lrs):
-        lr_ax.set_yscale("log")
+    _lr_axis(lr_ax, lrs)
     lr_ax.set_xlabel("optimizer step")
-    lr_ax.set_ylabel("learning rate" + (" (log scale)" if _log_scale(lrs) else ""))
     lr_ax.set_title("learning rate (per step)")
     _epoch_axis(lr_ax, steps_per_epoch)
     epochs = [r["epoch"] for r in metrics]
@@ -132,10 +135,8 @@ def plot_sweep(jobs: list[Any], path: Path, title: str) -> Path:
     acc_ax.xaxis.set_major_locator(_integer_locator())
     acc_ax.set_ylabel("validation accuracy (%)")
     acc_ax.set_title("validation accuracy per epoch")
-    if _log_scale(all_lrs):
-        lr_ax.set_yscale("log")
+    _lr_axis(lr_ax, all_lrs)
     lr_ax.set_xlabel("optimizer step")
-    lr_ax.set_ylabel("learning rate" + (" (log scale)" if _log_scale(all_lrs) else ""))
     lr_ax.set_title("learning rate per step")
     for ax in (acc_ax, lr_ax):
         ax.grid(True, alpha=0.3)

@@ -94,19 +94,17 @@ def _metric_trace(cfg: DictConfig, monitor: str, epochs: int) -> list[float]:
     return values
 
 
-def log_scale(rows: list[dict[str, Any]]) -> bool:
-    positive = [r["lr"] for r in rows if r["lr"] > 0]
-    return bool(positive) and max(positive) / min(positive) > 20
-
-
 def sparkline(values: list[float], width: int = 64) -> str:
+    """One character per bucket of steps; on a log scale when ``plots.log_scale`` says so."""
     import math
+
+    from lrrun.plots import log_scale
 
     if not values:
         return ""
     buckets = [values[int(i * len(values) / width)] for i in range(min(width, len(values)))]
     positive = [v for v in buckets if v > 0]
-    log = bool(positive) and max(positive) / min(positive) > 20
+    log = log_scale(values) and bool(positive)
     f = (lambda v: math.log(v) if v > 0 else math.log(min(positive))) if log else (lambda v: v)
     lo, hi = min(map(f, buckets)), max(map(f, buckets))
     if hi == lo:
@@ -148,6 +146,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from lrrun.console import print_items, print_warning
     from lrrun.lint import lint
     from lrrun.loggers import write_status
+    from lrrun.plots import log_scale
     from lrrun.schedulers import format_args
 
     hydra_cfg = HydraConfig.get()
@@ -173,11 +172,12 @@ def _hydra_main(cfg: DictConfig) -> None:
             out / "preview.png", f"{choice}: lr per optimizer step ({trainer.epochs} epochs x {spe} steps)",
         )  # fmt: skip
     write_status(out, "ok", epoch=trainer.epochs, step=len(rows))
+    lrs = [r["lr"] for r in rows]
     items = {
         "scheduler": described,
         "plan": f"{trainer.epochs} epochs x {spe} steps = {len(rows)} optimizer steps "
         f"(batch {trainer.batch_size})",
-        "lr": sparkline([r["lr"] for r in rows]) + (" (log scale)" if log_scale(rows) else ""),
+        "lr": sparkline(lrs) + (" (log scale)" if log_scale(lrs) else ""),
         **facts(rows),
         "wrote": f"{out}/preview.csv" + (", preview.png" if cfg.preview.plot else ""),
     }
