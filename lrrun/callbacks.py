@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-
-
-def job_statuses(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """status.json of every job folder under a sweep dir (missing: never started)."""
-    out = {}
-    for job in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()):
-        try:
-            out[job.name] = json.loads((job / "status.json").read_text())
-        except (OSError, ValueError):
-            out[job.name] = {"status": "failed", "message": "no status.json (did not start)"}
-    return out
 
 
 class SweepEnd(Callback):
@@ -31,20 +19,20 @@ class SweepEnd(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from lrrun.console import print_error
+        from lrrun.report import report_sweep, sweep_jobs
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
+        jobs = sweep_jobs(sweep_dir)  # a job without status.json has status "missing"
         try:
-            from lrrun.report import report
-
-            for path in report(sweep_dir):
+            for path in report_sweep(sweep_dir, jobs):
                 print(f"wrote {path}")
         except Exception as exc:  # a report must never hide the jobs' own outcome
             print_error(f"the sweep report failed ({exc}); run lrrun-report {sweep_dir}")
-        failed = {k: v for k, v in job_statuses(sweep_dir).items() if v.get("status") != "ok"}
+        failed = [j for j in jobs if j.status != "ok"]
         if failed:
-            lines = [f"job {k}: {v.get('status')}" for k, v in failed.items()]
+            lines = [f"job {j.name}: {j.status}" for j in failed]
             print_error(
                 f"{len(failed)} job(s) did not finish ok in {sweep_dir}: " + "; ".join(lines)
             )

@@ -11,12 +11,13 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lrrun.errors import ConfigError
 from lrrun.files import atomic_write
+
+if TYPE_CHECKING:  # torch is imported where losses are gathered: lrrun-report needs none
+    import torch
 
 
 def lr_columns(n_groups: int) -> list[str]:
@@ -38,6 +39,11 @@ def metrics_columns(n_groups: int) -> list[str]:
 
 def steps_columns(n_groups: int) -> list[str]:
     return ["epoch", "step", *lr_columns(n_groups), "loss"]
+
+
+def parse_row(row: dict[str, str]) -> dict[str, Any]:
+    """A row of metrics.csv or steps.csv as numbers (epoch and step as ints)."""
+    return {k: int(v) if k in ("epoch", "step") else float(v) for k, v in row.items()}
 
 
 class CSVLog:
@@ -106,6 +112,8 @@ class StepRecorder:
         """Write the pending rows; return them (losses as floats)."""
         if not self._pending:
             return []
+        import torch
+
         losses = torch.stack([p[3] for p in self._pending]).float().tolist()
         names = lr_columns(len(self._pending[0][2]))
         rows = [

@@ -71,7 +71,7 @@ def plot_lr(
 
 def plot_run(
     metrics: list[dict[str, float]],
-    steps: list[dict[str, float]],
+    lrs_by_step: Sequence[tuple[int, float]],
     steps_per_epoch: int,
     path: Path,
     title: str,
@@ -82,8 +82,8 @@ def plot_run(
     # end of every run of a sweep.
     fig, (lr_ax, loss_ax, acc_ax) = plt.subplots(1, 3, figsize=(15, 4.6))
     fig.subplots_adjust(left=0.055, right=0.99, top=0.80, bottom=0.12, wspace=0.24)
-    step_ids = [r["step"] for r in steps]
-    lrs = [r["lr"] for r in steps]
+    step_ids = [step for step, _ in lrs_by_step]
+    lrs = [lr for _, lr in lrs_by_step]
     lr_ax.plot(step_ids, lrs, color="tab:purple", linewidth=1.5, drawstyle="steps-post")
     _lr_axis(lr_ax, lrs)
     lr_ax.set_xlabel("optimizer step")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrrun.loggers import parse_row
+
 SUMMARY_FIELDS = (
     "best_val_acc", "best_epoch", "final_val_acc", "final_val_loss", "final_lr",
     "epochs", "wall_time_s", "status",
@@ -47,9 +49,7 @@ def read_rows(path: Path) -> list[dict[str, float]]:
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             try:
-                out.append(
-                    {k: int(v) if k in ("epoch", "step") else float(v) for k, v in row.items()}
-                )
+                out.append(parse_row(row))
             except (TypeError, ValueError):
                 continue
     return out
@@ -234,15 +234,21 @@ def report(path: Path, quiet: bool = False) -> list[Path]:
         job = load_job(path)
         if not job.metrics:
             return []
-        steps = read_rows(path / "steps.csv")
         return [
-            plots.plot_run(job.metrics, steps, job.steps_per_epoch, path / "curves.png", str(path))
+            plots.plot_run(
+                job.metrics, job.lrs, job.steps_per_epoch, path / "curves.png", str(path)
+            )
         ]
     jobs = sweep_jobs(path)
     if not jobs:
         raise FileNotFoundError(
             f"{path} is neither a run dir (metrics.csv) nor a sweep dir (0/, 1/, ...)"
         )
+    return report_sweep(path, jobs, quiet)
+
+
+def report_sweep(path: Path, jobs: list[Job], quiet: bool = False) -> list[Path]:
+    """summary.csv and its table (for training sweeps), and the sweep's pictures."""
     written = []
     tools = ("preview.csv", "find_lr.csv")  # lrrun-preview / lrrun-find-lr sweeps: no training
     training = [j for j in jobs if not any((j.path / t).is_file() for t in tools)]

@@ -22,7 +22,14 @@ from lrrun.console import RunConsole, print_warning
 from lrrun.data import IMAGE_SHAPE, NUM_CLASSES, load_data, make_batches
 from lrrun.errors import ConfigError, Diverged, root_cause
 from lrrun.lint import lint
-from lrrun.loggers import CSVLog, StepRecorder, metrics_columns, steps_columns, write_status
+from lrrun.loggers import (
+    CSVLog,
+    StepRecorder,
+    metrics_columns,
+    parse_row,
+    steps_columns,
+    write_status,
+)
 from lrrun.loop import Autocast, Hooks, fit, no_autocast
 from lrrun.models import parameter_count
 from lrrun.schedulers import Stepping, build_scheduler, current_lrs, format_args
@@ -77,7 +84,7 @@ def run(
     metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(groups), keep)
     steps = CSVLog(run_dir / "steps.csv", steps_columns(groups), keep)
     recorder = StepRecorder(steps)
-    previous: list[dict[str, Any]] = [_floats(r) for r in metrics.kept]
+    previous: list[dict[str, Any]] = [parse_row(r) for r in metrics.kept]
     for row in previous:
         console.epoch_end(row)
 
@@ -169,10 +176,6 @@ def _failure(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     return "failed"
-
-
-def _floats(row: dict[str, str]) -> dict[str, Any]:
-    return {k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
 
 
 def _plan(cfg: DictConfig, stepping: Stepping, steps_per_epoch: int) -> dict[str, Any]:
