@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lrrun.schedulers import Stepping
+from lrrun.schedulers import Stepping, schedule_length
 
 _PER_STEP = ("OneCycleLR", "CyclicLR")
 
@@ -17,7 +17,7 @@ _PER_STEP = ("OneCycleLR", "CyclicLR")
 def lint(stepping: Stepping, epochs: int, steps_per_epoch: int) -> list[str]:
     """Warnings for ``stepping`` in a run of ``epochs`` x ``steps_per_epoch``."""
     name, a, interval = stepping.name, stepping.args, stepping.interval
-    length = epochs if interval == "epoch" else epochs * steps_per_epoch
+    length = schedule_length(interval, epochs, steps_per_epoch)
     unit = "epochs" if interval == "epoch" else "optimizer steps"
     run = f"the run ({length} {unit})"
     out: list[str] = []

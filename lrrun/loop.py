@@ -65,7 +65,7 @@ class TrainStats:
 
 
 def step_after_batch(stepping: Stepping) -> None:
-    if stepping.scheduler is not None and stepping.interval == "step":
+    if stepping.per_batch:
         stepping.scheduler.step()
 
 

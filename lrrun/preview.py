@@ -53,13 +53,12 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     # the optimizer has stepped (the scheduler would warn otherwise).
     optimizer.step()
     names = lr_columns(len(optimizer.param_groups))
-    per_step = stepping.scheduler is not None and stepping.interval == "step"
     rows, step = [], 0
     for epoch in range(1, epochs + 1):
         lrs = dict(zip(names, current_lrs(optimizer), strict=True))
         for _ in range(spe):
             step += 1
-            if per_step:  # otherwise nothing moves the lr inside an epoch
+            if stepping.per_batch:  # otherwise nothing moves the lr inside an epoch
                 lrs = dict(zip(names, current_lrs(optimizer), strict=True))
             rows.append({"epoch": epoch, "step": step, **lrs})
             step_after_batch(stepping)

@@ -64,6 +64,16 @@ class Stepping:
     name: str = "none"
     args: dict[str, Any] = field(default_factory=dict)  # resolved kwargs, for the console
 
+    @property
+    def per_batch(self) -> bool:
+        """Whether the loop steps the scheduler after every optimizer step."""
+        return self.scheduler is not None and self.interval == "step"
+
+
+def schedule_length(interval: str, epochs: int, steps_per_epoch: int) -> int:
+    """A run's length in the scheduler's own unit: epochs, or optimizer steps."""
+    return epochs if interval == "epoch" else epochs * steps_per_epoch
+
 
 def build_scheduler(
     node: DictConfig, optimizer: Optimizer, epochs: int, steps_per_epoch: int
@@ -76,7 +86,7 @@ def build_scheduler(
     if "_target_" not in plain:
         return Stepping(None, interval, None, "none", {})
     cls = _scheduler_class(plain["_target_"], "scheduler._target_")
-    length = epochs if interval == "epoch" else epochs * steps_per_epoch
+    length = schedule_length(interval, epochs, steps_per_epoch)
 
     if cls is ReduceLROnPlateau:
         monitor = monitor or "val_loss"
