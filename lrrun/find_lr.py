@@ -59,6 +59,7 @@ def range_test(cfg: DictConfig) -> list[dict[str, float]]:
     import torch
     import torch.nn.functional as F
 
+    from lrrun.allocator import keep_freed_memory
     from lrrun.data import load_data, make_batches
     from lrrun.runner import build_model, build_optimizer, precision_context, resolve_device
     from lrrun.schedulers import current_lrs
@@ -74,6 +75,8 @@ def range_test(cfg: DictConfig) -> list[dict[str, float]]:
     trainer = resolved(cfg.trainer, "trainer")
     torch.manual_seed(trainer["seed"])
     device = resolve_device(trainer["device"])
+    if device.type == "cpu":
+        keep_freed_memory()
     autocast = precision_context(trainer["precision"], device)
     data = load_data(resolved(cfg.dataset, "dataset"))
     model = build_model(cfg.model).to(device)  # fresh: nothing carries over to later runs

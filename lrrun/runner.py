@@ -30,6 +30,7 @@ from lrrun.loggers import (
     steps_columns,
     write_status,
 )
+from lrrun.allocator import keep_freed_memory
 from lrrun.loop import Autocast, Hooks, fit, no_autocast
 from lrrun.models import parameter_count
 from lrrun.schedulers import Stepping, build_scheduler, current_lrs, format_args
@@ -50,6 +51,7 @@ def run(
     torch.manual_seed(trainer["seed"])
     device = resolve_device(trainer["device"])
     set_deterministic(trainer["deterministic"])
+    kept = device.type == "cpu" and keep_freed_memory()
     autocast = precision_context(trainer["precision"], device)
 
     data = load_data(resolved(cfg.dataset, "dataset"))
@@ -72,7 +74,7 @@ def run(
 
     groups = len(optimizer.param_groups)
     console = RunConsole(metrics_columns(groups), epochs, steps_per_epoch, trainer["progress"])
-    speed = _speed(data_path, trainer, memory_format)
+    speed = _speed(data_path, trainer, memory_format, kept)
     console.header(
         _header(cfg, choices, model, optimizer, stepping, data, steps_per_epoch)
         | {"device": f"{device} ({speed})", "run dir": _short(run_dir)}
@@ -349,12 +351,16 @@ def _memory_format(setting: str | bool, model: nn.Module) -> torch.memory_format
     return torch.channels_last if setting else torch.contiguous_format
 
 
-def _speed(data_path: str, trainer: dict[str, Any], memory_format: torch.memory_format) -> str:
+def _speed(
+    data_path: str, trainer: dict[str, Any], memory_format: torch.memory_format, kept: bool
+) -> str:
     parts = [f"data_path={data_path}", f"precision={trainer['precision']}"]
     if memory_format == torch.channels_last:
         parts.append("channels_last")
     if trainer["compile"]:
         parts.append("compile")
+    if kept:
+        parts.append("malloc keeps freed memory")
     return ", ".join(parts)
 
 
