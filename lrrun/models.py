@@ -20,6 +20,23 @@ class FeedForward(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with a cheaper mask on CPU: each value is kept when a uniform 31-bit integer
+    is >= round(p * 2**31), i.e. with probability 1 - p (to within 2**-32, finer than a float32
+    uniform), and scaled by 1 / (1 - p), as nn.Dropout does. torch's CPU ``bernoulli_`` takes
+    7 ms for the CNN's 590k values per batch of 64, the integers 2 ms: forward and backward of
+    the layer go from 8.7 to 3.8 ms, 13% of a training step (benchmarks/peer.py). Same seed,
+    same masks, but not nn.Dropout's masks. On CUDA (a fused kernel), in eval mode and for
+    p = 0 or 1: nn.Dropout itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or x.device.type != "cpu" or not 0 < self.p < 1:
+            return super().forward(x)
+        draws = torch.empty_like(x, dtype=torch.int32).random_()  # uniform on [0, 2**31)
+        keep = draws >= round(self.p * 2**31)
+        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
+
+
 class FashionMNISTNet(nn.Module):
     """The two-conv CNN of pytorch/examples' mnist, returning logits (no log_softmax)."""
 
@@ -30,8 +47,8 @@ class FashionMNISTNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, 3, 1)
         self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.dropout1 = nn.Dropout(dropout1)
-        self.dropout2 = nn.Dropout(dropout2)
+        self.dropout1 = Dropout(dropout1)
+        self.dropout2 = Dropout(dropout2)
         self.fc1 = nn.Linear(9216, 128)
         self.fc2 = nn.Linear(128, 10)
 
