@@ -84,7 +84,7 @@ MILESTONES: Rule = (_increasing_ints, "a non-empty list of strictly increasing i
 TRAINER_RULES: dict[str, Rule] = {
     "epochs": INT_GE1,
     "batch_size": INT_GE1,
-    "eval_batch_size": INT_GE1,
+    "eval_batch_size": (lambda v: v == "auto" or INT_GE1[0](v), "auto or an integer >= 1"),
     "device": STRING,
     "seed": INT,
     "num_workers": INT_GE0,

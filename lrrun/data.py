@@ -463,17 +463,31 @@ def fits_on(device: torch.device, nbytes: int) -> bool:
     return nbytes <= free // 2
 
 
+# Evaluation batch for eval_batch_size=auto. A GPU wants large batches; on a CPU they spill
+# activations out of cache: the CNN evaluates 10k images in 1.4 s at 128 and 3.2 s at 1000
+# (2-core x86_64), while the MLP barely cares (0.015 vs 0.009 s).
+EVAL_BATCH = {"cpu": 128}
+EVAL_BATCH_ELSEWHERE = 1000
+
+
+def eval_batch(setting: int | str, device: torch.device) -> int:
+    if setting != "auto":
+        return int(setting)
+    return EVAL_BATCH.get(device.type, EVAL_BATCH_ELSEWHERE)
+
+
 def make_batches(
     data: Data,
     device: torch.device,
     batch_size: int,
-    eval_batch_size: int,
+    eval_batch_size: int | str,
     seed: int,
     path: str = "auto",
     num_workers: int = 0,
     memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[Batches, Batches, str]:
     """Training and evaluation batches on ``device``, and the data path chosen."""
+    eval_batch_size = eval_batch(eval_batch_size, device)
     if path == "auto":
         path = "tensor" if fits_on(device, data.train.nbytes + data.test.nbytes) else "loader"
     if path == "tensor":
