@@ -17,6 +17,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from lrrun import checkpoint
+from lrrun.allocator import keep_freed_memory
 from lrrun.config import check_signature, resolved, validate
 from lrrun.console import RunConsole, print_warning
 from lrrun.data import IMAGE_SHAPE, NUM_CLASSES, load_data, make_batches
@@ -30,7 +31,6 @@ from lrrun.loggers import (
     steps_columns,
     write_status,
 )
-from lrrun.allocator import keep_freed_memory
 from lrrun.loop import Autocast, Hooks, fit, no_autocast
 from lrrun.models import parameter_count
 from lrrun.schedulers import Stepping, build_scheduler, current_lrs, format_args
