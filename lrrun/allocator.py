@@ -3,12 +3,12 @@
 A CPU training step allocates and frees the same large tensors every step (the CNN's
 activations and their gradients are 5-10 MB each). glibc's malloc serves blocks that large
 with fresh ``mmap`` pages, or trims them off the heap when they are freed, so every step
-touches new pages and pays a page fault per 4 KiB: ~1,400 faults per CNN step and 16% of its
-time here (benchmarks/peer.py). Raising the mmap threshold to its maximum and switching off
-trimming keeps those blocks in the heap for the next step - what PyTorch's own CPU launcher
-(``torch.backends.xeon.run_cpu``) gets by preloading jemalloc or tcmalloc. The cost: the
-process keeps its peak heap until it exits, which a training run reaches in its first step
-anyway.
+touches new pages and pays a page fault per 4 KiB: 4,000-6,000 faults per CNN step, 16% of
+its time on the 2-core CPU we measured. Raising the mmap threshold to its maximum and
+switching off trimming keeps those blocks in the heap for the next step - what PyTorch's own
+CPU launcher (``torch.backends.xeon.run_cpu``) gets by preloading jemalloc or tcmalloc. The
+cost: the process keeps its peak heap until it exits, which a training run reaches in its
+first steps anyway.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def step_faults(mode: str) -> dict:
 def test_cnn_steps_stop_page_faulting() -> None:
     default, tuned = step_faults("default"), step_faults("tune")
     assert tuned["tuned"] is True
-    # default: ~1,400 faults per step (every large block freshly mapped); tuned: ~none
+    # default: ~5,500 faults per step (large blocks freshly mapped); tuned: ~80
     assert default["faults"] > 5 * 500
     assert tuned["faults"] < default["faults"] / 10
 
