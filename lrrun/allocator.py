@@ -24,11 +24,14 @@ TRIM_THRESHOLD_MAX = 2**31 - 1  # a C int
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
-def keep_freed_memory() -> bool:
-    """Tune glibc's malloc as above; True if done. Leaves alone a process whose allocator the
-    user chose (a preloaded allocator, MALLOC_* or GLIBC_TUNABLES malloc settings) and any
-    libc other than glibc."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or user_tuned():
+def keep_freed_memory(device_type: str) -> bool:
+    """Tune glibc's malloc as above when training on ``device_type`` cpu; True if done. Leaves
+    alone GPU runs (their large tensors are not in malloc's heap), a process whose allocator
+    the user chose (a preloaded allocator, MALLOC_* or GLIBC_TUNABLES malloc settings) and
+    any libc other than glibc."""
+    if device_type != "cpu" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if user_tuned():
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -75,8 +75,7 @@ def range_test(cfg: DictConfig) -> list[dict[str, float]]:
     trainer = resolved(cfg.trainer, "trainer")
     torch.manual_seed(trainer["seed"])
     device = resolve_device(trainer["device"])
-    if device.type == "cpu":
-        keep_freed_memory()
+    keep_freed_memory(device.type)
     autocast = precision_context(trainer["precision"], device)
     data = load_data(resolved(cfg.dataset, "dataset"))
     model = build_model(cfg.model).to(device)  # fresh: nothing carries over to later runs

@@ -51,7 +51,7 @@ def run(
     torch.manual_seed(trainer["seed"])
     device = resolve_device(trainer["device"])
     set_deterministic(trainer["deterministic"])
-    kept = device.type == "cpu" and keep_freed_memory()
+    kept = keep_freed_memory(device.type)
     autocast = precision_context(trainer["precision"], device)
 
     data = load_data(resolved(cfg.dataset, "dataset"))

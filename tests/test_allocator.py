@@ -21,7 +21,7 @@ import torch, torch.nn.functional as F
 from lrrun.allocator import keep_freed_memory
 from lrrun.models import FashionMNISTNet
 
-tuned = keep_freed_memory() if sys.argv[1] == "tune" else False
+tuned = keep_freed_memory("cpu") if sys.argv[1] == "tune" else False
 torch.manual_seed(0)
 model = FashionMNISTNet()
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -70,4 +70,8 @@ def test_a_users_own_allocator_settings_are_left_alone(monkeypatch, env: dict) -
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert allocator.user_tuned()
-    assert allocator.keep_freed_memory() is False
+    assert allocator.keep_freed_memory("cpu") is False
+
+
+def test_gpu_runs_are_left_alone() -> None:
+    assert allocator.keep_freed_memory("cuda") is False
