@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = {"feedforward": 256, "fashion_mnist_net": 64}
@@ -36,9 +38,28 @@ SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 # --- (a) the plain loop, as the tutorials write it -------------------------------------------
 
 
+class ExamplesNet(nn.Module):
+    """pytorch/examples' mnist Net as written there (relu before pool, log_softmax); lrrun's
+    fashion_mnist_net computes the same function (tests/test_models.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = self.dropout1(F.max_pool2d(x, 2))
+        x = self.dropout2(F.relu(self.fc1(torch.flatten(x, 1))))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
 def plain(model_name: str, epochs: int, device: torch.device, data_root: str) -> dict:
-    import torch.nn.functional as F
-    from torch import nn
     from torchvision import datasets, transforms
 
     from lrrun.data import load_data
@@ -48,25 +69,7 @@ def plain(model_name: str, epochs: int, device: torch.device, data_root: str) ->
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 10))
         transform = transforms.ToTensor()
     else:
-
-        class Net(nn.Module):  # pytorch/examples' mnist Net
-            def __init__(self) -> None:
-                super().__init__()
-                self.conv1 = nn.Conv2d(1, 32, 3, 1)
-                self.conv2 = nn.Conv2d(32, 64, 3, 1)
-                self.dropout1 = nn.Dropout(0.25)
-                self.dropout2 = nn.Dropout(0.5)
-                self.fc1 = nn.Linear(9216, 128)
-                self.fc2 = nn.Linear(128, 10)
-
-            def forward(self, x):
-                x = F.relu(self.conv1(x))
-                x = F.relu(self.conv2(x))
-                x = self.dropout1(F.max_pool2d(x, 2))
-                x = self.dropout2(F.relu(self.fc1(torch.flatten(x, 1))))
-                return F.log_softmax(self.fc2(x), dim=1)
-
-        model = Net()
+        model = ExamplesNet()
         data = load_data(_dataset_cfg(data_root))  # the same measured constants lrrun uses
         transform = transforms.Compose(
             [transforms.ToTensor(), transforms.Normalize((data.mean,), (data.std,))]

@@ -7,27 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.peer import ExamplesNet  # the plain loop's CNN in the peer benchmark
 from lrrun.models import Dropout, FashionMNISTNet
-
-
-class ExamplesNet(nn.Module):
-    """pytorch/examples' mnist Net as written there (relu before pool, log_softmax)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.dropout1 = nn.Dropout(0.25)
-        self.dropout2 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = self.dropout1(F.max_pool2d(x, 2))
-        x = self.dropout2(F.relu(self.fc1(torch.flatten(x, 1))))
-        return F.log_softmax(self.fc2(x), dim=1)
 
 
 def test_fashion_mnist_net_is_the_examples_net() -> None:
