@@ -42,6 +42,19 @@ def test_dropout_keeps_each_value_with_probability_one_minus_p(p: float) -> None
     assert out.mean().item() == pytest.approx(1.0, abs=0.01)
 
 
+def test_dropout_uses_all_16_bits_of_each_lane() -> None:
+    """Four masks come from one 64-bit draw: each lane must be uniform (a lane with a constant
+    sign bit, as random_() without a range gives, would keep 5/8 at p = 0.5), including odd
+    sizes that use part of the last draw."""
+    torch.manual_seed(4)
+    kept = Dropout(0.5).train()(torch.ones(400_000)) != 0
+    for lane in kept.view(-1, 4).float().mean(dim=0).tolist():  # 100k per lane: 5 sd < 0.008
+        assert lane == pytest.approx(0.5, abs=0.008)
+    for shape in [(1,), (3, 5, 7), (2, 3, 1, 1)]:
+        out = Dropout(0.5).train()(torch.ones(shape))
+        assert out.shape == shape and set(out.unique().tolist()) <= {0.0, 2.0}
+
+
 def test_dropout_gradient_is_the_mask_and_eval_is_identity() -> None:
     torch.manual_seed(2)
     drop = Dropout(0.25).train()
