@@ -228,7 +228,7 @@ def compare(args: argparse.Namespace) -> None:
             print(f"{model:<18}{variant:<7}{BATCH[model]:>6}{epoch_s:>9.3f}{60000 / epoch_s:>11.0f}"
                   f"{max(r['peak_rss_mb'] for r in rs):>13.0f}{cuda_mb:>14.0f}"
                   f"{statistics.mean(r['val_acc'][-1] for r in rs):>9.4f}")  # fmt: skip
-        print(f"{model:<18}plain/lrrun = {medians['plain'] / medians['lrrun']:.1f}x per epoch")
+        print(f"{model:<18}plain/lrrun = {medians['plain'] / medians['lrrun']:.2f}x per epoch")
 
 
 if __name__ == "__main__":
