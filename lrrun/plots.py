@@ -1,4 +1,5 @@
-"""Pictures: headless matplotlib (Agg), imported only when a picture is drawn."""
+"""Pictures of one run, a schedule and an LR range test: headless matplotlib (Agg), imported
+only when a picture is drawn. A sweep's pictures: lrrun.sweep_plots."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,14 +24,14 @@ def log_scale(values: Sequence[float]) -> bool:
     return bool(positive) and max(positive) / min(positive) > 20
 
 
-def _lr_axis(ax: Any, lrs: Sequence[float]) -> None:
+def lr_axis(ax: Any, lrs: Sequence[float]) -> None:
     log = log_scale(lrs)
     if log:
         ax.set_yscale("log")
     ax.set_ylabel("learning rate" + (" (log scale)" if log else ""))
 
 
-def _integer_locator() -> Any:
+def integer_locator() -> Any:
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(integer=True)
@@ -43,7 +44,7 @@ def _epoch_axis(ax: Any, steps_per_epoch: int) -> None:
             "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
         )
         top.set_xlabel("epoch")
-        top.xaxis.set_major_locator(_integer_locator())
+        top.xaxis.set_major_locator(integer_locator())
 
 
 def plot_lr(
@@ -53,11 +54,11 @@ def plot_lr(
     title: str,
 ) -> Path:
     """lr per optimizer step, one line per trace (a legend when there are several)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     for label, (steps, lrs) in traces.items():
         ax.plot(steps, lrs, label=label, linewidth=1.6, drawstyle="steps-post")
-    _lr_axis(ax, [v for _, lrs in traces.values() for v in lrs])
+    lr_axis(ax, [v for _, lrs in traces.values() for v in lrs])
     ax.set_xlabel("optimizer step")
     ax.set_title(title)
     ax.grid(True, alpha=0.3, which="both")
@@ -77,7 +78,7 @@ def plot_run(
     title: str,
 ) -> Path:
     """curves.png: lr per step, loss per epoch, accuracy per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     # A fixed layout: constrained layout would double the drawing time, and this runs at the
     # end of every run of a sweep.
     fig, (lr_ax, loss_ax, acc_ax) = plt.subplots(1, 3, figsize=(15, 4.6))
@@ -85,7 +86,7 @@ def plot_run(
     step_ids = [step for step, _ in lrs_by_step]
     lrs = [lr for _, lr in lrs_by_step]
     lr_ax.plot(step_ids, lrs, color="tab:purple", linewidth=1.5, drawstyle="steps-post")
-    _lr_axis(lr_ax, lrs)
+    lr_axis(lr_ax, lrs)
     lr_ax.set_xlabel("optimizer step")
     lr_ax.set_title("learning rate (per step)")
     _epoch_axis(lr_ax, steps_per_epoch)
@@ -95,7 +96,7 @@ def plot_run(
         ax.plot(epochs, [r[f"train_{key}"] * scale for r in metrics], "o-", label="train")
         ax.plot(epochs, [r[f"val_{key}"] * scale for r in metrics], "s-", label="validation")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(_integer_locator())
+        ax.xaxis.set_major_locator(integer_locator())
         ax.set_ylabel(label + (" (%)" if key == "acc" else ""))
         ax.set_title(label + " per epoch")
         ax.legend()
@@ -115,74 +116,9 @@ def plot_run(
     return path
 
 
-def plot_sweep(jobs: list[Any], path: Path, title: str) -> Path:
-    """sweep_curves.png: val_acc per epoch and lr per step, one colour per job."""
-    plt = _pyplot()
-    fig, (acc_ax, lr_ax) = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
-    colours = plt.get_cmap("tab10" if len(jobs) <= 10 else "viridis")
-    all_lrs = []
-    for i, job in enumerate(jobs):
-        colour = colours(i if len(jobs) <= 10 else i / max(len(jobs) - 1, 1))
-        acc_ax.plot(
-            [r["epoch"] for r in job.metrics], [r["val_acc"] * 100 for r in job.metrics],
-            "o-", color=colour, label=job.label, markersize=3,
-        )  # fmt: skip
-        if job.lrs:
-            steps, lrs = zip(*job.lrs, strict=True)
-            all_lrs += lrs
-            lr_ax.plot(steps, lrs, color=colour, linewidth=1.3, drawstyle="steps-post")
-    acc_ax.set_xlabel("epoch")
-    acc_ax.xaxis.set_major_locator(_integer_locator())
-    acc_ax.set_ylabel("validation accuracy (%)")
-    acc_ax.set_title("validation accuracy per epoch")
-    _lr_axis(lr_ax, all_lrs)
-    lr_ax.set_xlabel("optimizer step")
-    lr_ax.set_title("learning rate per step")
-    for ax in (acc_ax, lr_ax):
-        ax.grid(True, alpha=0.3)
-    fig.legend(
-        *acc_ax.get_legend_handles_labels(), loc="outside right center", fontsize=8, title="job"
-    )
-    fig.suptitle(f"{len(jobs)} jobs: {title}")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_heatmap(
-    x_key: str, y_key: str, cells: dict[tuple[float, float], float], path: Path
-) -> Path:
-    """heatmap.png: best val_acc over a 2-D grid of numeric overrides (blank: no result)."""
-    import numpy as np
-
-    plt = _pyplot()
-    xs = sorted({x for x, _ in cells})
-    ys = sorted({y for _, y in cells})
-    grid = np.full((len(ys), len(xs)), np.nan)
-    for (x, y), v in cells.items():
-        grid[ys.index(y), xs.index(x)] = v * 100
-    fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 3, 0.8 * len(ys) + 2.2), layout="constrained")
-    image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
-    ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
-    ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
-    ax.set_xlabel(x_key)
-    ax.set_ylabel(y_key)
-    best = np.nanmax(grid)
-    for (i, j), v in np.ndenumerate(grid):
-        if not np.isnan(v):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9,
-                    color="black" if v > np.nanmean(grid) else "white",
-                    fontweight="bold" if v == best else "normal")  # fmt: skip
-    fig.colorbar(image, ax=ax, label="best validation accuracy (%)")
-    ax.set_title(f"best val_acc by {x_key} x {y_key}")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def plot_find_lr(rows: list[dict[str, float]], tips: dict[str, float], path: Path) -> Path:
     """find_lr.png: loss vs lr (log x), the suggestions marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
     lrs = [r["lr"] for r in rows]
     ax.plot(lrs, [r["loss"] for r in rows], color="0.75", linewidth=1, label="loss (per step)")

@@ -5,9 +5,12 @@ code, so a report can be regenerated at any time: for a sweep that is still runn
 whose jobs partly failed.
 
 - a run dir (has metrics.csv): curves.png
-- a sweep dir (numbered job folders): summary.csv, a table sorted by best val_acc with the
-  winner marked, sweep_curves.png (val_acc and lr of every job), heatmap.png when the sweep
-  is a 2-D grid of numeric overrides; for lrrun-preview sweeps, preview.png (all lr curves)
+- a sweep dir (numbered job folders): summary.csv (one row per job); configs.csv (one row per
+  config: jobs that differ only in trainer.seed are its replicates, lrrun.replicates); a
+  ranked table (per config with replicates, per job otherwise) and the verdict in words
+  (lrrun.verdict); sweep_curves.png (per config: mean val_acc with its spread over seeds, and
+  the lr), heatmap.png when the configs form a 2-D grid of numeric overrides; for
+  lrrun-preview sweeps, preview.png (all lr curves)
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrrun import replicates
 from lrrun.loggers import parse_row
+from lrrun.replicates import Config, is_seed
 
 SUMMARY_FIELDS = (
     "best_val_acc", "best_epoch", "final_val_acc", "final_val_loss", "final_lr",
@@ -36,6 +41,7 @@ class Job:
     metrics: list[dict[str, float]] = field(default_factory=list)
     lrs: list[tuple[int, float]] = field(default_factory=list)  # (step, lr)
     steps_per_epoch: int = 1
+    seed: int | None = None
 
     label: str = ""  # the overrides that tell this job from the others in its sweep
 
@@ -73,17 +79,37 @@ def _status(job_dir: Path) -> str:
         return "missing"
 
 
+def _seed(job_dir: Path, overrides: dict[str, str]) -> int | None:
+    """trainer.seed: from the overrides, else from the composed config."""
+    import yaml
+
+    value = next((v for k, v in overrides.items() if is_seed(k)), None)
+    if value is None:
+        try:
+            value = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())["trainer"][
+                "seed"
+            ]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def load_job(job_dir: Path) -> Job:
     steps = read_rows(job_dir / "steps.csv") or read_rows(job_dir / "preview.csv")
     per_epoch = sum(1 for r in steps if r["epoch"] == 1) or 1
+    overrides = _overrides(job_dir)
     return Job(
         name=job_dir.name,
         path=job_dir,
-        overrides=_overrides(job_dir),
+        overrides=overrides,
         status=_status(job_dir),
         metrics=read_rows(job_dir / "metrics.csv"),
         lrs=[(r["step"], r["lr"]) for r in steps],
         steps_per_epoch=per_epoch,
+        seed=_seed(job_dir, overrides),
     )
 
 
@@ -104,10 +130,20 @@ def common_overrides(jobs: list[Job]) -> str:
     return " ".join(f"{k}={v}" for k, v in shared.items())
 
 
-def _varying(jobs: list[Job]) -> list[str]:
-    """Override keys whose value differs between jobs (the sweep's axes)."""
+def varying(jobs: list[Job]) -> list[str]:
+    """Override keys whose value differs between jobs (the sweep's axes, the seed included)."""
     keys = list(dict.fromkeys(k for j in jobs for k in j.overrides))
-    return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1] or keys
+    return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
+
+
+def config_axes(jobs: list[Job]) -> list[str]:
+    """The keys that tell configs apart: the varying ones, the seed left out."""
+    return [k for k in varying(jobs) if not is_seed(k)]
+
+
+def _varying(jobs: list[Job]) -> list[str]:
+    """The sweep's axes for labels and summary.csv (all overrides when none varies)."""
+    return varying(jobs) or list(dict.fromkeys(k for j in jobs for k in j.overrides))
 
 
 def summary(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -140,89 +176,37 @@ def write_summary(sweep_dir: Path, jobs: list[Job]) -> list[dict[str, Any]]:
     return rows
 
 
-_HEADERS = {
-    "best_val_acc": "best val_acc", "best_epoch": "at epoch", "final_val_acc": "final val_acc",
-    "final_val_loss": "final val_loss", "final_lr": "final lr", "wall_time_s": "time (s)",
-}  # fmt: skip
-
-
-def print_table(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
-    """The summary ranked by best val_acc, the winner starred; failed jobs in red, last."""
-    from rich.console import Console
-    from rich.table import Table
-
-    ranked = sorted(rows, key=lambda r: -r["best_val_acc"] if r["best_val_acc"] != "" else 1)
-    table = Table(title=f"{sweep_dir}: {len(rows)} job(s), best val_acc first")
-    columns = [c for c in rows[0] if c != "epochs"] if rows else []
-    for c in columns:
-        header = _HEADERS.get(c, c.rsplit(".", 1)[-1])  # scheduler.gamma -> gamma
-        table.add_column(
-            header, justify="left" if c in ("job", "status") else "right", no_wrap=True
-        )
-    for i, r in enumerate(ranked):
-        cells = [_cell(c, r[c]) for c in columns]
-        winner = i == 0 and r["best_val_acc"] != ""
-        if winner:
-            cells[0] = f"★ {cells[0]}"
-        failed = r["status"] not in ("ok", "running")
-        table.add_row(*cells, style="bold green" if winner else ("red" if failed else None))
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 140)  # logs: never squash the numbers
-    console.print(table)
-
-
-def _cell(column: str, value: Any) -> str:
-    if value == "" or value is None:
-        return "-"
-    if isinstance(value, str) and len(value) > 8:  # an override such as 0.0289770526671783
-        try:
-            return f"{float(value):.4g}"
-        except ValueError:
-            return value
-    if column in ("best_val_acc", "final_val_acc", "final_val_loss"):
-        return f"{value:.4f}"
-    if column == "final_lr":
-        return f"{value:.3e}"
-    if column == "wall_time_s":
-        return f"{value:.1f}"
-    return str(value)
-
-
-def sweep_plots(sweep_dir: Path, jobs: list[Job]) -> list[Path]:
-    from lrrun import plots
+def sweep_plots(sweep_dir: Path, jobs: list[Job], ranked: list[Config] | None) -> list[Path]:
+    from lrrun import plots, sweep_plots
 
     out = []
     with_lr = [j for j in jobs if j.lrs]
-    trained = [j for j in jobs if j.metrics]
-    if with_lr and not trained:  # a preview sweep: the curves are the result
+    if with_lr and not any(j.metrics for j in jobs):  # a preview sweep: the curves are the result
         out.append(plots.plot_lr(
             {j.label: tuple(zip(*j.lrs, strict=True)) for j in with_lr},
             with_lr[0].steps_per_epoch, sweep_dir / "preview.png",
             f"{len(with_lr)} schedules: lr per optimizer step"
             + (f"\n{common_overrides(jobs)}" if common_overrides(jobs) else ""),
         ))  # fmt: skip
-    if trained:
+    if ranked and any(j.metrics for c in ranked for j in c.jobs):
         title = common_overrides(jobs) or str(sweep_dir)
-        out.append(plots.plot_sweep(trained, sweep_dir / "sweep_curves.png", title))
-        grid = _grid(trained)
+        out.append(sweep_plots.plot_sweep(ranked, sweep_dir / "sweep_curves.png", title))
+        grid = _grid(ranked, config_axes(jobs))
         if grid:
-            out.append(plots.plot_heatmap(*grid, sweep_dir / "heatmap.png"))
+            out.append(sweep_plots.plot_heatmap(*grid, sweep_dir / "heatmap.png"))
     return out
 
 
-def _grid(jobs: list[Job]) -> tuple[str, str, dict[tuple[float, float], float]] | None:
-    """(x key, y key, {(x, y): best val_acc}) when exactly two numeric overrides vary."""
-    axes = _varying(jobs)
+def _grid(ranked: list[Config], axes: list[str]) -> tuple[str, str, dict] | None:
+    """(x key, y key, {(x, y): config}) when the configs differ in exactly two numeric keys."""
     if len(axes) != 2:
         return None
     cells = {}
-    for j in jobs:
+    for c in ranked:
         try:
-            xy = (float(j.overrides[axes[0]]), float(j.overrides[axes[1]]))
+            cells[float(c.overrides[axes[0]]), float(c.overrides[axes[1]])] = c
         except (KeyError, ValueError):
             return None
-        cells[xy] = max(r["val_acc"] for r in j.metrics)
     return axes[0], axes[1], cells
 
 
@@ -248,16 +232,27 @@ def report(path: Path, quiet: bool = False) -> list[Path]:
 
 
 def report_sweep(path: Path, jobs: list[Job], quiet: bool = False) -> list[Path]:
-    """summary.csv and its table (for training sweeps), and the sweep's pictures."""
+    """summary.csv, configs.csv, the ranked table and the verdict (for training sweeps), and
+    the sweep's pictures."""
+    from lrrun import verdict
+
     written = []
     tools = ("preview.csv", "find_lr.csv")  # lrrun-preview / lrrun-find-lr sweeps: no training
     training = [j for j in jobs if not any((j.path / t).is_file() for t in tools)]
+    ranked = None
     if any(j.metrics or j.status != "missing" for j in training):
         rows = write_summary(path, jobs)
-        written.append(path / "summary.csv")
+        axes = config_axes(jobs)
+        ranked = replicates.rank(replicates.group(jobs, axes))
+        replicates.write_configs(path / "configs.csv", ranked, axes)
+        written += [path / "summary.csv", path / "configs.csv"]
         if not quiet:
-            print_table(rows, path)
-    written += sweep_plots(path, jobs)
+            if any(len(c.jobs) > 1 for c in ranked):
+                verdict.print_configs(ranked, axes, path)
+            else:
+                verdict.print_jobs(rows, path)
+            verdict.print_verdict(verdict.verdict(ranked, replicates.noise(ranked), jobs, axes))
+    written += sweep_plots(path, jobs, ranked)
     return written
 
 

@@ -1,0 +1,269 @@
+"""What a sweep's results say, on the console: a ranked table (per config when seeds are
+replicated, per job otherwise) and the verdict in a few plain sentences.
+
+The verdict never claims more than the data supports: it names the configs tied with the best,
+the seed-to-seed noise and the smallest difference the sweep could detect, and with one seed
+per config it says that the ranking cannot tell noise from effect and prints the command that
+adds seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lrrun.replicates import SEED, Config, Noise, is_seed
+
+if TYPE_CHECKING:
+    from lrrun.report import Job
+
+SEEDS_TO_ADD = "range(1,4)"  # Hydra's sweep syntax: seeds 1, 2, 3
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)  # logs: never squash the numbers
+    return console
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]  # scheduler.gamma -> gamma
+
+
+# --- one job per config: the per-job table --------------------------------------------------
+_HEADERS = {
+    "best_val_acc": "best val_acc", "best_epoch": "at epoch", "final_val_acc": "final val_acc",
+    "final_val_loss": "final val_loss", "final_lr": "final lr", "wall_time_s": "time (s)",
+}  # fmt: skip
+
+
+def print_jobs(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
+    """summary.csv ranked by best val_acc, the winner starred; failed jobs in red, last."""
+    from rich.table import Table
+
+    ranked = sorted(rows, key=lambda r: -r["best_val_acc"] if r["best_val_acc"] != "" else 1)
+    table = Table(title=f"{sweep_dir}: {len(rows)} job(s), best val_acc first")
+    columns = [c for c in rows[0] if c != "epochs"] if rows else []
+    for c in columns:
+        table.add_column(_HEADERS.get(c, _short(c)), no_wrap=True,
+                         justify="left" if c in ("job", "status") else "right")  # fmt: skip
+    for i, r in enumerate(ranked):
+        cells = [_cell(c, r[c]) for c in columns]
+        winner = i == 0 and r["best_val_acc"] != ""
+        if winner:
+            cells[0] = f"★ {cells[0]}"
+        failed = r["status"] not in ("ok", "running")
+        table.add_row(*cells, style="bold green" if winner else ("red" if failed else None))
+    _console().print(table)
+
+
+def _cell(column: str, value: Any) -> str:
+    if value == "" or value is None:
+        return "-"
+    if isinstance(value, str) and len(value) > 8:  # an override such as 0.0289770526671783
+        try:
+            return f"{float(value):.4g}"
+        except ValueError:
+            return value
+    if column in ("best_val_acc", "final_val_acc", "final_val_loss"):
+        return f"{value:.4f}"
+    if column == "final_lr":
+        return f"{value:.3e}"
+    if column == "wall_time_s":
+        return f"{value:.1f}"
+    return str(value)
+
+
+# --- seeds as replicates: the per-config table ----------------------------------------------
+def print_configs(ranked: list[Config], axes: list[str], sweep_dir: Path) -> None:
+    """configs.csv as a table: mean +- ci95 over seeds, n, p vs best, tied marked."""
+    from rich.table import Table
+
+    jobs = sum(len(c.jobs) for c in ranked)
+    table = Table(
+        title=f"{sweep_dir}: {len(ranked)} configs, {jobs} jobs; best mean val_acc first",
+        caption="+- : 95% t-interval of the mean over seeds; p: vs the best, Holm-adjusted "
+        "(paired by seed where both have the same seeds, else Welch)",
+    )
+    table.add_column("#", justify="right")
+    for k in axes:
+        table.add_column(_short(k), justify="right", no_wrap=True)
+    for name in ("best val_acc", "final val_acc", "final val_loss", "n", "failed", "vs best",
+                 "p vs best", "verdict"):  # fmt: skip
+        table.add_column(name, justify="left" if name == "verdict" else "right", no_wrap=True)
+    for c in ranked:
+        s = c.stats
+        verdict = "★ best" if c.rank == 1 else "tied" if c.tied_with_best else "worse"
+        verdict = verdict if c.mean is not None else "no ok job"
+        table.add_row(
+            str(c.rank),
+            *(_cell(k, c.overrides.get(k, "")) for k in axes),
+            _pm(s["best_val_acc"].mean, s["best_val_acc"].ci95),
+            _pm(s["final_val_acc"].mean, s["final_val_acc"].ci95),
+            _pm(s["final_val_loss"].mean, None),
+            str(len(c.ok)),
+            str(len(c.failed)) if c.failed else "",
+            "" if c.diff_vs_best is None or c.rank == 1 else f"{c.diff_vs_best:+.4f}",
+            _p(c.p_vs_best) + (f" {c.test}" if c.test == "welch" else ""),
+            verdict,
+            style="bold green" if c.rank == 1 and c.mean is not None
+            else "green" if c.tied_with_best else "red" if c.mean is None else None,
+        )  # fmt: skip
+    _console().print(table)
+
+
+def _pm(mean: float | None, ci95: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.4f}" + (f" +- {ci95:.4f}" if ci95 is not None else "")
+
+
+def _p(p: float | None) -> str:
+    return "" if p is None else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
+
+
+# --- the verdict in words -------------------------------------------------------------------
+def verdict(ranked: list[Config], noise: Noise, jobs: list[Job], axes: list[str]) -> list[str]:
+    """A few plain sentences: who won, who is tied, how noisy, what it would take."""
+    scored = [c for c in ranked if c.mean is not None]
+    lines = []
+    if not scored:
+        lines.append("no job ended ok: nothing to rank.")
+    elif noise.std is None:  # no config has two ok seeds
+        best = scored[0]
+        if len(scored) == 1:
+            lines.append(
+                f"one run: {best.label}, best val_acc {best.mean:.4f}; nothing to compare."
+            )
+        else:
+            lines.append(
+                f"best: {best.label}, {best.mean:.4f} (one seed). With one seed per config this "
+                "ranking cannot tell noise from effect: runs that differ only in their seed "
+                "differ too, by an amount this sweep cannot measure."
+            )
+        lines.append("Add seeds to find out:")
+        lines += [f"  {command}" for command in seeded_commands(ranked, jobs, axes)]
+    else:
+        lines.append(_winner(scored, ranked))
+        lines.append(_noise(noise))
+        lines.append(_power(noise, scored))
+    lines += _not_ok(ranked)
+    return lines
+
+
+def _winner(scored: list[Config], ranked: list[Config]) -> str:
+    best = scored[0]
+    s = best.stats["best_val_acc"]
+    text = f"best: {best.label}, {_pm(s.mean, s.ci95)} (n={s.n})"
+    if len(scored) == 1:
+        text += "; the only config with results, nothing to compare it with"
+    else:
+        tied = [c for c in scored[1:] if c.tied_with_best]
+        untested = sum(c.p_vs_best is None for c in tied)
+        worse = len(scored) - 1 - len(tied)
+        text += "; " + (
+            f"{_n(len(tied), 'config')} {_is(len(tied))} tied with it (p > 0.05"
+            + (f"; {untested} untested: fewer than 2 ok seeds)" if untested else ")")
+            if tied
+            else "no config is tied with it"
+        )
+        text += f"; {worse} {_is(worse)} worse (p < 0.05)" if worse else "; none is worse"
+    if len(ranked) > len(scored):
+        text += f"; {len(ranked) - len(scored)} without an ok job, ranked last"
+    return text + "."
+
+
+def _is(k: int) -> str:
+    return "is" if k == 1 else "are"
+
+
+def _noise(noise: Noise) -> str:
+    text = (
+        f"noise: best val_acc varies between seeds of one config with std {noise.std:.4f} "
+        f"(pooled over {_n(noise.configs, 'config')})"
+    )
+    if noise.paired and noise.test_std is not None:
+        text += (
+            f"; configs run with the same seeds are compared seed by seed, and those "
+            f"differences vary with std {noise.test_std:.4f}"
+        )
+    return text + "."
+
+
+def _power(noise: Noise, scored: list[Config]) -> str:
+    how = "paired by seed" if noise.paired else "Welch"
+    text = (
+        f"power: with {noise.n} seeds per config this sweep detects a difference of "
+        f"{noise.detectable:.4f} or more (80% power at p < 0.05, {how})."
+    )
+    if noise.gap is None:
+        return text
+    runner = scored[1]
+    text += f" The runner-up ({runner.label}) is {noise.gap:.4f} behind"
+    if not runner.tied_with_best:
+        return text + ", and this sweep already tells them apart."
+    if noise.gap == 0:
+        return text + ": the same mean, so no number of seeds would separate the two."
+    if noise.seeds_for_gap is None:
+        return text + ": more than 10,000 seeds per config would be needed to detect that."
+    return text + f": about {noise.seeds_for_gap} seeds per config would detect that."
+
+
+def _not_ok(ranked: list[Config]) -> list[str]:
+    bad = [(c, j) for c in ranked for j in c.failed]
+    if not bad:
+        return []
+    listed = "; ".join(
+        f"job {j.name} ({c.label}{f', seed {j.seed}' if j.seed is not None else ''}): {j.status}"
+        for c, j in bad
+    )
+    return [f"not ok: {_n(len(bad), 'job')} left out of the statistics - {listed}."]
+
+
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
+
+
+def seeded_commands(ranked: list[Config], jobs: list[Job], axes: list[str]) -> list[str]:
+    """The sweep again with seeds 1-3: one command for a grid (every combination of the
+    varying values ran), else one per best config (up to 3), e.g. for Optuna's trials."""
+    shared = [f"{k}={v}" for k, v in _common(jobs).items()]
+    keys = [k for k in axes if not is_seed(k)]
+    values = {k: list(dict.fromkeys(j.overrides[k] for j in jobs if k in j.overrides))
+              for k in keys}  # fmt: skip
+    seeds = f"{SEED}={SEEDS_TO_ADD}"
+    if math.prod(len(v) for v in values.values()) == len(ranked):
+        grid = [f"{k}={','.join(v)}" for k, v in values.items()]
+        return [shlex.join(["lrrun", "-m", *shared, *grid, seeds])]
+    top = [c for c in ranked if c.mean is not None][:3]
+    return [
+        shlex.join(["lrrun", "-m", *shared, *(f"{k}={v}" for k, v in c.overrides.items()), seeds])
+        for c in top
+    ]
+
+
+def _common(jobs: list[Job]) -> dict[str, str]:
+    """Overrides every job has with the same value, the seed left out."""
+    first = jobs[0].overrides if jobs else {}
+    return {
+        k: v
+        for k, v in first.items()
+        if not is_seed(k) and all(j.overrides.get(k) == v for j in jobs)
+    }
+
+
+def print_verdict(lines: list[str]) -> None:
+    from rich.text import Text
+
+    console = _console()
+    for line in lines:
+        label, colon, rest = line.partition(": ")
+        if line.startswith(" ") or not colon:  # a command to copy, or a plain sentence
+            console.print(line, markup=False, soft_wrap=True)
+        else:
+            console.print(Text.assemble((f"{label}: ", "bold"), rest))
