@@ -39,7 +39,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             validate(cfg)  # fails fast, before torch (seconds to import) is loaded
             from lrrun.runner import run
 
-            history = run(cfg, run_dir, dict(hydra_cfg.runtime.choices))
+            job_num = hydra_cfg.job.num if sweep else None
+            history = run(cfg, run_dir, dict(hydra_cfg.runtime.choices), job_num)
     except LrrunError as exc:
         fail_job(exc, run_dir)
         return None

@@ -61,7 +61,8 @@ def range_test(cfg: DictConfig) -> list[dict[str, float]]:
 
     from lrrun.allocator import keep_freed_memory
     from lrrun.data import load_data, make_batches
-    from lrrun.runner import build_model, build_optimizer, precision_context, resolve_device
+    from lrrun.devices import resolve_device
+    from lrrun.runner import build_model, build_optimizer, precision_context
     from lrrun.schedulers import current_lrs
 
     validate(cfg)

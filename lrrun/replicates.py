@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lrrun import stats
 
 if TYPE_CHECKING:
-    from lrrun.report import Job
+    from lrrun.jobs import Job
 
 SEED = "trainer.seed"
 METRICS = ("best_val_acc", "final_val_acc", "final_val_loss")

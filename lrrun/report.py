@@ -16,15 +16,13 @@ whose jobs partly failed.
 from __future__ import annotations
 
 import csv
-import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lrrun import replicates
-from lrrun.loggers import parse_row
-from lrrun.replicates import Config, is_seed
+from lrrun.jobs import Job, common_overrides, config_axes, job_axes, load_job, sweep_jobs
+from lrrun.replicates import Config
 
 SUMMARY_FIELDS = (
     "best_val_acc", "best_epoch", "final_val_acc", "final_val_loss", "final_lr",
@@ -32,122 +30,8 @@ SUMMARY_FIELDS = (
 )  # fmt: skip
 
 
-@dataclass
-class Job:
-    name: str
-    path: Path
-    overrides: dict[str, str]
-    status: str
-    metrics: list[dict[str, float]] = field(default_factory=list)
-    lrs: list[tuple[int, float]] = field(default_factory=list)  # (step, lr)
-    steps_per_epoch: int = 1
-    seed: int | None = None
-
-    label: str = ""  # the overrides that tell this job from the others in its sweep
-
-
-def read_rows(path: Path) -> list[dict[str, float]]:
-    """A CSV of numbers (epoch/step as ints); a missing file is empty, a half-written
-    last line (a run still writing) is skipped."""
-    if not path.is_file():
-        return []
-    out = []
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                out.append(parse_row(row))
-            except (TypeError, ValueError):
-                continue
-    return out
-
-
-def _overrides(job_dir: Path) -> dict[str, str]:
-    import yaml
-
-    path = job_dir / ".hydra" / "overrides.yaml"
-    try:
-        items = yaml.safe_load(path.read_text()) or []
-    except (OSError, yaml.YAMLError):
-        return {}
-    return dict(str(o).split("=", 1) for o in items if "=" in str(o))
-
-
-def _status(job_dir: Path) -> str:
-    try:
-        return json.loads((job_dir / "status.json").read_text())["status"]
-    except (OSError, ValueError, KeyError):
-        return "missing"
-
-
-def _seed(job_dir: Path, overrides: dict[str, str]) -> int | None:
-    """trainer.seed: from the overrides, else from the composed config."""
-    import yaml
-
-    value = next((v for k, v in overrides.items() if is_seed(k)), None)
-    if value is None:
-        try:
-            value = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())["trainer"][
-                "seed"
-            ]
-        except (OSError, yaml.YAMLError, KeyError, TypeError):
-            return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def load_job(job_dir: Path) -> Job:
-    steps = read_rows(job_dir / "steps.csv") or read_rows(job_dir / "preview.csv")
-    per_epoch = sum(1 for r in steps if r["epoch"] == 1) or 1
-    overrides = _overrides(job_dir)
-    return Job(
-        name=job_dir.name,
-        path=job_dir,
-        overrides=overrides,
-        status=_status(job_dir),
-        metrics=read_rows(job_dir / "metrics.csv"),
-        lrs=[(r["step"], r["lr"]) for r in steps],
-        steps_per_epoch=per_epoch,
-        seed=_seed(job_dir, overrides),
-    )
-
-
-def sweep_jobs(sweep_dir: Path) -> list[Job]:
-    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    jobs = [load_job(d) for d in sorted(dirs, key=lambda p: int(p.name))]
-    axes = _varying(jobs)
-    for job in jobs:
-        job.label = " ".join(f"{k}={job.overrides[k]}" for k in axes if k in job.overrides)
-        job.label = job.label or f"job {job.name}"
-    return jobs
-
-
-def common_overrides(jobs: list[Job]) -> str:
-    """The overrides every job shares (for titles)."""
-    axes = set(_varying(jobs))
-    shared = {k: v for k, v in jobs[0].overrides.items() if k not in axes} if jobs else {}
-    return " ".join(f"{k}={v}" for k, v in shared.items())
-
-
-def varying(jobs: list[Job]) -> list[str]:
-    """Override keys whose value differs between jobs (the sweep's axes, the seed included)."""
-    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides))
-    return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
-
-
-def config_axes(jobs: list[Job]) -> list[str]:
-    """The keys that tell configs apart: the varying ones, the seed left out."""
-    return [k for k in varying(jobs) if not is_seed(k)]
-
-
-def _varying(jobs: list[Job]) -> list[str]:
-    """The sweep's axes for labels and summary.csv (all overrides when none varies)."""
-    return varying(jobs) or list(dict.fromkeys(k for j in jobs for k in j.overrides))
-
-
 def summary(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
-    axes = _varying(jobs)
+    axes = job_axes(jobs)
     rows = []
     for job in jobs:
         m = job.metrics
@@ -234,7 +118,7 @@ def report(path: Path, quiet: bool = False) -> list[Path]:
 def report_sweep(path: Path, jobs: list[Job], quiet: bool = False) -> list[Path]:
     """summary.csv, configs.csv, the ranked table and the verdict (for training sweeps), and
     the sweep's pictures."""
-    from lrrun import verdict
+    from lrrun import tables, verdict
 
     written = []
     tools = ("preview.csv", "find_lr.csv")  # lrrun-preview / lrrun-find-lr sweeps: no training
@@ -248,9 +132,9 @@ def report_sweep(path: Path, jobs: list[Job], quiet: bool = False) -> list[Path]
         written += [path / "summary.csv", path / "configs.csv"]
         if not quiet:
             if any(len(c.jobs) > 1 for c in ranked):
-                verdict.print_configs(ranked, axes, path)
+                tables.print_configs(ranked, axes, path)
             else:
-                verdict.print_jobs(rows, path)
+                tables.print_jobs(rows, path)
             verdict.print_verdict(verdict.verdict(ranked, replicates.noise(ranked), jobs, axes))
     written += sweep_plots(path, jobs, ranked)
     return written

@@ -21,6 +21,7 @@ from lrrun.allocator import keep_freed_memory
 from lrrun.config import check_signature, resolved, validate
 from lrrun.console import RunConsole, print_warning
 from lrrun.data import IMAGE_SHAPE, NUM_CLASSES, load_data, make_batches
+from lrrun.devices import resolve_device
 from lrrun.errors import ConfigError, Diverged, root_cause
 from lrrun.lint import lint
 from lrrun.loggers import (
@@ -37,10 +38,14 @@ from lrrun.schedulers import Stepping, build_scheduler, current_lrs, format_args
 
 
 def run(
-    cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    choices: dict[str, Any] | None = None,
+    job_num: int | None = None,
 ) -> list[dict[str, Any]]:
     """Train as ``cfg`` says, writing metrics.csv, steps.csv, checkpoint.pt and status.json
-    into ``run_dir`` (with ``trainer.resume``: into the checkpoint's run dir)."""
+    into ``run_dir`` (with ``trainer.resume``: into the checkpoint's run dir). ``job_num``:
+    this job's number in a multirun (trainer.device=auto spreads jobs over GPUs by it)."""
     choices = choices or {}
     validate(cfg)
     trainer = resolved(cfg.trainer, "trainer")
@@ -49,7 +54,7 @@ def run(
         path = checkpoint.locate(str(trainer["resume"]))
         saved, run_dir = checkpoint.load(path), path.parent
     torch.manual_seed(trainer["seed"])
-    device = resolve_device(trainer["device"])
+    device = resolve_device(trainer["device"], job_num)
     set_deterministic(trainer["deterministic"])
     kept = keep_freed_memory(device.type)
     autocast = precision_context(trainer["precision"], device)
@@ -116,7 +121,8 @@ def run(
 
     def epoch_start(epoch: int) -> None:
         if epoch == start_epoch:  # set-up is done: the next thing is the first step
-            write_status(run_dir, "running", startup_s=round(process_age(), 3))
+            write_status(run_dir, "running", startup_s=round(process_age(), 3),
+                         device=str(device), torch_threads=torch.get_num_threads())  # fmt: skip
         console.epoch_start(epoch)
 
     hooks = Hooks(epoch_start, console.step_update, epoch_end, epoch_done)
@@ -278,42 +284,6 @@ def check_output_dir(run_dir: Path, model: nn.Module, total_steps: int) -> None:
             f"run dir {run_dir} has {free / 2**20:.1f} MiB free; this run needs about "
             f"{need / 2**20:.1f} MiB (checkpoints and CSVs). Free some space. {hint}"
         )
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` = cuda, else mps, else cpu; an explicit device must exist on this machine."""
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(
-            f"trainer.device={spec!r} is not a device: use auto, cpu, cuda, cuda:N or mps."
-        )
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(
-                f"trainer.device={spec!r} is not available: this machine has no usable CUDA "
-                "GPU. Use trainer.device=auto (picks the best there is) or trainer.device=cpu."
-            )
-        if device.index is not None and device.index >= count:
-            raise ConfigError(
-                f"trainer.device={spec!r} is not available: this machine has {count} CUDA "
-                f"device(s), cuda:0 to cuda:{count - 1}."
-            )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(
-            f"trainer.device={spec!r} is not available: MPS needs Apple silicon. "
-            "Use trainer.device=auto or cpu."
-        )
-    return device
 
 
 def set_deterministic(on: bool) -> None:

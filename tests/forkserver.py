@@ -18,11 +18,16 @@ import sys
 import traceback
 
 import hydra  # noqa: F401  (imported before forking: that is the point)
-import torch  # noqa: F401
+import scipy.stats  # noqa: F401  (sweep verdicts)
+import torch
+import torch._dynamo  # noqa: F401  (creating any torch optimizer imports it: 2-3 s)
 
 import lrrun.cli
+import lrrun.plots
 import lrrun.preview
-import lrrun.report  # noqa: F401
+import lrrun.report
+
+lrrun.plots.pyplot()  # matplotlib with its Agg backend (curves.png, sweep pictures)
 
 
 def child(req: dict) -> int:

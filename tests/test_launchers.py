@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,8 @@ def test_joblib_and_submitit_local_match_the_basic_launcher(tmp_path: Path) -> N
     ):
         other = sweep(tmp_path, name, *launcher)
         assert len(other) == len(basic), name
+        if name == "joblib":
+            assert_threads_shared(tmp_path / name, n_jobs=2)
         for a, b in zip(basic, other, strict=True):
             exact = {k: v for k, v in a.items() if k not in (*FLOATS, "wall_time_s")}
             assert exact == {k: b[k] for k in exact}, name
@@ -46,3 +50,14 @@ def test_optuna_sweeper_maximises_best_val_acc(tmp_path: Path) -> None:
     assert len(rows) == 3 and {"optimizer.lr", "scheduler.gamma"} <= set(rows[0])
     result = yaml.safe_load((tmp_path / "opt" / "optimization_results.yaml").read_text())
     assert result["best_value"] == max(float(r["best_val_acc"]) for r in rows)
+
+
+def assert_threads_shared(sweep_dir: Path, n_jobs: int) -> None:
+    """joblib's loky workers limit torch to their share of the cores (OMP_NUM_THREADS =
+    cores // n_jobs unless set already); lrrun must not undo it (status.json records
+    torch.get_num_threads() as each job starts)."""
+    from joblib import cpu_count
+
+    share = int(os.environ.get("OMP_NUM_THREADS", max(cpu_count() // n_jobs, 1)))
+    for status in sorted(sweep_dir.glob("*/status.json")):
+        assert json.loads(status.read_text())["torch_threads"] == share, status

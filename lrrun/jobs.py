@@ -1,0 +1,129 @@
+"""A run or sweep as it is on disk: each job's overrides, status, seed and CSV rows.
+
+Read-only and tolerant: a job still running (a half-written last line), one that failed
+before writing anything (status "missing"), or a sweep cut short reads as what is there.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lrrun.loggers import parse_row
+from lrrun.replicates import is_seed
+
+
+@dataclass
+class Job:
+    name: str
+    path: Path
+    overrides: dict[str, str]
+    status: str
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    lrs: list[tuple[int, float]] = field(default_factory=list)  # (step, lr)
+    steps_per_epoch: int = 1
+    seed: int | None = None
+
+    label: str = ""  # the overrides that tell this job from the others in its sweep
+
+
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """A CSV of numbers (epoch/step as ints); a missing file is empty, a half-written
+    last line (a run still writing) is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                out.append(parse_row(row))
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def _overrides(job_dir: Path) -> dict[str, str]:
+    import yaml
+
+    path = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        items = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    return dict(str(o).split("=", 1) for o in items if "=" in str(o))
+
+
+def _status(job_dir: Path) -> str:
+    try:
+        return json.loads((job_dir / "status.json").read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return "missing"
+
+
+def _seed(job_dir: Path, overrides: dict[str, str]) -> int | None:
+    """trainer.seed: from the overrides, else from the composed config."""
+    import yaml
+
+    value = next((v for k, v in overrides.items() if is_seed(k)), None)
+    if value is None:
+        try:
+            value = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())["trainer"][
+                "seed"
+            ]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def load_job(job_dir: Path) -> Job:
+    steps = read_rows(job_dir / "steps.csv") or read_rows(job_dir / "preview.csv")
+    per_epoch = sum(1 for r in steps if r["epoch"] == 1) or 1
+    overrides = _overrides(job_dir)
+    return Job(
+        name=job_dir.name,
+        path=job_dir,
+        overrides=overrides,
+        status=_status(job_dir),
+        metrics=read_rows(job_dir / "metrics.csv"),
+        lrs=[(r["step"], r["lr"]) for r in steps],
+        steps_per_epoch=per_epoch,
+        seed=_seed(job_dir, overrides),
+    )
+
+
+def sweep_jobs(sweep_dir: Path) -> list[Job]:
+    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    jobs = [load_job(d) for d in sorted(dirs, key=lambda p: int(p.name))]
+    axes = job_axes(jobs)
+    for job in jobs:
+        job.label = " ".join(f"{k}={job.overrides[k]}" for k in axes if k in job.overrides)
+        job.label = job.label or f"job {job.name}"
+    return jobs
+
+
+def common_overrides(jobs: list[Job]) -> str:
+    """The overrides every job shares (for titles)."""
+    axes = set(job_axes(jobs))
+    shared = {k: v for k, v in jobs[0].overrides.items() if k not in axes} if jobs else {}
+    return " ".join(f"{k}={v}" for k, v in shared.items())
+
+
+def varying(jobs: list[Job]) -> list[str]:
+    """Override keys whose value differs between jobs (the sweep's axes, the seed included)."""
+    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides))
+    return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
+
+
+def config_axes(jobs: list[Job]) -> list[str]:
+    """The keys that tell configs apart: the varying ones, the seed left out."""
+    return [k for k in varying(jobs) if not is_seed(k)]
+
+
+def job_axes(jobs: list[Job]) -> list[str]:
+    """The sweep's axes for labels and summary.csv (all overrides when none varies)."""
+    return varying(jobs) or list(dict.fromkeys(k for j in jobs for k in j.overrides))
