@@ -12,7 +12,7 @@ import math
 import shlex
 from typing import TYPE_CHECKING
 
-from lrrun.replicates import SEED, Config, Noise, is_seed
+from lrrun.replicates import NOT_ENDED, SEED, Config, Noise, is_seed
 from lrrun.tables import pm, wide_console
 
 if TYPE_CHECKING:
@@ -109,11 +109,18 @@ def _power(noise: Noise, scored: list[Config]) -> str:
 
 
 def _not_ok(ranked: list[Config]) -> list[str]:
+    """The jobs the statistics leave out: failed ones, and any still running (a report taken
+    during the sweep)."""
+    lines = []
     bad = [(c, j) for c in ranked for j in c.failed]
-    if not bad:
-        return []
-    listed = "; ".join(f"job {j.name} ({c.label}{_seed(j)}): {j.status}" for c, j in bad)
-    return [f"not ok: {_n(len(bad), 'job')} left out of the statistics - {listed}."]
+    if bad:
+        listed = "; ".join(f"job {j.name} ({c.label}{_seed(j)}): {j.status}" for c, j in bad)
+        lines.append(f"not ok: {_n(len(bad), 'job')} left out of the statistics - {listed}.")
+    running = [(c, j) for c in ranked for j in c.jobs if j.status in NOT_ENDED]
+    if running:
+        listed = "; ".join(f"job {j.name} ({c.label}{_seed(j)})" for c, j in running)
+        lines.append(f"running: {_n(len(running), 'job')} not in the statistics yet - {listed}.")
+    return lines
 
 
 def _seed(job: Job) -> str:

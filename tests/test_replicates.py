@@ -85,6 +85,13 @@ def test_failed_jobs_are_counted_and_left_out() -> None:
     assert c.test == "welch"  # seeds {1, 3} vs the best's {1, 2, 3}: not the same seeds
     lines = verdict.verdict(list(configs.values()), replicates.noise(ranked(jobs)), jobs, [])
     assert "job 10 (optimizer.lr=0.3, seed 2): diverged" in lines[-1]
+    jobs[0] = job(0, "0.1", 1, [0.5], status="running")  # a report taken during the sweep
+    configs = {c.overrides["optimizer.lr"]: c for c in ranked(jobs)}
+    assert (len(configs["0.1"].ok), len(configs["0.1"].failed)) == (2, 0)
+    lines = verdict.verdict(list(configs.values()), replicates.noise(ranked(jobs)), jobs, [])
+    assert (
+        lines[-1] == "running: 1 job not in the statistics yet - job 0 (optimizer.lr=0.1, seed 1)."
+    )
 
 
 def test_a_config_whose_every_job_failed_ranks_last_with_no_mean(tmp_path: Path) -> None:
