@@ -43,6 +43,7 @@ from lrrun.config import (
 )
 from lrrun.errors import ConfigError, root_cause
 from lrrun.expr import EpochExpression
+from lrrun.nested import NESTED
 
 # Which lengths a class derives when left null: {class: key}.
 _LENGTH_KEYS: dict[type, str] = {
@@ -112,7 +113,9 @@ def _build(
 ) -> Any:
     """Derive null lengths, check values, then finish the partial with the optimizer."""
     if issubclass(cls, _COMPOSITES):
-        return _build_composite(cls, node, kwargs, optimizer, length, prefix)
+        nested = prefix != "scheduler"  # a child of another composite (lrrun.nested)
+        return _build_composite(NESTED[cls] if nested else cls, node, kwargs, optimizer,
+                                length, prefix)  # fmt: skip
     _derive(cls, kwargs, optimizer, length, prefix)
     check_node(prefix, kwargs, scheduler_rules(cls.__name__))
     check_signature(cls, kwargs, prefix)
@@ -139,7 +142,10 @@ def _build_composite(
     length: int,
     prefix: str,
 ) -> Any:
-    """SequentialLR / ChainedScheduler: build named children, derive milestones."""
+    """SequentialLR / ChainedScheduler: build named children, derive milestones. A child may
+    itself be a SequentialLR or ChainedScheduler (built by the same rules, at any depth: a
+    SequentialLR child gets its segment of the run as its length)."""
+    torch_name = next(c for c in _COMPOSITES if issubclass(cls, c)).__name__
     children_node = node.get("schedulers")
     if not (OmegaConf.is_dict(children_node) or OmegaConf.is_list(children_node)):
         raise ConfigError(f"{prefix}.schedulers must be a mapping of named child schedulers.")
@@ -161,14 +167,15 @@ def _build_composite(
         for c, n in zip(child_nodes, names, strict=True)
     ]
     for child_cls, n in zip(child_classes, names, strict=True):
-        if child_cls is ReduceLROnPlateau or issubclass(child_cls, _COMPOSITES):
+        if child_cls is ReduceLROnPlateau:  # torch refuses it too: it steps on a metric
             raise ConfigError(
-                f"{prefix}.schedulers.{n} is {child_cls.__name__}, which cannot be a child of "
-                f"{cls.__name__}. Use a plain scheduler such as LinearLR or CosineAnnealingLR."
+                f"{prefix}.schedulers.{n} is ReduceLROnPlateau, which cannot be a child of "
+                f"{torch_name} (it steps on a metric). Use a schedule such as LinearLR or "
+                "CosineAnnealingLR, or SequentialLR / ChainedScheduler (they nest)."
             )
 
     lengths = [length] * len(child_nodes)
-    if cls is SequentialLR:
+    if issubclass(cls, SequentialLR):
         milestones = kwargs.get("milestones")
         if milestones is None:
             milestones = _derive_milestones(child_classes, child_kwargs, names, prefix)
@@ -196,11 +203,10 @@ def _build_composite(
         n: f"{c.__name__}({format_args(kw)})"
         for n, c, kw in zip(names, child_classes, child_kwargs, strict=True)
     }
-    if cls is SequentialLR:
-        return _construct(
-            cls, prefix, optimizer, schedulers=children, milestones=kwargs["milestones"]
-        )
-    return _construct(cls, prefix, children, optimizer=optimizer)
+    if issubclass(cls, SequentialLR):
+        return _construct(cls, prefix, optimizer, schedulers=children,
+                          milestones=kwargs["milestones"], _name=torch_name)  # fmt: skip
+    return _construct(cls, prefix, children, optimizer=optimizer, _name=torch_name)
 
 
 def _derive_milestones(

@@ -12,6 +12,7 @@ import lrrun.runner
 from lrrun.errors import ConfigError
 from lrrun.runner import run
 from tests.conftest import TINY_STEPS_PER_EPOCH, read_csv
+from tests.test_nested import TWO_LEVELS
 
 TOTAL_STEPS = 6 * TINY_STEPS_PER_EPOCH
 
@@ -24,6 +25,8 @@ SCHEDULES = {
         "scheduler=cosine_annealing_warm_restarts", "scheduler.T_0=2", "scheduler.T_mult=2",
     ],
     "sequential_lr": ["scheduler=sequential_lr", "scheduler.schedulers.cosine.T_max=4"],
+    # resumed after epoch 3, inside the nested ChainedScheduler (its StepLR fires at epoch 5)
+    "nested_composites": TWO_LEVELS,
     "reduce_lr_on_plateau": [
         "scheduler=reduce_lr_on_plateau", "scheduler.patience=0", "scheduler.factor=0.5",
         "scheduler.monitor=train_loss", "scheduler.threshold=0.05",
