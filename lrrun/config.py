@@ -22,7 +22,7 @@ METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 INTERVALS = ("epoch", "step")
 DATASETS = ("fashion_mnist", "mnist", "synthetic")
 # Keys of the scheduler node that are lrrun's stepping policy, never passed to torch.
-POLICY_KEYS = ("interval", "monitor")
+POLICY_KEYS = ("interval", "monitor", "warmup")
 
 
 def config_dir() -> Path:
@@ -252,6 +252,13 @@ def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
     from lrrun.expr import EpochExpression
 
     check_node(prefix, plain, scheduler_rules(plain.get("_target_")))
+    if prefix == "scheduler":
+        check_warmup(plain.get("warmup"))
+    elif "warmup" in plain:
+        raise ConfigError(
+            f"{prefix}.warmup: a warm-up applies to the whole schedule, not to one child. "
+            "Set scheduler.warmup.steps (or .epochs) instead."
+        )
     if "lr_lambda" in plain:
         EpochExpression(str(plain["lr_lambda"]), f"{prefix}.lr_lambda")
     if str(plain.get("_target_", "")).endswith("ReduceLROnPlateau"):
@@ -266,6 +273,32 @@ def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
         for name, child in children.items():
             if isinstance(child, dict):
                 check_scheduler(child, f"{prefix}.schedulers.{name}")
+
+
+WARMUP_RULES: dict[str, Rule] = {
+    "steps": _optional(INT_GE0),
+    "epochs": _optional(INT_GE0),
+    "start_factor": UNIT_CLOSED,
+}
+
+
+def check_warmup(node: Any) -> None:
+    """scheduler.warmup: steps or epochs (not both), start_factor in [0, 1]."""
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise ConfigError(
+            f"scheduler.warmup={_show(node)} must be a mapping: set scheduler.warmup.steps=N "
+            "(or .epochs=N) and optionally scheduler.warmup.start_factor."
+        )
+    check_known("scheduler.warmup", node, WARMUP_RULES)
+    check_node("scheduler.warmup", node, WARMUP_RULES)
+    if node.get("steps") is not None and node.get("epochs") is not None:
+        raise ConfigError(
+            f"scheduler.warmup.steps={node['steps']} and scheduler.warmup.epochs="
+            f"{node['epochs']} are both set: give the warm-up's length one way. Set the other "
+            "to null."
+        )
 
 
 def plateau_mode(monitor: str, mode: str) -> str:

@@ -84,6 +84,7 @@ def lint(stepping: Stepping, epochs: int, steps_per_epoch: int) -> list[str]:
             f"scheduler.patience={a.get('patience')} with {epochs} epochs: the lr can never be "
             "reduced in this run. Lower scheduler.patience or train longer."
         )
+    out += _warmup(stepping, epochs * steps_per_epoch)
     factor = _total_decay(name, a, length)
     if factor is not None and factor < 1e-6:
         hint = " Did you mean scheduler.interval=epoch?" if interval == "step" else ""
@@ -92,6 +93,30 @@ def lint(stepping: Stepping, epochs: int, steps_per_epoch: int) -> list[str]:
             f"early in training.{hint}"
         )
     return out
+
+
+def _warmup(stepping: Stepping, steps: int) -> list[str]:
+    """A warm-up longer than the run, or than the rise of a schedule that warms up itself."""
+    w, a = stepping.warmup.steps, stepping.args
+    if not w:
+        return []
+    if w > steps:
+        return [
+            f"the warm-up ({w} steps) is longer than the run ({steps} optimizer steps): the lr "
+            "never reaches the schedule. Lower scheduler.warmup.steps (or .epochs)."
+        ]
+    rise = None  # the schedule's own warm-up phase, in optimizer steps
+    if stepping.interval == "step" and stepping.name == "OneCycleLR":
+        rise = round(a["pct_start"] * a["total_steps"])
+    elif stepping.interval == "step" and stepping.name == "CyclicLR":
+        rise = a.get("step_size_up") or 2000
+    if rise is not None and w > rise:
+        return [
+            f"the warm-up ({w} steps) is longer than {stepping.name}'s own rise ({rise} steps), "
+            f"which it duplicates: the two multiply. Use scheduler.warmup.steps <= {rise}, or "
+            "no warm-up."
+        ]
+    return []
 
 
 def _total_decay(name: str, a: dict[str, Any], length: int) -> float | None:

@@ -4,8 +4,11 @@ Stepping contract
 -----------------
 For every batch::
 
+    forward -> loss -> backward
+    lr *= w(step)                   # warm-up (lrrun.warmup; w = 1 without one or after it)
     lrs = param_groups' lr          # logged: the lr this optimizer step uses
-    forward -> loss -> backward -> optimizer.step()
+    optimizer.step()
+    lr = the scheduled lr again     # the scheduler never sees the warm-up factor
     scheduler.step()                # only if interval == "step"
 
 After every epoch::
@@ -47,6 +50,7 @@ from lrrun.data import Batches
 from lrrun.errors import Diverged
 from lrrun.loggers import StepRecorder, lr_columns
 from lrrun.schedulers import Stepping, current_lrs
+from lrrun.warmup import warmed_up
 
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 OnStep = Callable[[int, list[float], torch.Tensor], None]
@@ -96,14 +100,16 @@ def train_one_epoch(
     loss_sum = correct = None
     seen, first_lrs = 0, None
     for done, (images, targets) in enumerate(batches, 1):
-        lrs = current_lrs(optimizer)  # the lr this optimizer step will use
-        first_lrs = first_lrs or lrs
         optimizer.zero_grad(set_to_none=True)
         with autocast():
             logits = model(images)
             loss = F.cross_entropy(logits, targets)
         loss.backward()
-        optimizer.step()
+        # warm-up: the scheduled lr x w(step) for this step only; the scheduler never sees it
+        with warmed_up(optimizer, stepping.warmup.factor(step + 1)):
+            lrs = current_lrs(optimizer)  # the lr this optimizer step uses
+            optimizer.step()
+        first_lrs = first_lrs or lrs
         step_after_batch(stepping)
         step += 1
         loss = loss.detach()

@@ -55,12 +55,14 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     names = lr_columns(len(optimizer.param_groups))
     rows, step = [], 0
     for epoch in range(1, epochs + 1):
-        lrs = dict(zip(names, current_lrs(optimizer), strict=True))
+        scheduled = current_lrs(optimizer)
         for _ in range(spe):
             step += 1
             if stepping.per_batch:  # otherwise nothing moves the lr inside an epoch
-                lrs = dict(zip(names, current_lrs(optimizer), strict=True))
-            rows.append({"epoch": epoch, "step": step, **lrs})
+                scheduled = current_lrs(optimizer)
+            factor = stepping.warmup.factor(step)  # as loop.train_one_epoch applies it
+            lrs = scheduled if factor == 1.0 else [lr * factor for lr in scheduled]
+            rows.append({"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True))})
             step_after_batch(stepping)
         metrics = {stepping.monitor: trace[epoch - 1]} if trace else {}
         step_after_epoch(stepping, metrics)
@@ -168,12 +170,14 @@ def _hydra_main(cfg: DictConfig) -> None:
 
         plot_lr(
             {choice: ([r["step"] for r in rows], [r["lr"] for r in rows])}, spe,
-            out / "preview.png", f"{choice}: lr per optimizer step ({trainer.epochs} epochs x {spe} steps)",
+            out / "preview.png", f"{choice}{_warmup_title(stepping)}: lr per optimizer step "
+            f"({trainer.epochs} epochs x {spe} steps)",
         )  # fmt: skip
     write_status(out, "ok", epoch=trainer.epochs, step=len(rows))
     lrs = [r["lr"] for r in rows]
     items = {
         "scheduler": described,
+        **stepping.warmup.header(),
         "plan": f"{trainer.epochs} epochs x {spe} steps = {len(rows)} optimizer steps "
         f"(batch {trainer.batch_size})",
         "lr": sparkline(lrs) + (" (log scale)" if log_scale(lrs) else ""),
@@ -181,6 +185,10 @@ def _hydra_main(cfg: DictConfig) -> None:
         "wrote": f"{out}/preview.csv" + (", preview.png" if cfg.preview.plot else ""),
     }
     print_items(items)
+
+
+def _warmup_title(stepping: Any) -> str:
+    return f" with warm-up ({stepping.warmup.describe()})" if stepping.warmup.steps else ""
 
 
 def main() -> None:

@@ -403,6 +403,7 @@ def _header(
         "scheduler": f"{choices.get('scheduler', '')} ({stepping.name}"
         + (f" {sched_args}" if sched_args else "")
         + f"), interval={stepping.interval}{monitor}",
+        **stepping.warmup.header(),
         "trainer": f"{trainer.epochs} epoch(s) x {steps_per_epoch} steps, batch {trainer.batch_size}, "
         f"seed {trainer.seed}",
     }

@@ -44,6 +44,8 @@ from lrrun.config import (
 from lrrun.errors import ConfigError, root_cause
 from lrrun.expr import EpochExpression
 from lrrun.nested import NESTED
+from lrrun.warmup import Warmup
+from lrrun.warmup import from_config as warmup_from_config
 
 # Which lengths a class derives when left null: {class: key}.
 _LENGTH_KEYS: dict[type, str] = {
@@ -64,6 +66,7 @@ class Stepping:
     monitor: str | None = None
     name: str = "none"
     args: dict[str, Any] = field(default_factory=dict)  # resolved kwargs, for the console
+    warmup: Warmup = field(default_factory=Warmup)  # lrrun.warmup: around optimizer.step()
 
     @property
     def per_batch(self) -> bool:
@@ -84,8 +87,9 @@ def build_scheduler(
     check_scheduler(plain)
     interval = plain.get("interval", "epoch")
     monitor = plain.get("monitor")
+    warmup = warmup_from_config(plain.get("warmup"), steps_per_epoch)
     if "_target_" not in plain:
-        return Stepping(None, interval, None, "none", {})
+        return Stepping(None, interval, None, "none", {}, warmup)
     cls = _scheduler_class(plain["_target_"], "scheduler._target_")
     length = schedule_length(interval, epochs, steps_per_epoch)
 
@@ -100,7 +104,7 @@ def build_scheduler(
 
     kwargs = _kwargs(plain)
     scheduler = _build(cls, node, kwargs, optimizer, length, "scheduler")
-    return Stepping(scheduler, interval, monitor, cls.__name__, dict(kwargs))
+    return Stepping(scheduler, interval, monitor, cls.__name__, dict(kwargs), warmup)
 
 
 def _build(

@@ -84,6 +84,13 @@ def test_policy_keys_never_reach_torch(compose_cfg) -> None:
     assert stepping.monitor == "val_acc"
     assert stepping.scheduler.mode == "max"  # mode=auto: accuracy is maximised
     assert "interval" not in stepping.args and "monitor" not in stepping.args
+    assert "warmup" not in stepping.args and stepping.warmup.steps == 0
+
+
+@pytest.mark.parametrize("choice", sorted(p.stem for p in (CONF / "scheduler").glob("*.yaml")))
+def test_every_scheduler_config_has_warmup_off(compose_cfg, choice: str) -> None:
+    cfg = compose_cfg(f"scheduler={choice}")
+    assert dict(cfg.scheduler.warmup) == {"steps": None, "epochs": None, "start_factor": 0.0}
 
 
 def test_derived_lengths(compose_cfg) -> None:

@@ -25,6 +25,12 @@ CASES = [
         ["scheduler=exponential_lr", "scheduler.gamma=0.5", "scheduler.interval=step"],
         "Did you mean scheduler.interval=epoch?",
     ),
+    (["scheduler=step_lr", "scheduler.warmup.epochs=7"], "the lr never reaches the schedule"),
+    (  # one_cycle's rise: pct_start 0.3 x 24 steps = 7
+        ["scheduler=one_cycle_lr", "scheduler.warmup.steps=8"],
+        "longer than OneCycleLR's own rise (7 steps)",
+    ),
+    (["scheduler=cyclic_lr", "scheduler.warmup.steps=7"], "longer than CyclicLR's own rise (6"),
 ]
 
 
@@ -51,3 +57,5 @@ def test_derived_defaults_are_clean(compose_cfg, choice: str) -> None:
     """With null (derived) lengths and 6 epochs, nothing to warn about."""
     torch.manual_seed(0)
     assert warnings_for(compose_cfg, f"scheduler={choice}") == []
+    # a warm-up within the run and within a one_cycle/cyclic rise is fine too
+    assert warnings_for(compose_cfg, f"scheduler={choice}", "scheduler.warmup.steps=4") == []

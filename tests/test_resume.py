@@ -25,6 +25,11 @@ SCHEDULES = {
         "scheduler=cosine_annealing_warm_restarts", "scheduler.T_0=2", "scheduler.T_mult=2",
     ],
     "sequential_lr": ["scheduler=sequential_lr", "scheduler.schedulers.cosine.T_max=4"],
+    # warm-up: resumed inside it (16 steps > the 12 done) and after it (6 steps)
+    "warmup_inside": ["scheduler=exponential_lr", "scheduler.warmup.steps=16"],
+    "warmup_after": [
+        "scheduler=step_lr", "scheduler.warmup.steps=6", "scheduler.warmup.start_factor=0.5",
+    ],
     # resumed after epoch 3, inside the nested ChainedScheduler (its StepLR fires at epoch 5)
     "nested_composites": TWO_LEVELS,
     "reduce_lr_on_plateau": [
