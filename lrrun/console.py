@@ -99,6 +99,10 @@ class RunConsole:
         line = " ".join(_fmt(c)[0].format(row[c]) for c in self.columns)
         self.console.print(line, markup=False)
 
+    def event(self, line: str) -> None:
+        """A schedule event (lrrun.events), one plain line under its epoch's row."""
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     # --- end --------------------------------------------------------------------------------
     def close(self) -> None:
         if self._progress is not None:

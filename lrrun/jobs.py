@@ -25,6 +25,7 @@ class Job:
     lrs: list[tuple[int, float]] = field(default_factory=list)  # (step, lr)
     steps_per_epoch: int = 1
     seed: int | None = None
+    events: list[tuple[int, str]] = field(default_factory=list)  # (step, event) of events.csv
 
     label: str = ""  # the overrides that tell this job from the others in its sweep
 
@@ -80,6 +81,14 @@ def _seed(job_dir: Path, overrides: dict[str, str]) -> int | None:
         return None
 
 
+def _events(path: Path) -> list[tuple[int, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [(int(r["step"]), r["event"]) for r in csv.DictReader(f)
+                if (r.get("step") or "").isdigit() and r.get("event")]  # fmt: skip
+
+
 def load_job(job_dir: Path) -> Job:
     steps = read_rows(job_dir / "steps.csv") or read_rows(job_dir / "preview.csv")
     per_epoch = sum(1 for r in steps if r["epoch"] == 1) or 1
@@ -93,6 +102,7 @@ def load_job(job_dir: Path) -> Job:
         lrs=[(r["step"], r["lr"]) for r in steps],
         steps_per_epoch=per_epoch,
         seed=_seed(job_dir, overrides),
+        events=_events(job_dir / "events.csv"),
     )
 
 

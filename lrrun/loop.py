@@ -68,19 +68,35 @@ class TrainStats:
     last_step: int  # global, 1-based
 
 
-def step_after_batch(stepping: Stepping) -> None:
+def step_after_batch(stepping: Stepping, epoch: int = 0, step: int = 0) -> None:
+    """After optimizer step ``step`` (global) of ``epoch``: a per-step scheduler steps."""
+    watch = stepping.watch  # lrrun.events: what the schedule did, if anyone asks
+    if watch is not None:
+        watch.optimizer_stepped(epoch, step)
     if stepping.per_batch:
+        before = watch.before_step() if watch is not None else 0.0
         stepping.scheduler.step()
+        if watch is not None:
+            watch.after_step(before, epoch, step, None)
 
 
-def step_after_epoch(stepping: Stepping, metrics: dict[str, Any]) -> None:
+def step_after_epoch(
+    stepping: Stepping, metrics: dict[str, Any], epoch: int = 0, step: int = 0
+) -> None:
+    """After epoch ``epoch`` (its last global step ``step``) was evaluated and logged."""
     if stepping.scheduler is None or stepping.interval != "epoch":
         return
+    watch = stepping.watch
+    before = watch.before_step() if watch is not None else 0.0
+    metric = None
     if isinstance(stepping.scheduler, ReduceLROnPlateau):
         assert stepping.monitor is not None
-        stepping.scheduler.step(metrics[stepping.monitor])
+        metric = metrics[stepping.monitor]
+        stepping.scheduler.step(metric)
     else:
         stepping.scheduler.step()
+    if watch is not None:
+        watch.after_step(before, epoch, step, metric)
 
 
 def train_one_epoch(
@@ -110,8 +126,8 @@ def train_one_epoch(
             lrs = current_lrs(optimizer)  # the lr this optimizer step uses
             optimizer.step()
         first_lrs = first_lrs or lrs
-        step_after_batch(stepping)
         step += 1
+        step_after_batch(stepping, epoch, step)
         loss = loss.detach()
         recorder.record(epoch, step, lrs, loss)
         loss_sum = _add(loss_sum, loss * targets.numel())
@@ -224,6 +240,6 @@ def fit(
         hooks.epoch_end(row)
         history.append(row)
         # --- schedule
-        step_after_epoch(stepping, row)
+        step_after_epoch(stepping, row, epoch, step)
         hooks.epoch_done(epoch, step)
     return history

@@ -76,8 +76,9 @@ def plot_run(
     steps_per_epoch: int,
     path: Path,
     title: str,
+    events: Sequence[tuple[int, str]] = (),
 ) -> Path:
-    """curves.png: lr per step, loss per epoch, accuracy per epoch."""
+    """curves.png: lr per step (schedule events marked), loss per epoch, accuracy per epoch."""
     plt = pyplot()
     # A fixed layout: constrained layout would double the drawing time, and this runs at the
     # end of every run of a sweep.
@@ -90,6 +91,7 @@ def plot_run(
     lr_ax.set_xlabel("optimizer step")
     lr_ax.set_title("learning rate (per step)")
     _epoch_axis(lr_ax, steps_per_epoch)
+    _mark_events(lr_ax, events)
     epochs = [r["epoch"] for r in metrics]
     for ax, key, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
         scale = 100 if key == "acc" else 1
@@ -114,6 +116,17 @@ def plot_run(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _mark_events(ax: Any, events: Sequence[tuple[int, str]]) -> None:
+    """A dotted line at each event's step, labelled with the event (lrrun.events); labels
+    only while there are few enough to read (a long cyclic run peaks hundreds of times)."""
+    for step, name in events[:300]:
+        ax.axvline(step, color="0.45", linestyle=":", linewidth=1)
+        if len(events) > 30:
+            continue
+        ax.annotate(name, (step, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -4),
+                    textcoords="offset points", rotation=90, va="top", fontsize=7, color="0.3")  # fmt: skip
 
 
 def plot_find_lr(rows: list[dict[str, float]], tips: dict[str, float], path: Path) -> Path:

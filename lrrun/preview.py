@@ -35,6 +35,7 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     import torch
 
     from lrrun.data import batches_per_epoch
+    from lrrun.events import EventWatcher
     from lrrun.loggers import lr_columns
     from lrrun.loop import step_after_batch, step_after_epoch
     from lrrun.runner import build_model, build_optimizer
@@ -48,6 +49,7 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     model = build_model(cfg.model)
     optimizer = build_optimizer(cfg.optimizer, model)
     stepping = build_scheduler(cfg.scheduler, optimizer, epochs, spe)
+    stepping.watch = EventWatcher(stepping, optimizer)
     trace = _metric_trace(cfg, stepping.monitor, epochs) if stepping.monitor else None
     # No gradients exist, so optimizer.step() changes nothing; calling it once tells torch
     # the optimizer has stepped (the scheduler would warn otherwise).
@@ -63,9 +65,9 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
             factor = stepping.warmup.factor(step)  # as loop.train_one_epoch applies it
             lrs = scheduled if factor == 1.0 else [lr * factor for lr in scheduled]
             rows.append({"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True))})
-            step_after_batch(stepping)
+            step_after_batch(stepping, epoch, step)
         metrics = {stepping.monitor: trace[epoch - 1]} if trace else {}
-        step_after_epoch(stepping, metrics)
+        step_after_epoch(stepping, metrics, epoch, step)
     return stepping, rows, spe
 
 
@@ -185,6 +187,11 @@ def _hydra_main(cfg: DictConfig) -> None:
         "wrote": f"{out}/preview.csv" + (", preview.png" if cfg.preview.plot else ""),
     }
     print_items(items)
+    happened = stepping.watch.drain()
+    if happened:
+        print_items({"events": f"{len(happened)} (as training would log them in events.csv)"})
+        for event in happened:
+            print(event.line())
 
 
 def _warmup_title(stepping: Any) -> str:

@@ -104,9 +104,10 @@ def report(path: Path, quiet: bool = False) -> list[Path]:
             return []
         return [
             plots.plot_run(
-                job.metrics, job.lrs, job.steps_per_epoch, path / "curves.png", str(path)
+                job.metrics, job.lrs, job.steps_per_epoch, path / "curves.png", str(path),
+                job.events,
             )
-        ]
+        ]  # fmt: skip
     jobs = sweep_jobs(path)
     if not jobs:
         raise FileNotFoundError(

@@ -23,6 +23,8 @@ from lrrun.console import RunConsole, print_warning
 from lrrun.data import IMAGE_SHAPE, NUM_CLASSES, load_data, make_batches
 from lrrun.devices import resolve_device
 from lrrun.errors import ConfigError, Diverged, root_cause
+from lrrun.events import COLUMNS as EVENT_COLUMNS
+from lrrun.events import EventWatcher
 from lrrun.lint import lint
 from lrrun.loggers import (
     CSVLog,
@@ -90,7 +92,16 @@ def run(
     keep = start_epoch - 1 if saved else None
     metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(groups), keep)
     steps = CSVLog(run_dir / "steps.csv", steps_columns(groups), keep)
+    events = CSVLog(run_dir / "events.csv", EVENT_COLUMNS, keep)
     recorder = StepRecorder(steps)
+    stepping.watch = EventWatcher(stepping, optimizer)
+
+    def log_events() -> None:  # under the epoch's row, and on disk with its rows
+        happened = stepping.watch.drain()
+        events.write_many([e.row() for e in happened])
+        for event in happened:
+            console.event(event.line())
+
     previous: list[dict[str, Any]] = [parse_row(r) for r in metrics.kept]
     for row in previous:
         console.epoch_end(row)
@@ -103,6 +114,7 @@ def run(
             best = (row["val_acc"], row["epoch"])
 
     def epoch_done(epoch: int, step: int) -> None:
+        log_events()
         state = {
             "format": checkpoint.FORMAT,
             "epoch": epoch,
@@ -141,8 +153,10 @@ def run(
         raise
     finally:  # whatever happens, every step taken is on disk
         recorder.flush()
+        log_events()
         metrics.close()
         steps.close()
+        events.close()
         console.close()
     write_status(run_dir, "ok")  # epoch and step: from the last epoch_done
     _plot(run_dir, trainer)

@@ -67,6 +67,7 @@ class Stepping:
     name: str = "none"
     args: dict[str, Any] = field(default_factory=dict)  # resolved kwargs, for the console
     warmup: Warmup = field(default_factory=Warmup)  # lrrun.warmup: around optimizer.step()
+    watch: Any = None  # an lrrun.events.EventWatcher, told of every step when set
 
     @property
     def per_batch(self) -> bool:

@@ -64,6 +64,9 @@ def test_three_epochs_resumed_to_six_equal_six(compose_cfg, tmp_path: Path, sche
     assert len(lrs) > 1, "the schedule must move in 6 epochs for this test to mean anything"
     full, part = (read_csv(tmp_path / d / "metrics.csv") for d in ("full", "part"))
     assert without_time(part) == without_time(full)
+    # schedule events: those before the checkpoint kept, the rest logged after the resume
+    full_events, part_events = (read_csv(tmp_path / d / "events.csv") for d in ("full", "part"))
+    assert part_events == full_events
     status = json.loads((tmp_path / "part" / "status.json").read_text())
     assert (status["status"], status["epoch"], status["step"]) == ("ok", 6, TOTAL_STEPS)
 
