@@ -100,7 +100,7 @@ class _sigterm_raises:
 
 def precheck(args: list[str], extra_roots: tuple[str, ...] = ()) -> None:
     """Checks that must run before Hydra composes (typos, run dir); exit 2 on failure."""
-    from lrrun.config import check_output_location, check_overrides
+    from lrrun.overrides import check_output_location, check_overrides
 
     try:
         check_overrides(args, extra_roots)
