@@ -34,10 +34,10 @@ data: ## make sure FashionMNIST is on this machine (Debian's dataset-fashion-mni
 run: install data ## train: make run ARGS="scheduler=step_lr optimizer=adam"
 	$(BIN)/lrrun $(ARGS)
 
-test: install data ## the test suite without slow tests (about 3 minutes on 2 cores)
+test: install data ## the test suite without slow tests (4-5 minutes on 2 cores)
 	$(BIN)/pytest -m "not slow"
 
-test-slow: install data ## only the slow tests (real FashionMNIST, SIGTERM, wheel, compile, launchers)
+test-slow: install data ## only the slow tests (real FashionMNIST, SIGTERM, wheel, compile, launchers, extra cases)
 	$(BIN)/pytest -m slow
 
 test-full: install data ## every test

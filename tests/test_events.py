@@ -119,7 +119,14 @@ def test_console_prints_events_under_their_epoch_row(runs) -> None:
     assert lines.index(line) > row
 
 
-@pytest.mark.parametrize("name", ["step_lr", "warmup", "restarts", "sequential", "one_cycle"])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["step_lr", "one_cycle", *(pytest.param(n, marks=SLOW) for n in ("warmup", "restarts",
+                                                                       "sequential"))],
+)  # fmt: skip
 def test_preview_prints_the_same_events(runs, tmp_path: Path, name: str) -> None:
     _, trained = runs[name]
     proc = run_cli([*TINY, *RUNS[name], "hydra.run.dir=p"], tmp_path, prog="lrrun-preview")
@@ -128,6 +135,7 @@ def test_preview_prints_the_same_events(runs, tmp_path: Path, name: str) -> None
     assert previewed and previewed == [x for x in trained.splitlines() if x.startswith("  epoch ")]
 
 
+@pytest.mark.slow
 def test_smooth_schedules_have_no_events(tmp_path: Path) -> None:
     proc = run_cli(["-m", *TINY, "scheduler=exponential_lr,cosine_annealing_lr,polynomial_lr",
                     "hydra.sweep.dir=sw"], tmp_path)  # fmt: skip

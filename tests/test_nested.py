@@ -89,6 +89,7 @@ def test_nested_composites_follow_torch_segment_by_segment(
     assert [r["lr"] for r in read_csv(tmp_path / "p" / "preview.csv")] == [r["lr"] for r in steps]
 
 
+@pytest.mark.slow
 def test_nested_per_step(tmp_path: Path) -> None:
     """interval=step: the lengths and milestones count optimizer steps at every level."""
     proc = run_cli([*TINY, "optimizer.lr=0.01", *TWO_LEVELS, "scheduler.interval=step",
