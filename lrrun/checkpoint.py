@@ -9,6 +9,7 @@ can refuse a config that would change the run.
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,16 @@ from lrrun.files import atomic_write
 
 NAME = "checkpoint.pt"
 BEST = "best.pt"
-FORMAT = 1
+FORMAT = 2  # 2: RNG states as tensors and plain values (loaded with weights_only=True)
 
 
 def rng_state() -> dict[str, Any]:
+    """Every RNG, as tensors and plain values only (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
         "python": random.getstate(),
     }
 
@@ -37,7 +40,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
 
 
@@ -62,8 +66,19 @@ def locate(spec: str) -> Path:
 
 
 def load(path: Path) -> dict[str, Any]:
+    """Read a checkpoint without running any code from it: ``weights_only=True`` unpickles
+    tensors and plain values only, so a checkpoint from someone else cannot execute anything.
+    A file that needs more is refused, and nothing is loaded or overwritten."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        why = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line),
+                   root_cause(exc))  # fmt: skip
+        raise ConfigError(
+            f"trainer.resume: {path} holds more than tensors and plain values ({why}), so "
+            "loading it could run code. lrrun loads checkpoints with weights_only=True and "
+            f"refuses this one. Resume from a {NAME} written by this lrrun version."
+        ) from None
     except Exception as exc:
         raise ConfigError(
             f"trainer.resume: {path} could not be read ({root_cause(exc)}). It may be from "

@@ -74,19 +74,31 @@ def _power(base: Any, exp: Any) -> Any:
     return base**exp
 
 
+_TREES: dict[str, ast.AST] = {}
+
+
 class EpochExpression:
     """A config string compiled to ``f(epoch) -> float`` for LambdaLR/MultiplicativeLR."""
 
     def __init__(self, source: str, key: str = "scheduler.lr_lambda") -> None:
+        # Only these two strings live in __dict__: LambdaLR's state_dict saves a callable
+        # object's __dict__, and a checkpoint must hold plain values (loaded weights_only).
         self.source, self.key = source, key
-        try:
-            tree = ast.parse(str(source).strip(), mode="eval")
-        except SyntaxError as exc:
-            raise self._error(f"it is not a valid expression ({exc.msg})") from None
-        self._check(tree.body)
-        self._tree = tree.body
         for epoch in (0, 1, 10):  # fail at config time, not mid-training
             self(epoch)
+
+    @property
+    def _tree(self) -> ast.AST:
+        """The checked expression, parsed once per source string."""
+        tree = _TREES.get(self.source)
+        if tree is None:
+            try:
+                tree = ast.parse(str(self.source).strip(), mode="eval").body
+            except SyntaxError as exc:
+                raise self._error(f"it is not a valid expression ({exc.msg})") from None
+            self._check(tree)
+            _TREES[self.source] = tree
+        return tree
 
     def __call__(self, epoch: int) -> float:
         try:

@@ -209,9 +209,21 @@ def _plan(cfg: DictConfig, stepping: Stepping, steps_per_epoch: int) -> dict[str
     return {
         **{k: plain[k] for k in ("dataset", "model", "optimizer", "scheduler")},
         "trainer": trainer,
-        "scheduler (derived)": {"name": stepping.name, **stepping.args},
+        "scheduler (derived)": _plain({"name": stepping.name, **stepping.args}),
         "steps_per_epoch": steps_per_epoch,
     }
+
+
+def _plain(value: Any) -> Any:
+    """Plain values only (a checkpoint is loaded weights_only): objects such as an
+    lr_lambda's EpochExpression are kept as their repr."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
 
 
 # Keys a resumed run may change freely: how fast and where it runs, and how long.

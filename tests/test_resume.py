@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import lrrun.checkpoint
 import lrrun.runner
 from lrrun.errors import ConfigError
 from lrrun.runner import run
@@ -90,13 +91,13 @@ def test_half_done_epoch_rows_are_dropped_and_redone(compose_cfg, tmp_path: Path
 
 def test_checkpoint_contents(compose_cfg, tmp_path: Path) -> None:
     run(compose_cfg("scheduler=step_lr", "trainer.epochs=2"), tmp_path)
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # plain values only
     assert state["epoch"] == 2 and state["step"] == 2 * TINY_STEPS_PER_EPOCH
     assert set(state) >= {"model", "optimizer", "scheduler", "rng", "best", "plan"}
     assert set(state["rng"]) == {"torch", "cuda", "numpy", "python"}
     assert state["scheduler"]["last_epoch"] == 2
     assert state["plan"]["scheduler"]["gamma"] == 0.7
-    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["epoch"] == state["best"][1]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
 
@@ -152,3 +153,47 @@ def test_full_disk_is_refused_at_start(compose_cfg, tmp_path: Path, monkeypatch)
     with pytest.raises(ConfigError, match=r"has 0.1 MiB free; this run needs about"):
         run(compose_cfg(), tmp_path)
     assert not (tmp_path / "metrics.csv").exists()
+
+
+# Every scheduler's state (LambdaLR's lr_lambda included), in plain values.
+ALL_SCHEDULERS = ["lambda_lr", "multiplicative_lr", "step_lr", "multi_step_lr", "constant_lr",
+                  "linear_lr", "exponential_lr", "polynomial_lr", "cosine_annealing_lr",
+                  "cosine_annealing_warm_restarts", "chained_scheduler", "cyclic_lr",
+                  "one_cycle_lr", "reduce_lr_on_plateau", "none"]  # fmt: skip
+
+
+@pytest.mark.parametrize("schedule", [*ALL_SCHEDULERS, "nested"])
+def test_every_checkpoint_loads_weights_only(compose_cfg, tmp_path: Path, schedule) -> None:
+    args = TWO_LEVELS if schedule == "nested" else [f"scheduler={schedule}"]
+    run(compose_cfg(*args, "trainer.epochs=3", "optimizer=adam"), tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["format"] == lrrun.checkpoint.FORMAT
+
+
+class _Creates:
+    """Unpickled unsafely, this creates a file: what a hostile checkpoint could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path) -> None:
+    from tests.conftest import TINY, run_cli
+
+    marker = tmp_path / "pwned"
+    run_dir = tmp_path / "run"
+    assert run_cli([*TINY, "trainer.epochs=2", "hydra.run.dir=run"], tmp_path).returncode == 0
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    state["best"] = _Creates(marker)
+    torch.save(state, run_dir / "checkpoint.pt")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    proc = run_cli([*TINY, "trainer.epochs=4", "trainer.resume=run"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "checkpoint.pt holds more than tensors and plain values" in proc.stderr
+    assert "weights_only=True" in proc.stderr
+    assert not marker.exists()  # nothing ran
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert after == before  # nothing overwritten
