@@ -162,7 +162,14 @@ ALL_SCHEDULERS = ["lambda_lr", "multiplicative_lr", "step_lr", "multi_step_lr", 
                   "one_cycle_lr", "reduce_lr_on_plateau", "none"]  # fmt: skip
 
 
-@pytest.mark.parametrize("schedule", [*ALL_SCHEDULERS, "nested"])
+DEFAULT_RUN = ("lambda_lr", "multi_step_lr", "cyclic_lr", "reduce_lr_on_plateau", "nested")
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [s if s in DEFAULT_RUN else pytest.param(s, marks=pytest.mark.slow)
+     for s in [*ALL_SCHEDULERS, "nested"]],
+)  # fmt: skip
 def test_every_checkpoint_loads_weights_only(compose_cfg, tmp_path: Path, schedule) -> None:
     args = TWO_LEVELS if schedule == "nested" else [f"scheduler={schedule}"]
     run(compose_cfg(*args, "trainer.epochs=3", "optimizer=adam"), tmp_path)
