@@ -170,7 +170,9 @@ def test_dataset_is_loaded_once_per_process(
     assert len(reads) == 2  # train and test split, once
 
 
-@pytest.mark.parametrize("model", ["feedforward", "fashion_mnist_net"])
+@pytest.mark.parametrize(
+    "model", ["feedforward", pytest.param("fashion_mnist_net", marks=pytest.mark.slow)]
+)
 def test_bf16_autocast_on_cpu_trains_with_the_same_schedule(
     compose_cfg, tmp_path: Path, model
 ) -> None:

@@ -70,7 +70,10 @@ def per_epoch(steps: list[dict[str, str]]) -> list[float]:
     return [float(r["lr"]) for r in steps[::TINY_STEPS_PER_EPOCH]]
 
 
-@pytest.mark.parametrize(("levels", "args"), [(2, TWO_LEVELS), (3, THREE_LEVELS)])
+@pytest.mark.parametrize(
+    ("levels", "args"),
+    [(2, TWO_LEVELS), pytest.param(3, THREE_LEVELS, marks=pytest.mark.slow)],
+)
 def test_nested_composites_follow_torch_segment_by_segment(
     tmp_path: Path, levels: int, args: list[str]
 ) -> None:

@@ -78,6 +78,7 @@ def test_a_plainly_worse_config_is_not_tied(tmp_path: Path) -> None:
     assert "best: optimizer.lr=0.05" in proc.stdout
 
 
+@pytest.mark.slow
 def test_identical_runs_are_tied_without_nan(tmp_path: Path) -> None:
     """A step_size that never fires in 6 epochs: two values, the same runs; both tied, p = 1."""
     out, sweep = multirun(tmp_path, "sw", "scheduler.step_size=100,200", "trainer.seed=1,2")

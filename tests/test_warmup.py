@@ -61,6 +61,7 @@ def test_warmup_multiplies_torchs_schedule(sweep, name: str, start: float) -> No
     assert_warmed(job, replay(job, name, interval, EPOCHS, TINY_STEPS_PER_EPOCH), 6, start)
 
 
+@pytest.mark.slow
 def test_after_the_warmup_the_run_is_the_run_without_one(sweep, tmp_path: Path) -> None:
     """From step W+1 on, the lr is bit for bit the lr without warm-up: the factor never
     leaked into a chainable scheduler (ExponentialLR, StepLR) nor a closed-form one."""
