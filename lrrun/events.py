@@ -113,9 +113,7 @@ class EventWatcher:
 
     def _used(self, k: int) -> float:
         """Group 0's lr at global step k as the loop uses it: scheduled x w(k)."""
-        lr = self._lr()
-        factor = self.stepping.warmup.factor(k)
-        return lr if factor == 1.0 else lr * factor
+        return self.stepping.warmup.lrs([self._lr()], k)[0]
 
     def _detect(self, s: Any, metric: float | None) -> list[tuple[str, str]]:
         """(event, message) for what ``s`` (and, for composites, its children) just did."""

@@ -49,7 +49,7 @@ def lint(stepping: Stepping, epochs: int, steps_per_epoch: int) -> list[str]:
             "Use scheduler.total_steps=null (the whole run)."
         )
     if name == "CyclicLR":
-        up = a.get("step_size_up") or 2000
+        up = _cyclic_rise(a)
         cycle = up + (a.get("step_size_down") or up)
         if cycle > length:
             warn(
@@ -109,7 +109,7 @@ def _warmup(stepping: Stepping, steps: int) -> list[str]:
     if stepping.interval == "step" and stepping.name == "OneCycleLR":
         rise = round(a["pct_start"] * a["total_steps"])
     elif stepping.interval == "step" and stepping.name == "CyclicLR":
-        rise = a.get("step_size_up") or 2000
+        rise = _cyclic_rise(a)
     if rise is not None and w > rise:
         return [
             f"the warm-up ({w} steps) is longer than {stepping.name}'s own rise ({rise} steps), "
@@ -117,6 +117,11 @@ def _warmup(stepping: Stepping, steps: int) -> list[str]:
             "no warm-up."
         ]
     return []
+
+
+def _cyclic_rise(a: dict[str, Any]) -> int:
+    """CyclicLR's step_size_up (torch's default 2000 when unset)."""
+    return a.get("step_size_up") or 2000
 
 
 def _total_decay(name: str, a: dict[str, Any], length: int) -> float | None:

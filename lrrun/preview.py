@@ -62,8 +62,7 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
             step += 1
             if stepping.per_batch:  # otherwise nothing moves the lr inside an epoch
                 scheduled = current_lrs(optimizer)
-            factor = stepping.warmup.factor(step)  # as loop.train_one_epoch applies it
-            lrs = scheduled if factor == 1.0 else [lr * factor for lr in scheduled]
+            lrs = stepping.warmup.lrs(scheduled, step)  # as loop.train_one_epoch applies it
             rows.append({"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True))})
             step_after_batch(stepping, epoch, step)
         metrics = {stepping.monitor: trace[epoch - 1]} if trace else {}

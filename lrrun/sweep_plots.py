@@ -49,11 +49,11 @@ def plot_sweep(ranked: list[Config], path: Path, title: str) -> Path:
         gridspec_kw={"width_ratios": [1.1, 1, 1]},
     )  # fmt: skip
     many = len(shown) > 10
-    colours = plt.get_cmap("viridis" if many else "tab10")
+    cmap = plt.get_cmap("viridis" if many else "tab10")
+    palette = [cmap(i / max(len(shown) - 1, 1) if many else i) for i in range(len(shown))]
     replicated, labels, all_lrs = _replicated(ranked), _labels(ranked), []
     bands = len(shown) <= 4  # more overlapping bands are unreadable: then only the best's
-    for i, c in enumerate(shown):
-        colour = colours(i / max(len(shown) - 1, 1) if many else i)
+    for i, (c, colour) in enumerate(zip(shown, palette, strict=True)):
         worse = c.mean is not None and not c.tied_with_best
         style = {"color": colour, "alpha": 0.45 if worse else 1.0,
                  "linewidth": 2.6 if c.rank == 1 else (1.0 if worse else 1.7)}  # fmt: skip
@@ -76,8 +76,8 @@ def plot_sweep(ranked: list[Config], path: Path, title: str) -> Path:
                        **(style | ({"alpha": 0.35, "linewidth": 1.0} if k else {})))  # fmt: skip
     rank_ax.set_yticks(range(len(shown)), [_row_label(c, labels[id(c)]) for c in shown],
                        fontsize=8)  # fmt: skip
-    for tick, c in zip(rank_ax.get_yticklabels(), shown, strict=True):
-        tick.set_color(colours(shown.index(c) / max(len(shown) - 1, 1) if many else shown.index(c)))
+    for tick, c, colour in zip(rank_ax.get_yticklabels(), shown, palette, strict=True):
+        tick.set_color(colour)
         tick.set_fontweight("bold" if c.rank == 1 else "normal")
     rank_ax.set_ylim(len(shown) - 0.4, -0.6)  # best on top
     rank_ax.set_xlabel("best validation accuracy (%)")

@@ -36,6 +36,10 @@ class Warmup:
             return 1.0
         return self.start_factor + (1.0 - self.start_factor) * (k - 1) / self.steps
 
+    def lrs(self, scheduled: list[float], k: int) -> list[float]:
+        """The lrs global step k uses, from the scheduled ones (what steps.csv logs)."""
+        return scale(scheduled, self.factor(k))
+
     def describe(self) -> str:
         return f"{self.steps} steps from {self.start_factor}" if self.steps else "off"
 
@@ -53,6 +57,12 @@ def from_config(node: dict[str, Any] | None, steps_per_epoch: int) -> Warmup:
     return Warmup(int(steps or 0), float(node.get("start_factor", 0.0)))
 
 
+def scale(lrs: list[Any], factor: float) -> list[Any]:
+    """The one warm-up arithmetic: the training loop, lrrun-preview and the event log all
+    multiply this way, so their lrs agree to the bit."""
+    return lrs if factor == 1.0 else [lr * factor for lr in lrs]
+
+
 @contextmanager
 def warmed_up(optimizer: Optimizer, factor: float) -> Iterator[None]:
     """Every group's lr times ``factor`` inside the block; the exact scheduled values after."""
@@ -60,8 +70,8 @@ def warmed_up(optimizer: Optimizer, factor: float) -> Iterator[None]:
         yield
         return
     scheduled = [group["lr"] for group in optimizer.param_groups]
-    for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
-        group["lr"] = lr * factor
+    for group, lr in zip(optimizer.param_groups, scale(scheduled, factor), strict=True):
+        group["lr"] = lr
     try:
         yield
     finally:
