@@ -22,24 +22,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from lrrun.config import (
-    BOOL,
-    INT_GE1,
-    POSITIVE,
-    _choice,
-    check_known,
-    check_node,
-    config_dir,
-    resolved,
-    validate,
-)
+from lrrun.config import check_known, check_node, config_dir, resolved, validate
 from lrrun.errors import ConfigError, LrrunError
+from lrrun.rules import BOOL, INT_GE1, POSITIVE, choice
 
 FIND_LR_RULES = {
     "min_lr": POSITIVE,
     "max_lr": POSITIVE,
     "steps": INT_GE1,
-    "mode": _choice("exp", "linear"),
+    "mode": choice("exp", "linear"),
     "smooth": (lambda v: isinstance(v, int | float) and 0 <= v < 1, "a number in [0, 1)"),
     "diverge": (lambda v: isinstance(v, int | float) and v > 1, "a number > 1"),
     "plot": BOOL,
@@ -62,7 +53,7 @@ def range_test(cfg: DictConfig) -> list[dict[str, float]]:
     from lrrun.allocator import keep_freed_memory
     from lrrun.data import load_data, make_batches
     from lrrun.devices import resolve_device
-    from lrrun.runner import build_model, build_optimizer, precision_context
+    from lrrun.parts import build_model, build_optimizer, precision_context
     from lrrun.schedulers import current_lrs
 
     validate(cfg)

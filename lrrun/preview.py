@@ -38,7 +38,7 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     from lrrun.events import EventWatcher
     from lrrun.loggers import lr_columns
     from lrrun.loop import step_after_batch, step_after_epoch
-    from lrrun.runner import build_model, build_optimizer
+    from lrrun.parts import build_model, build_optimizer
     from lrrun.schedulers import build_scheduler, current_lrs
 
     validate(cfg)

@@ -1,8 +1,8 @@
-"""Build everything a run needs from the composed config, then hand over to ``loop.fit``."""
+"""A run's story: build its parts (lrrun.parts), restore a checkpoint (lrrun.resume), open the
+logs, hand over to ``loop.fit``, finish (status, curves.png)."""
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import tempfile
@@ -10,17 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra.utils
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.optim import Optimizer
 
 from lrrun import checkpoint
 from lrrun.allocator import keep_freed_memory
-from lrrun.config import check_signature, resolved, validate
+from lrrun.config import resolved, validate
 from lrrun.console import RunConsole, print_warning
-from lrrun.data import IMAGE_SHAPE, NUM_CLASSES, load_data, make_batches
+from lrrun.data import load_data, make_batches
 from lrrun.devices import resolve_device
 from lrrun.errors import ConfigError, Diverged, root_cause
 from lrrun.events import COLUMNS as EVENT_COLUMNS
@@ -34,9 +33,13 @@ from lrrun.loggers import (
     steps_columns,
     write_status,
 )
-from lrrun.loop import Autocast, Hooks, fit, no_autocast
+from lrrun.loop import Hooks, fit
 from lrrun.models import parameter_count
-from lrrun.schedulers import Stepping, build_scheduler, current_lrs, format_args
+from lrrun.parts import build_model, build_optimizer, precision_context, set_deterministic
+from lrrun.parts import memory_format as memory_format_for
+from lrrun.resume import plan as resume_plan
+from lrrun.resume import restore
+from lrrun.schedulers import Stepping, build_scheduler, format_args
 
 
 def run(
@@ -63,7 +66,7 @@ def run(
 
     data = load_data(resolved(cfg.dataset, "dataset"))
     model = build_model(cfg.model).to(device)
-    memory_format = _memory_format(trainer["channels_last"], model)
+    memory_format = memory_format_for(trainer["channels_last"], model)
     model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(cfg.optimizer, model)
     train_batches, val_batches, data_path = make_batches(
@@ -72,7 +75,7 @@ def run(
     )  # fmt: skip
     epochs, steps_per_epoch = trainer["epochs"], len(train_batches)
     stepping = build_scheduler(cfg.scheduler, optimizer, epochs, steps_per_epoch)
-    plan = _plan(cfg, stepping, steps_per_epoch)
+    plan = resume_plan(cfg, stepping, steps_per_epoch)
     start_epoch, step, best = 1, 0, None
     if saved is not None:
         start_epoch, step, best = restore(saved, plan, model, optimizer, stepping, trainer)
@@ -200,97 +203,6 @@ def _failure(exc: BaseException) -> str:
     return "failed"
 
 
-def _plan(cfg: DictConfig, stepping: Stepping, steps_per_epoch: int) -> dict[str, Any]:
-    """What a resume must not change: the config, minus keys that only affect speed or
-    display, plus the scheduler's derived arguments and the batches per epoch."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(plain, dict)
-    trainer = {k: v for k, v in plain["trainer"].items() if k not in RESUME_FREE_KEYS}
-    return {
-        **{k: plain[k] for k in ("dataset", "model", "optimizer", "scheduler")},
-        "trainer": trainer,
-        "scheduler (derived)": _plain({"name": stepping.name, **stepping.args}),
-        "steps_per_epoch": steps_per_epoch,
-    }
-
-
-def _plain(value: Any) -> Any:
-    """Plain values only (a checkpoint is loaded weights_only): objects such as an
-    lr_lambda's EpochExpression are kept as their repr."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return repr(value)
-
-
-# Keys a resumed run may change freely: how fast and where it runs, and how long.
-RESUME_FREE_KEYS = (
-    "epochs", "plot", "device", "progress", "data_path", "num_workers", "compile", "channels_last",
-    "eval_batch_size", "resume", "allow_config_change", "save_best", "stop_on_nonfinite",
-)  # fmt: skip
-
-
-def restore(
-    saved: dict[str, Any],
-    plan: dict[str, Any],
-    model: nn.Module,
-    optimizer: Optimizer,
-    stepping: Stepping,
-    trainer: dict[str, Any],
-) -> tuple[int, int, tuple[float, int] | None]:
-    """Load a checkpoint into the freshly built objects; return (start epoch, step, best).
-
-    The optimizer's state is loaded after the scheduler was constructed: constructing a
-    scheduler resets the optimizer's lr to the schedule's start, and the checkpoint's
-    param_groups put the lr of the saved epoch back.
-    """
-    if saved["epoch"] >= trainer["epochs"]:
-        raise ConfigError(
-            f"trainer.resume: the checkpoint is at epoch {saved['epoch']}, and "
-            f"trainer.epochs={trainer['epochs']}: nothing left to train. Raise trainer.epochs "
-            "to train longer."
-        )
-    changes = diff(saved["plan"], plan)
-    if changes and not trainer["allow_config_change"]:
-        raise ConfigError(
-            "trainer.resume: this config differs from the checkpoint's: "
-            + "; ".join(changes)
-            + ". Resume with the checkpoint's values, or set trainer.allow_config_change=true "
-            "to continue with the new ones (a changed scheduler starts from its beginning)."
-        )
-    fresh_lrs = current_lrs(optimizer)  # where the just-built schedule starts
-    try:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ConfigError(
-            f"trainer.resume: the checkpoint's model/optimizer do not fit this config "
-            f"({root_cause(exc)})."
-        ) from None
-    same_scheduler = saved["plan"]["scheduler (derived)"] == plan["scheduler (derived)"]
-    if same_scheduler and stepping.scheduler is not None and saved["scheduler"] is not None:
-        stepping.scheduler.load_state_dict(saved["scheduler"])
-    else:  # another schedule (allowed): it starts from its beginning
-        for group, lr in zip(optimizer.param_groups, fresh_lrs, strict=True):
-            group["lr"] = lr
-    checkpoint.set_rng_state(saved["rng"])
-    return saved["epoch"] + 1, saved["step"], saved["best"]
-
-
-def diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf that differs."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new), key=str):
-            name = f"{prefix}.{key}" if prefix else str(key)
-            out += diff(old.get(key, "<unset>"), new.get(key, "<unset>"), name)
-        return out
-    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
-
-
 def check_output_dir(run_dir: Path, model: nn.Module, total_steps: int) -> None:
     """Fail at start, not at epoch 37, if the run dir cannot take the run's files."""
     hint = "Choose another with hydra.run.dir=... (sweeps: hydra.sweep.dir=...)."
@@ -312,41 +224,6 @@ def check_output_dir(run_dir: Path, model: nn.Module, total_steps: int) -> None:
         )
 
 
-def set_deterministic(on: bool) -> None:
-    """Deterministic kernels (bit-exact reruns on GPU too, somewhat slower); CPU runs of
-    these models are deterministic either way."""
-    if on:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
-    if torch.are_deterministic_algorithms_enabled() != on:  # the call costs ~2 s of imports
-        torch.use_deterministic_algorithms(on)
-    torch.backends.cudnn.benchmark = False
-
-
-def precision_context(precision: str, device: torch.device) -> Autocast:
-    """fp32: no autocast. bf16: autocast to bfloat16 (forward and loss; weights stay fp32)."""
-    if precision == "fp32":
-        return no_autocast
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(
-            f"trainer.precision={precision} is not supported by {torch.cuda.get_device_name()}. "
-            "Use trainer.precision=fp32."
-        )
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(
-            f"trainer.precision={precision} is supported on cpu and cuda, not {device.type}. "
-            "Use trainer.precision=fp32."
-        )
-    return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
-
-
-def _memory_format(setting: str | bool, model: nn.Module) -> torch.memory_format:
-    """channels_last=auto: NHWC for models with 2-D convolutions (the CNN trains ~25% faster
-    per step on CPU, benchmarks/peer.py), the default layout for others."""
-    if setting == "auto":
-        setting = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    return torch.channels_last if setting else torch.contiguous_format
-
-
 def _speed(
     data_path: str, trainer: dict[str, Any], memory_format: torch.memory_format, kept: bool
 ) -> str:
@@ -358,48 +235,6 @@ def _speed(
     if kept:
         parts.append("malloc keeps freed memory")
     return ", ".join(parts)
-
-
-def build_model(node: DictConfig) -> nn.Module:
-    plain = resolved(node, "model")
-    try:
-        model = hydra.utils.instantiate(node)
-    except Exception as exc:
-        raise ConfigError(
-            f"model could not be built from {plain.get('_target_')!r}: {root_cause(exc)}"
-        ) from None
-    features = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
-    if getattr(model, "input_dim", features) != features:
-        raise ConfigError(
-            f"model.input_dim={model.input_dim} does not fit the data: its images have "
-            f"{features} pixels. Use model.input_dim={features}."
-        )
-    if getattr(model, "output_dim", NUM_CLASSES) != NUM_CLASSES:
-        raise ConfigError(
-            f"model.output_dim={model.output_dim} does not fit the data: it has {NUM_CLASSES} "
-            f"classes. Use model.output_dim={NUM_CLASSES}."
-        )
-    return model
-
-
-def build_optimizer(node: DictConfig, model: nn.Module) -> Optimizer:
-    """Finish the optimizer's ``_partial_`` node with the model's parameters."""
-    plain = resolved(node, "optimizer")
-    try:
-        cls = hydra.utils.get_class(plain["_target_"])
-    except Exception:
-        raise ConfigError(
-            f"optimizer._target_={plain.get('_target_')!r} cannot be imported. "
-            "Use a torch.optim class, e.g. torch.optim.SGD."
-        ) from None
-    check_signature(cls, {k: v for k, v in plain.items() if not k.startswith("_")}, "optimizer")
-    try:
-        partial = hydra.utils.instantiate(node, _convert_="all")
-        return partial(model.parameters())
-    except Exception as exc:
-        raise ConfigError(
-            f"optimizer ({cls.__name__}) rejected its arguments: {root_cause(exc)}"
-        ) from None
 
 
 def _header(

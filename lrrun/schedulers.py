@@ -1,9 +1,9 @@
 """Scheduler construction: finish the Hydra ``_partial_`` node with run-time arguments.
 
 The scheduler node holds torch's constructor kwargs plus lrrun's stepping policy
-(``interval``, ``monitor``), which is split off here and never reaches torch. Lengths left
-``null`` are derived from the run, in units of the interval: ``epochs`` for
-``interval=epoch``, ``epochs * batches_per_epoch`` for ``interval=step``.
+(``interval``, ``monitor``, ``warmup``), which is split off here and never reaches torch.
+Lengths left ``null`` are derived from the run (lrrun.lengths), in units of the interval:
+``epochs`` for ``interval=epoch``, ``epochs * batches_per_epoch`` for ``interval=step``.
 """
 
 from __future__ import annotations
@@ -18,21 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     ChainedScheduler,
-    CosineAnnealingLR,
-    CyclicLR,
     LambdaLR,
-    LinearLR,
     LRScheduler,
     MultiplicativeLR,
     OneCycleLR,
-    PolynomialLR,
     ReduceLROnPlateau,
     SequentialLR,
 )
 
 from lrrun.config import (
-    POLICY_KEYS,
-    SCHEDULER_RULES,
     check_node,
     check_scheduler,
     check_signature,
@@ -43,17 +37,13 @@ from lrrun.config import (
 )
 from lrrun.errors import ConfigError, root_cause
 from lrrun.expr import EpochExpression
+from lrrun.lengths import derive
+from lrrun.lengths import milestones as derive_milestones
 from lrrun.nested import NESTED
+from lrrun.rules import POLICY_KEYS, SCHEDULER_RULES
 from lrrun.warmup import Warmup
 from lrrun.warmup import from_config as warmup_from_config
 
-# Which lengths a class derives when left null: {class: key}.
-_LENGTH_KEYS: dict[type, str] = {
-    CosineAnnealingLR: "T_max",
-    PolynomialLR: "total_iters",
-    LinearLR: "total_iters",
-    OneCycleLR: "total_steps",
-}
 _COMPOSITES = (SequentialLR, ChainedScheduler)
 
 
@@ -121,7 +111,7 @@ def _build(
         nested = prefix != "scheduler"  # a child of another composite (lrrun.nested)
         return _build_composite(NESTED[cls] if nested else cls, node, kwargs, optimizer,
                                 length, prefix)  # fmt: skip
-    _derive(cls, kwargs, optimizer, length, prefix)
+    derive(cls, kwargs, optimizer, length, prefix)
     check_node(prefix, kwargs, scheduler_rules(cls.__name__))
     check_signature(cls, kwargs, prefix)
     if issubclass(cls, LambdaLR | MultiplicativeLR):
@@ -183,7 +173,7 @@ def _build_composite(
     if issubclass(cls, SequentialLR):
         milestones = kwargs.get("milestones")
         if milestones is None:
-            milestones = _derive_milestones(child_classes, child_kwargs, names, prefix)
+            milestones = derive_milestones(child_classes, child_kwargs, names, prefix)
         check_value(f"{prefix}.milestones", milestones, SCHEDULER_RULES["milestones"])
         if len(milestones) != len(child_nodes) - 1:
             raise ConfigError(
@@ -212,44 +202,6 @@ def _build_composite(
         return _construct(cls, prefix, optimizer, schedulers=children,
                           milestones=kwargs["milestones"], _name=torch_name)  # fmt: skip
     return _construct(cls, prefix, children, optimizer=optimizer, _name=torch_name)
-
-
-def _derive_milestones(
-    classes: list[type], kwargs: list[dict[str, Any]], names: list[str], prefix: str
-) -> list[int]:
-    milestones, at = [], 0
-    for cls, kw, name in zip(classes[:-1], kwargs[:-1], names[:-1], strict=True):
-        span = kw.get("total_iters")
-        if span is None:
-            raise ConfigError(
-                f"{prefix}.milestones is null, so each child but the last needs a fixed "
-                f"total_iters, and {prefix}.schedulers.{name} ({cls.__name__}) has none. "
-                f"Set {prefix}.milestones=[...] or {prefix}.schedulers.{name}.total_iters."
-            )
-        at += int(span)
-        milestones.append(at)
-    return milestones
-
-
-def _derive(
-    cls: type, kwargs: dict[str, Any], optimizer: Optimizer, length: int, prefix: str
-) -> None:
-    key = next((k for c, k in _LENGTH_KEYS.items() if issubclass(cls, c)), None)
-    if key is not None and kwargs.get(key) is None:
-        if length < 1:
-            raise ConfigError(f"{prefix}.{key} cannot be derived: this part of the run is empty.")
-        kwargs[key] = length
-    group_lrs = [float(g["lr"]) for g in optimizer.param_groups]
-    if issubclass(cls, OneCycleLR) and kwargs.get("max_lr") is None:
-        kwargs["max_lr"] = _one_or_list(group_lrs)
-    if issubclass(cls, CyclicLR):
-        if kwargs.get("base_lr") is None:
-            kwargs["base_lr"] = _one_or_list(group_lrs)
-        if kwargs.get("max_lr") is None:
-            base = kwargs["base_lr"]
-            kwargs["max_lr"] = [10 * b for b in base] if isinstance(base, list) else 10 * base
-        if kwargs.get("step_size_up") is None:
-            kwargs["step_size_up"] = max(1, length // 4)
 
 
 def _scheduler_class(target: Any, key: str) -> type:
@@ -295,10 +247,6 @@ def _construct(
         raise
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{prefix} ({name}) rejected its arguments: {exc}") from None
-
-
-def _one_or_list(values: list[float]) -> float | list[float]:
-    return values[0] if len(values) == 1 else values
 
 
 def format_args(kwargs: dict[str, Any]) -> str:

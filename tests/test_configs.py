@@ -15,7 +15,7 @@ import torch.optim.lr_scheduler as lrs
 
 from lrrun.config import config_dir
 from lrrun.data import load_data
-from lrrun.runner import build_model, build_optimizer
+from lrrun.parts import build_model, build_optimizer
 from lrrun.schedulers import Stepping, build_scheduler
 from tests.conftest import TINY_STEPS_PER_EPOCH
 from tests.idx import write_idx_set

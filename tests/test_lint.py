@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lrrun.lint import lint
-from lrrun.runner import build_model, build_optimizer
+from lrrun.parts import build_model, build_optimizer
 from lrrun.schedulers import build_scheduler
 from tests.conftest import TINY_STEPS_PER_EPOCH
 
