@@ -126,7 +126,10 @@ def power(n: int, difference: float, std: float, paired: bool, alpha: float = AL
         return 0.0
     nc, crit = difference / se, float(stats.t.ppf(1 - alpha / 2, df))
     with _quiet():
-        return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+        upper, lower = float(stats.nct.sf(crit, df, nc)), float(stats.nct.cdf(-crit, df, nc))
+    # scipy's nct returns NaN far in a tail (df=1, nc ~100), where the tail is ~0 (the
+    # difference is >= 0, so the lower tail is the small one).
+    return (upper if math.isfinite(upper) else 1.0) + (lower if math.isfinite(lower) else 0.0)
 
 
 def detectable_difference(n: int, std: float, paired: bool) -> float | None:

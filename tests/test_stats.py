@@ -127,6 +127,17 @@ def test_power_is_the_noncentral_t() -> None:
     assert stats.detectable_difference(1, 0.002, True) is None
 
 
+def test_two_seeds_have_a_finite_power() -> None:
+    """Two paired seeds leave one degree of freedom, where scipy's noncentral t returns NaN
+    far in its lower tail; a 2-seed sweep's verdict crashed on it."""
+    assert stats.power(2, 100.0, 1.0, paired=True) == pytest.approx(1.0)
+    d = stats.detectable_difference(2, 0.0222, paired=True)
+    assert d is not None and math.isfinite(d)
+    assert stats.power(2, d, 0.0222, paired=True) == pytest.approx(0.8, abs=1e-6)
+    for paired in (True, False):
+        assert stats.seeds_needed(0.0015, 0.0222, paired) is not None
+
+
 @pytest.mark.parametrize("paired", [True, False])
 def test_power_by_simulation(paired: bool) -> None:
     """Simulated t-tests at the detectable difference reject ~80% of the time."""
