@@ -13,6 +13,11 @@
 4. A replicate sweep: 3 configs x 5 seeds (scheduler.gamma x trainer.seed, same set-up) with
    its verdict (configs.csv, pictures): wall time vs 15 x one job's training time (target:
    within 1.3x, as for single-seed sweeps).
+
+"One job's training" is the median of three single runs, one before step 3, one between
+steps 3 and 4 and one after step 4: on a shared CPU the same job trains 10-20% slower or
+faster from one minute to the next, and one reference run taken at a lucky moment made the
+ratio swing by 0.2. All three are printed.
 """
 
 from __future__ import annotations
@@ -49,6 +54,11 @@ def training_seconds(metrics: Path) -> float:
         return sum(float(r["epoch_time_s"]) for r in csv.DictReader(f))
 
 
+def replicate_command(single: list[str]) -> list[str]:
+    return [*LRRUN, "-m", *single, "scheduler.gamma=0.5,0.7,0.9", "trainer.seed=range(1,6)",
+            "hydra.sweep.dir=replicates"]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -78,16 +88,26 @@ def main() -> None:
               f"more than a 938-step preview ({base:.2f} s)")  # fmt: skip
 
         single = [*common, f"trainer.epochs={args.epochs}", "scheduler=step_lr"]
-        wall_one = timed([*LRRUN, *single, "hydra.run.dir=single"], cwd)
-        train_one = training_seconds(cwd / "single" / "metrics.csv")
+        singles: list[tuple[float, float]] = []  # (wall, training) of each reference run
+
+        def reference() -> None:
+            wall = timed([*LRRUN, *single, f"hydra.run.dir=single{len(singles)}"], cwd)
+            singles.append((wall, training_seconds(cwd / f"single{len(singles)}" / "metrics.csv")))
+
+        reference()
         sweep = [*LRRUN, "-m", *single, "scheduler.gamma=0.1,0.3,0.5,0.7",
                  "scheduler.step_size=1,2,3,4", "hydra.sweep.dir=sweep"]  # fmt: skip
         wall_sweep = timed(sweep, cwd)
         jobs = sorted((cwd / "sweep").glob("*/metrics.csv"))
         train_jobs = sum(training_seconds(m) for m in jobs)
-        print(
-            f"3. one job: {wall_one:.2f} s wall, {train_one:.2f} s training ({args.epochs} epochs)"
-        )
+        reference()
+        wall_rep, out = run(replicate_command(single), cwd)
+        reference()
+        wall_one = statistics.median(wall for wall, _ in singles)
+        train_one = statistics.median(train for _, train in singles)
+        print(f"3. one job ({args.epochs} epochs), median of 3 runs: {wall_one:.2f} s wall, "
+              f"{train_one:.2f} s training (runs: "
+              + ", ".join(f"{t:.2f}" for _, t in singles) + ")")  # fmt: skip
         print(
             f"   {len(jobs)}-job sweep: {wall_sweep:.2f} s wall, {train_jobs:.2f} s training in all"
         )
@@ -95,9 +115,6 @@ def main() -> None:
         print(f"   sweep wall / its own training time     = {wall_sweep / train_jobs:.2f}")
         print(f"   sweep wall / (16 x one job's wall)     = {wall_sweep / (16 * wall_one):.2f}")
 
-        replicate = [*LRRUN, "-m", *single, "scheduler.gamma=0.5,0.7,0.9",
-                     "trainer.seed=range(1,6)", "hydra.sweep.dir=replicates"]  # fmt: skip
-        wall_rep, out = run(replicate, cwd)
         jobs = sorted((cwd / "replicates").glob("*/metrics.csv"))
         train_rep = sum(training_seconds(m) for m in jobs)
         print(f"4. 3 configs x 5 seeds ({len(jobs)} jobs, verdict and pictures included): "
