@@ -15,7 +15,19 @@ class SweepEnd(Callback):
 
     Jobs that fail (bad values, divergence) do not stop the sweep; this makes the failure
     visible in the exit code once every job has had its turn.
+
+    With trainer.trackers=[mlflow], the sweep is also an MLflow parent run: started before
+    the first job (each job's run is its child), given summary.csv, configs.csv and the
+    pictures at the end.
     """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lrrun.config import resolved
+        from lrrun.trackers import check, start_parent
+
+        trainer = resolved(config.trainer, "trainer")
+        if "mlflow" in check(trainer.get("trackers")):
+            start_parent(trainer, Path(config.hydra.sweep.dir), config.hydra.job.name)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from lrrun.console import print_error
@@ -25,12 +37,17 @@ class SweepEnd(Callback):
         if not sweep_dir.is_dir():
             return
         jobs = sweep_jobs(sweep_dir)  # a job without status.json has status "missing"
+        written: list[Path] = []
         try:
             for path in report_sweep(sweep_dir, jobs):
                 print(f"wrote {path}")
+                written.append(path)
         except Exception as exc:  # a report must never hide the jobs' own outcome
             print_error(f"the sweep report failed ({exc}); run lrrun-report {sweep_dir}")
         failed = [j for j in jobs if j.status != "ok"]
+        from lrrun.trackers import end_parent
+
+        end_parent(sweep_dir, written, "failed" if failed else "ok")
         if failed:
             lines = [f"job {j.name}: {j.status}" for j in failed]
             print_error(

@@ -83,18 +83,25 @@ def resolved(node: DictConfig, prefix: str) -> dict[str, Any]:
 def validate(cfg: DictConfig) -> None:
     """Check every group before torch is imported or data is loaded.
 
+    optimizer.param_groups' patterns are matched once the model is built (lrrun.parts).
+
     lrrun.schedulers checks the scheduler again once its null lengths are derived (that
     needs the number of batches per epoch) and turns torch's own ValueErrors into messages.
     """
+    from lrrun import param_groups, trackers  # they use this module's checks
+
     trainer = resolved(cfg.trainer, "trainer")
     check_known("trainer", trainer, TRAINER_RULES)
     check_node("trainer", trainer, TRAINER_RULES)
+    trackers.check(trainer.get("trackers"))
     dataset = resolved(cfg.dataset, "dataset")
     if "name" not in dataset:
         raise ConfigError("dataset.name is missing: it must be one of " + ", ".join(DATASETS))
     check_node("dataset", dataset, DATASET_RULES)
     check_node("model", resolved(cfg.model, "model"), MODEL_RULES)
-    check_node("optimizer", resolved(cfg.optimizer, "optimizer"), OPTIMIZER_RULES)
+    optimizer = resolved(cfg.optimizer, "optimizer")
+    check_node("optimizer", optimizer, OPTIMIZER_RULES)
+    param_groups.check(optimizer.get(param_groups.KEY))
     check_scheduler(resolved(cfg.scheduler, "scheduler"))
 
 

@@ -37,9 +37,19 @@ def _fmt(column: str) -> tuple[str, int]:
 
 
 class RunConsole:
-    def __init__(self, columns: list[str], epochs: int, steps_per_epoch: int, live: bool) -> None:
+    def __init__(
+        self,
+        columns: list[str],
+        epochs: int,
+        steps_per_epoch: int,
+        live: bool,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """``labels``: headings for some columns (each param group's lr, by name)."""
         self.console = Console(highlight=False)
         self.columns, self.epochs, self.steps_per_epoch = columns, epochs, steps_per_epoch
+        self.labels = {c: (labels or {}).get(c, c) for c in columns}
+        self.widths = {c: max(_fmt(c)[1], len(self.labels[c])) for c in columns}
         self.live = live and self.console.is_interactive
         self._progress: Progress | None = None
         self._task: Any = None
@@ -93,11 +103,14 @@ class RunConsole:
     def epoch_end(self, row: dict[str, Any]) -> None:
         if not self._printed_header:
             self.console.print(
-                " ".join(f"{c:>{_fmt(c)[1]}}" for c in self.columns), style="bold", markup=False
+                " ".join(f"{self.labels[c]:>{self.widths[c]}}" for c in self.columns),
+                style="bold",
+                markup=False,
+                soft_wrap=True,  # a row is one line, however narrow the terminal (or log)
             )
             self._printed_header = True
-        line = " ".join(_fmt(c)[0].format(row[c]) for c in self.columns)
-        self.console.print(line, markup=False)
+        line = " ".join(f"{_fmt(c)[0].format(row[c]):>{self.widths[c]}}" for c in self.columns)
+        self.console.print(line, markup=False, soft_wrap=True)
 
     def event(self, line: str) -> None:
         """A schedule event (lrrun.events), one plain line under its epoch's row."""

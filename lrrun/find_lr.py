@@ -2,8 +2,8 @@
 
 From a freshly built model and optimizer (the configured ones), the lr grows from
 ``min_lr`` to ``max_lr`` over ``steps`` optimizer steps, geometrically (``mode=exp``) or
-linearly; every group gets the same lr. The recorded lr is read from the optimizer before
-each step, as in training. The loss is smoothed by a bias-corrected EMA; the test stops
+linearly (with optimizer.param_groups: group 0's lr; the others keep their ratio to it).
+The recorded lr is read from the optimizer before each step, as in training. The loss is smoothed by a bias-corrected EMA; the test stops
 early once it exceeds ``diverge`` x its minimum (or is not finite).
 
 Suggestions: ``steepest`` (where the smoothed loss falls fastest per log-lr), ``min_loss/10``
@@ -85,10 +85,12 @@ def range_test(cfg: DictConfig) -> list[dict[str, float]]:
     rows: list[dict[str, float]] = []
     avg, best = 0.0, math.inf
     model.train()
+    # optimizer.param_groups: the test sweeps group 0's lr; the others keep their ratio to it
+    ratios = [g["lr"] / optimizer.param_groups[0]["lr"] for g in optimizer.param_groups]
     for i, (images, targets) in zip(range(opts["steps"]), endless(), strict=False):
         lr = lr_at(i, opts["steps"], opts["min_lr"], opts["max_lr"], opts["mode"])
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+            group["lr"] = lr * ratio
         used = current_lrs(optimizer)[0]  # what this step uses, read as training reads it
         optimizer.zero_grad(set_to_none=True)
         with autocast():

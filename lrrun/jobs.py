@@ -10,8 +10,9 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from lrrun.loggers import parse_row
+from lrrun.loggers import lr_columns, parse_row
 from lrrun.replicates import is_seed
 
 
@@ -22,7 +23,9 @@ class Job:
     overrides: dict[str, str]
     status: str
     metrics: list[dict[str, float]] = field(default_factory=list)
-    lrs: list[tuple[int, float]] = field(default_factory=list)  # (step, lr)
+    lrs: list[tuple[int, float]] = field(default_factory=list)  # (step, lr) of group 0
+    group_lrs: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # every group
+    momentum: list[tuple[int, float]] = field(default_factory=list)  # (step, momentum) if logged
     steps_per_epoch: int = 1
     seed: int | None = None
     events: list[tuple[int, str]] = field(default_factory=list)  # (step, event) of events.csv
@@ -56,11 +59,20 @@ def _overrides(job_dir: Path) -> dict[str, str]:
     return dict(str(o).split("=", 1) for o in items if "=" in str(o))
 
 
-def _status(job_dir: Path) -> str:
+def _status(job_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((job_dir / "status.json").read_text())["status"]
-    except (OSError, ValueError, KeyError):
-        return "missing"
+        status = json.loads((job_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        status = {}
+    return status if isinstance(status, dict) and "status" in status else {"status": "missing"}
+
+
+def _group_lrs(steps: list[dict[str, float]], names: Any) -> dict[str, list[tuple[int, float]]]:
+    """Each param group's lr per step, by the group's name (status.json's param_groups)."""
+    columns = lr_columns(sum(1 for k in (steps[0] if steps else {}) if k.split("_")[0] == "lr"))
+    if not isinstance(names, list) or len(names) != len(columns):
+        names = ["default"] + [f"group {i}" for i in range(1, len(columns))]
+    return {str(n): [(r["step"], r[c]) for r in steps] for n, c in zip(names, columns, strict=True)}
 
 
 def _seed(job_dir: Path, overrides: dict[str, str]) -> int | None:
@@ -93,13 +105,16 @@ def load_job(job_dir: Path) -> Job:
     steps = read_rows(job_dir / "steps.csv") or read_rows(job_dir / "preview.csv")
     per_epoch = sum(1 for r in steps if r["epoch"] == 1) or 1
     overrides = _overrides(job_dir)
+    status = _status(job_dir)
     return Job(
         name=job_dir.name,
         path=job_dir,
         overrides=overrides,
-        status=_status(job_dir),
+        status=status["status"],
         metrics=read_rows(job_dir / "metrics.csv"),
         lrs=[(r["step"], r["lr"]) for r in steps],
+        group_lrs=_group_lrs(steps, status.get("param_groups")),
+        momentum=[(r["step"], r["momentum"]) for r in steps if "momentum" in r],
         steps_per_epoch=per_epoch,
         seed=_seed(job_dir, overrides),
         events=_events(job_dir / "events.csv"),

@@ -3,7 +3,7 @@
 Lengths are in units of the scheduler's interval: the run's epochs, or epochs x batches per
 epoch for interval=step (a SequentialLR child: its segment of the run). one_cycle's max_lr and
 cyclic's base_lr default to each param group's lr (cyclic's max_lr to 10x that, its
-step_size_up to a quarter of the run). A SequentialLR's null milestones follow each child's
+step_size_up to a quarter of the run); given as lists, they need one value per group. A SequentialLR's null milestones follow each child's
 total_iters.
 """
 
@@ -57,6 +57,15 @@ def derive(
             raise ConfigError(f"{prefix}.{key} cannot be derived: this part of the run is empty.")
         kwargs[key] = length
     group_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+    for per_group in ("base_lr", "max_lr", "min_lr"):  # a list: one value per param group
+        value = kwargs.get(per_group)
+        if isinstance(value, list | tuple) and len(value) != len(group_lrs):
+            names = ", ".join(str(g.get("name", i)) for i, g in enumerate(optimizer.param_groups))
+            raise ConfigError(
+                f"{prefix}.{per_group}={list(value)} has {len(value)} values, the optimizer "
+                f"has {len(group_lrs)} param groups ({names}). Give one value per group, one "
+                "number for all, or null (each group's own lr)."
+            )
     if issubclass(cls, OneCycleLR) and kwargs.get("max_lr") is None:
         kwargs["max_lr"] = _one_or_list(group_lrs)
     if issubclass(cls, CyclicLR):

@@ -2,14 +2,18 @@
 that was logged.
 
 metrics.csv: epoch, lr[, lr_1, ...], train_loss, train_acc, val_loss, val_acc, epoch_time_s
-steps.csv:   epoch, step, lr[, lr_1, ...], loss
+steps.csv:   epoch, step, lr[, lr_1, ...][, momentum], loss
+
+``lr_1``, ``lr_2``, ...: the lrs of optimizer.param_groups (lrrun.param_groups).
+``momentum``: only when the schedule cycles it (one_cycle / cyclic with cycle_momentum);
+group 0's momentum, or beta1 for Adam-style optimizers, at that optimizer step.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +29,17 @@ def lr_columns(n_groups: int) -> list[str]:
     return ["lr"] + [f"lr_{i}" for i in range(1, n_groups)]
 
 
+def lr_labels(group_names: list[str]) -> dict[str, str]:
+    """Console headings of the lr columns when there are several groups: ``lr default``,
+    ``lr head``, ..."""
+    if len(group_names) < 2:
+        return {}
+    return {
+        col: f"lr {name}"
+        for col, name in zip(lr_columns(len(group_names)), group_names, strict=True)
+    }
+
+
 def metrics_columns(n_groups: int) -> list[str]:
     return [
         "epoch",
@@ -37,8 +52,8 @@ def metrics_columns(n_groups: int) -> list[str]:
     ]
 
 
-def steps_columns(n_groups: int) -> list[str]:
-    return ["epoch", "step", *lr_columns(n_groups), "loss"]
+def steps_columns(n_groups: int, momentum: bool = False) -> list[str]:
+    return ["epoch", "step", *lr_columns(n_groups), *(["momentum"] if momentum else []), "loss"]
 
 
 def parse_row(row: dict[str, str]) -> dict[str, Any]:
@@ -101,12 +116,23 @@ class StepRecorder:
     a run fails or is interrupted, so every step taken is on disk.
     """
 
-    def __init__(self, log: CSVLog) -> None:
-        self.log = log
+    def __init__(
+        self, log: CSVLog, on_flush: Callable[[list[dict[str, Any]]], None] | None = None
+    ) -> None:
+        """``on_flush``: also handed each batch of rows written (lrrun.trackers)."""
+        self.log, self.on_flush = log, on_flush
         self._pending: list[tuple[int, int, list[float], torch.Tensor]] = []
 
-    def record(self, epoch: int, step: int, lrs: list[float], loss: torch.Tensor) -> None:
-        self._pending.append((epoch, step, lrs, loss.detach()))
+    def record(
+        self,
+        epoch: int,
+        step: int,
+        lrs: list[float],
+        loss: torch.Tensor,
+        momentum: float | None = None,
+    ) -> None:
+        values = lrs if momentum is None else [*lrs, momentum]
+        self._pending.append((epoch, step, values, loss.detach()))
 
     def flush(self) -> list[dict[str, Any]]:
         """Write the pending rows; return them (losses as floats)."""
@@ -115,13 +141,15 @@ class StepRecorder:
         import torch
 
         losses = torch.stack([p[3] for p in self._pending]).float().tolist()
-        names = lr_columns(len(self._pending[0][2]))
+        names = self.log.columns[2:-1]  # the lr columns [, momentum]
         rows = [
-            {"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True)), "loss": loss}
-            for (epoch, step, lrs, _), loss in zip(self._pending, losses, strict=True)
+            {"epoch": epoch, "step": step, **dict(zip(names, values, strict=True)), "loss": loss}
+            for (epoch, step, values, _), loss in zip(self._pending, losses, strict=True)
         ]
         self._pending.clear()
         self.log.write_many(rows)
+        if self.on_flush is not None:
+            self.on_flush(rows)
         return rows
 
 

@@ -7,6 +7,7 @@ For every batch::
     forward -> loss -> backward
     lr *= w(step)                   # warm-up (lrrun.warmup; w = 1 without one or after it)
     lrs = param_groups' lr          # logged: the lr this optimizer step uses
+    momentum = group 0's            # logged too when the schedule cycles it
     optimizer.step()
     lr = the scheduled lr again     # the scheduler never sees the warm-up factor
     scheduler.step()                # only if interval == "step"
@@ -49,7 +50,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from lrrun.data import Batches
 from lrrun.errors import Diverged
 from lrrun.loggers import StepRecorder, lr_columns
-from lrrun.schedulers import Stepping, current_lrs
+from lrrun.schedulers import Stepping, current_lrs, current_momentum
 from lrrun.warmup import warmed_up
 
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
@@ -124,12 +125,13 @@ def train_one_epoch(
         # warm-up: the scheduled lr x w(step) for this step only; the scheduler never sees it
         with warmed_up(optimizer, stepping.warmup.factor(step + 1)):
             lrs = current_lrs(optimizer)  # the lr this optimizer step uses
+            momentum = current_momentum(optimizer) if stepping.momentum else None
             optimizer.step()
         first_lrs = first_lrs or lrs
         step += 1
         step_after_batch(stepping, epoch, step)
         loss = loss.detach()
-        recorder.record(epoch, step, lrs, loss)
+        recorder.record(epoch, step, lrs, loss, momentum)
         loss_sum = _add(loss_sum, loss * targets.numel())
         correct = _add(correct, (logits.argmax(1) == targets).sum())
         seen += targets.numel()

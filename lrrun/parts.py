@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.optim import Optimizer
 
+from lrrun import param_groups
 from lrrun.config import check_signature, resolved
 from lrrun.data import IMAGE_SHAPE, NUM_CLASSES
 from lrrun.errors import ConfigError, root_cause
@@ -42,8 +43,10 @@ def build_model(node: DictConfig) -> nn.Module:
 
 
 def build_optimizer(node: DictConfig, model: nn.Module) -> Optimizer:
-    """Finish the optimizer's ``_partial_`` node with the model's parameters."""
+    """Finish the optimizer's ``_partial_`` node with the model's parameters, split into
+    ``optimizer.param_groups`` when it has some (lrrun.param_groups)."""
     plain = resolved(node, "optimizer")
+    groups = param_groups.check(plain.pop(param_groups.KEY, None))
     try:
         cls = hydra.utils.get_class(plain["_target_"])
     except Exception:
@@ -52,9 +55,10 @@ def build_optimizer(node: DictConfig, model: nn.Module) -> Optimizer:
             "Use a torch.optim class, e.g. torch.optim.SGD."
         ) from None
     check_signature(cls, {k: v for k, v in plain.items() if not k.startswith("_")}, "optimizer")
+    params = param_groups.split(model, groups, cls) if groups else model.parameters()
     try:
-        partial = hydra.utils.instantiate(node, _convert_="all")
-        return partial(model.parameters())
+        partial = hydra.utils.instantiate(plain, _convert_="all")
+        return partial(params)
     except Exception as exc:
         raise ConfigError(
             f"optimizer ({cls.__name__}) rejected its arguments: {root_cause(exc)}"

@@ -52,8 +52,10 @@ def plot_lr(
     steps_per_epoch: int,
     path: Path,
     title: str,
+    legend: str = "job",
 ) -> Path:
-    """lr per optimizer step, one line per trace (a legend when there are several)."""
+    """lr per optimizer step, one line per trace (a legend titled ``legend`` when there
+    are several)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     for label, (steps, lrs) in traces.items():
@@ -64,7 +66,7 @@ def plot_lr(
     ax.grid(True, alpha=0.3, which="both")
     _epoch_axis(ax, steps_per_epoch)
     if len(traces) > 1:
-        ax.legend(fontsize=8, loc="best", title="job")
+        ax.legend(fontsize=8, loc="best", title=legend)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -72,26 +74,42 @@ def plot_lr(
 
 def plot_run(
     metrics: list[dict[str, float]],
-    lrs_by_step: Sequence[tuple[int, float]],
+    lrs_by_group: dict[str, Sequence[tuple[int, float]]],
     steps_per_epoch: int,
     path: Path,
     title: str,
     events: Sequence[tuple[int, str]] = (),
+    momentum: Sequence[tuple[int, float]] = (),
 ) -> Path:
-    """curves.png: lr per step (schedule events marked), loss per epoch, accuracy per epoch."""
+    """curves.png: lr per step of each param group (schedule events marked; the cycled
+    momentum on a second axis), loss per epoch, accuracy per epoch."""
     plt = pyplot()
     # A fixed layout: constrained layout would double the drawing time, and this runs at the
     # end of every run of a sweep.
     fig, (lr_ax, loss_ax, acc_ax) = plt.subplots(1, 3, figsize=(15, 4.6))
-    fig.subplots_adjust(left=0.055, right=0.99, top=0.80, bottom=0.12, wspace=0.24)
-    step_ids = [step for step, _ in lrs_by_step]
-    lrs = [lr for _, lr in lrs_by_step]
-    lr_ax.plot(step_ids, lrs, color="tab:purple", linewidth=1.5, drawstyle="steps-post")
-    lr_axis(lr_ax, lrs)
+    fig.subplots_adjust(left=0.055, right=0.99, top=0.80, bottom=0.12,
+                        wspace=0.34 if momentum else 0.24)  # fmt: skip
+    several = len(lrs_by_group) > 1
+    colours = ["tab:purple", "tab:green", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+    for i, (name, trace) in enumerate(lrs_by_group.items()):
+        lr_ax.plot([s for s, _ in trace], [lr for _, lr in trace], linewidth=1.5,
+                   drawstyle="steps-post", color=colours[i % len(colours)],
+                   label=f"lr {name}" if several else "lr")  # fmt: skip
+    lr_axis(lr_ax, [lr for trace in lrs_by_group.values() for _, lr in trace])
     lr_ax.set_xlabel("optimizer step")
-    lr_ax.set_title("learning rate (per step)")
+    lr_ax.set_title("learning rate (per step)" + (" and momentum" if momentum else ""))
     _epoch_axis(lr_ax, steps_per_epoch)
     _mark_events(lr_ax, events)
+    if momentum:
+        m_ax = lr_ax.twinx()
+        m_ax.plot([s for s, _ in momentum], [m for _, m in momentum], color="tab:orange",
+                  linewidth=1.2, linestyle="--", drawstyle="steps-post", label="momentum")  # fmt: skip
+        m_ax.set_ylabel("momentum (or beta1)", color="tab:orange")
+        m_ax.tick_params(axis="y", colors="tab:orange")
+        handles = lr_ax.get_legend_handles_labels()[0] + m_ax.get_legend_handles_labels()[0]
+        lr_ax.legend(handles=handles, fontsize=8, loc="lower left")
+    elif several:
+        lr_ax.legend(fontsize=8, loc="best", title="param group")
     epochs = [r["epoch"] for r in metrics]
     for ax, key, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
         scale = 100 if key == "acc" else 1

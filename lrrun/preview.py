@@ -31,7 +31,8 @@ def train_size(dataset: dict[str, Any]) -> int:
 
 
 def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
-    """(stepping, rows of epoch/step/lr[, lr_1...], steps per epoch) for ``cfg``'s plan."""
+    """(stepping, rows of epoch/step/lr[, lr_1...][, momentum], steps per epoch) for
+    ``cfg``'s plan."""
     import torch
 
     from lrrun.data import batches_per_epoch
@@ -39,7 +40,7 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     from lrrun.loggers import lr_columns
     from lrrun.loop import step_after_batch, step_after_epoch
     from lrrun.parts import build_model, build_optimizer
-    from lrrun.schedulers import build_scheduler, current_lrs
+    from lrrun.schedulers import build_scheduler, current_lrs, current_momentum
 
     validate(cfg)
     trainer = resolved(cfg.trainer, "trainer")
@@ -55,15 +56,20 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     # the optimizer has stepped (the scheduler would warn otherwise).
     optimizer.step()
     names = lr_columns(len(optimizer.param_groups))
+
+    def momentum() -> dict[str, float]:  # logged as steps.csv logs it
+        return {"momentum": current_momentum(optimizer)} if stepping.momentum else {}
+
     rows, step = [], 0
     for epoch in range(1, epochs + 1):
-        scheduled = current_lrs(optimizer)
+        scheduled, moment = current_lrs(optimizer), momentum()
         for _ in range(spe):
             step += 1
             if stepping.per_batch:  # otherwise nothing moves the lr inside an epoch
-                scheduled = current_lrs(optimizer)
+                scheduled, moment = current_lrs(optimizer), momentum()
             lrs = stepping.warmup.lrs(scheduled, step)  # as loop.train_one_epoch applies it
-            rows.append({"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True))})
+            rows.append({"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True)),
+                         **moment})  # fmt: skip
             step_after_batch(stepping, epoch, step)
         metrics = {stepping.monitor: trace[epoch - 1]} if trace else {}
         step_after_epoch(stepping, metrics, epoch, step)
@@ -144,10 +150,11 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="preview")
 def _hydra_main(cfg: DictConfig) -> None:
+    from lrrun import param_groups
     from lrrun.cli import fail_job
     from lrrun.console import print_items, print_warning
     from lrrun.lint import lint
-    from lrrun.loggers import write_status
+    from lrrun.loggers import lr_columns, write_status
     from lrrun.plots import log_scale
     from lrrun.schedulers import format_args
 
@@ -166,15 +173,22 @@ def _hydra_main(cfg: DictConfig) -> None:
     described = (
         f"{choice} ({stepping.name} {format_args(stepping.args)}), interval={stepping.interval}"
     )
+    groups = [param_groups.DEFAULT] + [
+        g["name"]
+        for g in param_groups.check(resolved(cfg.optimizer, "optimizer").get("param_groups"))
+    ]
     if cfg.preview.plot:
         from lrrun.plots import plot_lr
 
+        steps = [r["step"] for r in rows]
+        traces = {name: (steps, [r[c] for r in rows])
+                  for name, c in zip(groups, lr_columns(len(groups)), strict=True)}  # fmt: skip
         plot_lr(
-            {choice: ([r["step"] for r in rows], [r["lr"] for r in rows])}, spe,
+            traces if len(groups) > 1 else {choice: traces[param_groups.DEFAULT]}, spe,
             out / "preview.png", f"{choice}{_warmup_title(stepping)}: lr per optimizer step "
-            f"({trainer.epochs} epochs x {spe} steps)",
+            f"({trainer.epochs} epochs x {spe} steps)", legend="param group",
         )  # fmt: skip
-    write_status(out, "ok", epoch=trainer.epochs, step=len(rows))
+    write_status(out, "ok", epoch=trainer.epochs, step=len(rows), param_groups=groups)
     lrs = [r["lr"] for r in rows]
     items = {
         "scheduler": described,

@@ -104,8 +104,8 @@ def report(path: Path, quiet: bool = False) -> list[Path]:
             return []
         return [
             plots.plot_run(
-                job.metrics, job.lrs, job.steps_per_epoch, path / "curves.png", str(path),
-                job.events,
+                job.metrics, job.group_lrs, job.steps_per_epoch, path / "curves.png", str(path),
+                job.events, job.momentum,
             )
         ]  # fmt: skip
     jobs = sweep_jobs(path)

@@ -44,6 +44,7 @@ def _plain(value: Any) -> Any:
 RESUME_FREE_KEYS = (
     "epochs", "plot", "device", "progress", "data_path", "num_workers", "compile", "channels_last",
     "eval_batch_size", "resume", "allow_config_change", "save_best", "stop_on_nonfinite",
+    "trackers", "mlflow_uri",
 )  # fmt: skip
 
 

@@ -61,6 +61,17 @@ BETAS: Rule = (
 )
 MILESTONES: Rule = (_increasing_ints, "a non-empty list of strictly increasing integers >= 1")
 
+
+def per_group(rule: Rule) -> Rule:
+    """One value for every param group, or a list with one per group (length checked once
+    the optimizer is built: lrrun.lengths)."""
+    test, allowed = rule
+    return (
+        lambda v: test(v) or (isinstance(v, list | tuple) and len(v) > 0 and all(map(test, v))),
+        f"{allowed}, or a list of them (one per param group)",
+    )
+
+
 TRAINER_RULES: dict[str, Rule] = {
     "epochs": INT_GE1,
     "batch_size": INT_GE1,
@@ -82,6 +93,8 @@ TRAINER_RULES: dict[str, Rule] = {
     "stop_on_nonfinite": BOOL,
     "deterministic": BOOL,
     "plot": BOOL,
+    "trackers": (lambda v: isinstance(v, list), "a list of trackers: tensorboard, mlflow"),
+    "mlflow_uri": (lambda v: v is None or (isinstance(v, str) and v != ""), "a URI or null"),
 }
 DATASET_RULES: dict[str, Rule] = {
     "name": choice(*DATASETS),
@@ -132,8 +145,8 @@ SCHEDULER_RULES: dict[str, Rule] = {
     "eta_min": NON_NEGATIVE,
     "T_0": INT_GE1,
     "T_mult": INT_GE1,
-    "base_lr": _optional(POSITIVE),
-    "max_lr": _optional(POSITIVE),
+    "base_lr": _optional(per_group(POSITIVE)),
+    "max_lr": _optional(per_group(POSITIVE)),
     "step_size_up": _optional(INT_GE1),
     "step_size_down": _optional(INT_GE1),
     "cycle_momentum": BOOL,
@@ -149,7 +162,7 @@ SCHEDULER_RULES: dict[str, Rule] = {
     "threshold": NON_NEGATIVE,
     "threshold_mode": choice("rel", "abs"),
     "cooldown": INT_GE0,
-    "min_lr": NON_NEGATIVE,
+    "min_lr": per_group(NON_NEGATIVE),
     "eps": NON_NEGATIVE,
 }
 # The same keyword means different things in different torch classes.

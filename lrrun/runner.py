@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.optim import Optimizer
 
-from lrrun import checkpoint
+from lrrun import checkpoint, param_groups
 from lrrun.allocator import keep_freed_memory
 from lrrun.config import resolved, validate
 from lrrun.console import RunConsole, print_warning
@@ -28,6 +28,7 @@ from lrrun.lint import lint
 from lrrun.loggers import (
     CSVLog,
     StepRecorder,
+    lr_labels,
     metrics_columns,
     parse_row,
     steps_columns,
@@ -40,6 +41,7 @@ from lrrun.parts import memory_format as memory_format_for
 from lrrun.resume import plan as resume_plan
 from lrrun.resume import restore
 from lrrun.schedulers import Stepping, build_scheduler, format_args
+from lrrun.trackers import flatten, open_trackers
 
 
 def run(
@@ -82,8 +84,9 @@ def run(
     check_output_dir(run_dir, model, epochs * steps_per_epoch)
     forward = torch.compile(model) if trainer["compile"] else model
 
-    groups = len(optimizer.param_groups)
-    console = RunConsole(metrics_columns(groups), epochs, steps_per_epoch, trainer["progress"])
+    groups = param_groups.names(optimizer)
+    console = RunConsole(metrics_columns(len(groups)), epochs, steps_per_epoch,
+                         trainer["progress"], lr_labels(groups))  # fmt: skip
     speed = _speed(data_path, trainer, memory_format, kept)
     console.header(
         _header(cfg, choices, model, optimizer, stepping, data, steps_per_epoch)
@@ -93,10 +96,12 @@ def run(
     for warning in lint(stepping, epochs, steps_per_epoch):
         print_warning(warning)
     keep = start_epoch - 1 if saved else None
-    metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(groups), keep)
-    steps = CSVLog(run_dir / "steps.csv", steps_columns(groups), keep)
+    metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(len(groups)), keep)
+    steps = CSVLog(run_dir / "steps.csv", steps_columns(len(groups), stepping.momentum), keep)
     events = CSVLog(run_dir / "events.csv", EVENT_COLUMNS, keep)
-    recorder = StepRecorder(steps)
+    tracked = open_trackers(trainer, run_dir, groups, step if saved else None)
+    tracked.log_config(flatten(resolved(cfg, "config")))
+    recorder = StepRecorder(steps, on_flush=tracked.steps)
     stepping.watch = EventWatcher(stepping, optimizer)
 
     def log_events() -> None:  # under the epoch's row, and on disk with its rows
@@ -106,18 +111,21 @@ def run(
             console.event(event.line())
 
     previous: list[dict[str, Any]] = [parse_row(r) for r in metrics.kept]
+    metrics_rows = list(previous)
     for row in previous:
         console.epoch_end(row)
 
     def epoch_end(row: dict[str, Any]) -> None:
         nonlocal best
         metrics.write(row)
+        metrics_rows.append(row)
         console.epoch_end(row)
         if best is None or row["val_acc"] > best[0]:
             best = (row["val_acc"], row["epoch"])
 
     def epoch_done(epoch: int, step: int) -> None:
         log_events()
+        tracked.epoch(metrics_rows[-1], step)
         state = {
             "format": checkpoint.FORMAT,
             "epoch": epoch,
@@ -141,8 +149,10 @@ def run(
         console.epoch_start(epoch)
 
     hooks = Hooks(epoch_start, console.step_update, epoch_end, epoch_done)
-    write_status(run_dir, "running", epoch=start_epoch - 1, step=step)
+    write_status(run_dir, "running", epoch=start_epoch - 1, step=step, param_groups=groups,
+                 **tracked.ids())  # fmt: skip
     history: list[dict[str, Any]] = []
+    outcome = "ok"
     try:
         history = fit(
             forward, train_batches, val_batches, optimizer, stepping, recorder, epochs,
@@ -150,19 +160,23 @@ def run(
             stop_on_nonfinite=trainer["stop_on_nonfinite"],
         )  # fmt: skip
     except BaseException as exc:
-        write_status(run_dir, _failure(exc), message=str(exc) or type(exc).__name__)
+        outcome = _failure(exc)
+        write_status(run_dir, outcome, message=str(exc) or type(exc).__name__)
         if isinstance(exc, Diverged):
             _plot(run_dir, trainer)
         raise
-    finally:  # whatever happens, every step taken is on disk
+    finally:  # whatever happens, every step taken is on disk (and in the trackers)
         recorder.flush()
         log_events()
         metrics.close()
         steps.close()
         events.close()
         console.close()
+        if outcome != "ok":
+            tracked.close(outcome, _artifacts(run_dir))
     write_status(run_dir, "ok")  # epoch and step: from the last epoch_done
     _plot(run_dir, trainer)
+    tracked.close("ok", _artifacts(run_dir))
     history = previous + history
     console.finish(history, _short(run_dir))
     return history
@@ -193,6 +207,10 @@ def _plot(run_dir: Path, trainer: dict[str, Any]) -> None:
         report(run_dir)
     except Exception as exc:
         print_warning(f"curves.png was not written ({root_cause(exc)}); try lrrun-report {run_dir}")
+
+
+def _artifacts(run_dir: Path) -> list[Path]:
+    return [run_dir / name for name in ("curves.png", "metrics.csv", "steps.csv")]
 
 
 def _failure(exc: BaseException) -> str:
@@ -246,9 +264,10 @@ def _header(
     data: Any,
     steps_per_epoch: int,
 ) -> dict[str, str]:
-    opt_args = {
-        k: v for k, v in optimizer.defaults.items() if k in resolved(cfg.optimizer, "optimizer")
-    }
+    opt_node = resolved(cfg.optimizer, "optimizer")
+    opt_args = {k: v for k, v in optimizer.defaults.items() if k in opt_node}
+    configured = param_groups.check(opt_node.get(param_groups.KEY))
+    groups = {"param groups": param_groups.describe(optimizer, configured)} if configured else {}
     trainer = cfg.trainer
     sched_args = format_args(stepping.args)
     monitor = f", monitor={stepping.monitor}" if stepping.monitor else ""
@@ -261,6 +280,7 @@ def _header(
         "optimizer": f"{choices.get('optimizer', '')} ({type(optimizer).__name__} "
         + format_args(opt_args)
         + ")",
+        **groups,
         "scheduler": f"{choices.get('scheduler', '')} ({stepping.name}"
         + (f" {sched_args}" if sched_args else "")
         + f"), interval={stepping.interval}{monitor}",

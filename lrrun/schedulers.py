@@ -58,6 +58,7 @@ class Stepping:
     args: dict[str, Any] = field(default_factory=dict)  # resolved kwargs, for the console
     warmup: Warmup = field(default_factory=Warmup)  # lrrun.warmup: around optimizer.step()
     watch: Any = None  # an lrrun.events.EventWatcher, told of every step when set
+    momentum: bool = False  # the schedule cycles momentum / beta1: steps.csv logs it
 
     @property
     def per_batch(self) -> bool:
@@ -95,7 +96,15 @@ def build_scheduler(
 
     kwargs = _kwargs(plain)
     scheduler = _build(cls, node, kwargs, optimizer, length, "scheduler")
-    return Stepping(scheduler, interval, monitor, cls.__name__, dict(kwargs), warmup)
+    return Stepping(scheduler, interval, monitor, cls.__name__, dict(kwargs), warmup,
+                    momentum=cycles_momentum(scheduler))  # fmt: skip
+
+
+def cycles_momentum(scheduler: Any) -> bool:
+    """Whether the scheduler (or a child of a composite) is a one_cycle / cyclic schedule
+    with cycle_momentum: true."""
+    children = getattr(scheduler, "_schedulers", None) or []
+    return bool(getattr(scheduler, "cycle_momentum", False)) or any(map(cycles_momentum, children))
 
 
 def _build(
@@ -260,3 +269,10 @@ def current_lrs(optimizer: Optimizer) -> list[float]:
         float(g["lr"]) if not torch.is_tensor(g["lr"]) else g["lr"].item()
         for g in optimizer.param_groups
     ]
+
+
+def current_momentum(optimizer: Optimizer) -> float:
+    """Group 0's momentum (beta1 for Adam-style optimizers): what the next step uses."""
+    group = optimizer.param_groups[0]
+    value = group["betas"][0] if "betas" in group else group["momentum"]
+    return value.item() if torch.is_tensor(value) else float(value)
