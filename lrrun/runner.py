@@ -88,10 +88,13 @@ def run(
     console = RunConsole(metrics_columns(len(groups)), epochs, steps_per_epoch,
                          trainer["progress"], lr_labels(groups))  # fmt: skip
     speed = _speed(data_path, trainer, memory_format, kept)
+    tracked = open_trackers(trainer, run_dir, groups, step if saved else None)
+    tracked.log_config(flatten(resolved(cfg, "config")))
     console.header(
         _header(cfg, choices, model, optimizer, stepping, data, steps_per_epoch)
         | {"device": f"{device} ({speed})", "run dir": _short(run_dir)}
         | ({"resumed": f"after epoch {start_epoch - 1} (step {step})"} if saved else {})
+        | tracked.header()
     )
     for warning in lint(stepping, epochs, steps_per_epoch):
         print_warning(warning)
@@ -99,8 +102,6 @@ def run(
     metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(len(groups)), keep)
     steps = CSVLog(run_dir / "steps.csv", steps_columns(len(groups), stepping.momentum), keep)
     events = CSVLog(run_dir / "events.csv", EVENT_COLUMNS, keep)
-    tracked = open_trackers(trainer, run_dir, groups, step if saved else None)
-    tracked.log_config(flatten(resolved(cfg, "config")))
     recorder = StepRecorder(steps, on_flush=tracked.steps)
     stepping.watch = EventWatcher(stepping, optimizer)
 

@@ -25,6 +25,7 @@ class TensorBoard:
         purge = None if resumed_step is None else resumed_step + 1
         self.writer = SummaryWriter(str(log_dir), purge_step=purge)
         self.resumed = resumed_step is not None
+        self.where = f"tensorboard --logdir {log_dir}"
 
     def log_config(self, params: Mapping[str, Any]) -> None:
         """The HPARAMS tab's session (as Lightning writes it); once per run."""
@@ -67,6 +68,7 @@ class MLflow:
         self.logged: dict[str, int] = {}  # key -> the last step MLflow already has
         if resumed_step is not None and run_id:
             self.run_id, self.resumed = run_id, True
+            self.where = f"mlflow run {run_id} (continued), {uri}"
             self.client.update_run(run_id, status="RUNNING")
             for key in self.client.get_run(run_id).data.metrics:
                 history = self.client.get_metric_history(run_id, key)
@@ -75,6 +77,7 @@ class MLflow:
         experiment_id = experiment_id_for(self.client, experiment)
         run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
         self.run_id, self.resumed = run.info.run_id, False
+        self.where = f"mlflow run {self.run_id}, experiment {experiment!r}, {uri}"
 
     def log_config(self, params: Mapping[str, Any]) -> None:
         if self.resumed:  # the run has them; MLflow refuses to change a param

@@ -34,6 +34,8 @@ Point = tuple[int, dict[str, float]]  # (global step, {key: value})
 
 
 class Tracker(Protocol):
+    where: str  # for the run header: where to look
+
     def log_config(self, params: Mapping[str, Any]) -> None: ...
 
     def log_points(self, points: Sequence[Point]) -> None: ...
@@ -120,6 +122,9 @@ class Trackers:
             t.close(status, [p for p in artifacts if p.is_file()])
         self.trackers = []  # closed once, whichever exit path gets here first
 
+    def header(self) -> dict[str, str]:
+        return {"trackers": "; ".join(t.where for t in self.trackers)} if self.trackers else {}
+
     def ids(self) -> dict[str, str]:
         """What a resumed run needs to continue its tracker runs (kept in status.json)."""
         ids = [t.run_id for t in self.trackers if hasattr(t, "run_id")]
@@ -137,13 +142,33 @@ def open_trackers(
         if name == "tensorboard":
             opened.append(backends.TensorBoard(run_dir / "tensorboard", resumed_step))
         else:
-            opened.append(backends.MLflow(resumed_step, **mlflow_options(trainer, run_dir)))
+            options = mlflow_options(trainer, run_dir)
+            try:
+                opened.append(backends.MLflow(resumed_step, **options))
+            except Exception as exc:
+                raise mlflow_error(exc, options["uri"]) from None
     return Trackers(opened, group_names)
 
 
 def mlflow_uri(trainer: Mapping[str, Any]) -> str:
-    """trainer.mlflow_uri, or a local file store: the mlruns folder next to outputs/."""
-    return trainer.get("mlflow_uri") or (Path.cwd() / "mlruns").resolve().as_uri()
+    """trainer.mlflow_uri, or a local store in the mlruns folder next to outputs/: an SQLite
+    file, mlruns/mlflow.db (MLflow 3 refuses its plain-file store unless told otherwise),
+    with the artifacts beside it in mlruns/<experiment id>/."""
+    if trainer.get("mlflow_uri"):
+        return str(trainer["mlflow_uri"])
+    folder = (Path.cwd() / "mlruns").resolve()
+    folder.mkdir(exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def mlflow_error(exc: BaseException, uri: str) -> ConfigError:
+    """MLflow could not use the store: one line naming trainer.mlflow_uri and the way out."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(
+        f"trainer.mlflow_uri={uri}: MLflow cannot use this store ({first[:300]}). Use "
+        "trainer.mlflow_uri=null (mlruns/mlflow.db next to outputs/), an sqlite:/// file or "
+        "a tracking server's http(s):// address."
+    )
 
 
 PARENT_FILE = ".mlflow_parent_run"  # in a sweep dir: the parent run's id (lrrun.callbacks)
@@ -188,12 +213,15 @@ def start_parent(trainer: Mapping[str, Any], sweep_dir: Path, experiment: str) -
     from lrrun.tracker_backends import experiment_id_for
 
     uri = mlflow_uri(trainer)
-    client = MlflowClient(tracking_uri=uri)
-    run = client.create_run(
-        experiment_id_for(client, experiment),
-        run_name=f"sweep {sweep_dir.name}",
-        tags={"lrrun.sweep_dir": str(sweep_dir.resolve()), "lrrun.role": "sweep"},
-    )
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        run = client.create_run(
+            experiment_id_for(client, experiment),
+            run_name=f"sweep {sweep_dir.name}",
+            tags={"lrrun.sweep_dir": str(sweep_dir.resolve()), "lrrun.role": "sweep"},
+        )
+    except Exception as exc:
+        raise mlflow_error(exc, uri) from None
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / PARENT_FILE).write_text(f"{run.info.run_id}\n{uri}\n")
 

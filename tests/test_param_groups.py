@@ -167,7 +167,7 @@ def test_each_group_follows_torch(sweep: dict[str, Path], scheduler: str) -> Non
     assert list(rows[0]) == ["epoch", "step", "lr", "lr_1", "loss"]  # no momentum column
     metrics = read_csv(job / "metrics.csv")
     assert list(metrics[0])[:3] == ["epoch", "lr", "lr_1"]
-    firsts = lrs_logged[:: TINY_STEPS_PER_EPOCH]
+    firsts = lrs_logged[::TINY_STEPS_PER_EPOCH]
     assert [[float(r["lr"]), float(r["lr_1"])] for r in metrics] == firsts
 
 

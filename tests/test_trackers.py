@@ -37,9 +37,11 @@ def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def mlflow_client(cwd: Path):
+    """The default store: mlruns/mlflow.db next to outputs/."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=(cwd / "mlruns").resolve().as_uri())
+    assert (cwd / "mlruns" / "mlflow.db").is_file()
+    return MlflowClient(tracking_uri=f"sqlite:///{(cwd / 'mlruns' / 'mlflow.db').resolve()}")
 
 
 def mlflow_metrics(client, run_id: str) -> dict[str, list[tuple[int, float]]]:
@@ -193,7 +195,7 @@ def test_resumed_run_continues_without_duplicate_steps(tmp_path: Path) -> None:
 
 
 def test_multirun_jobs_are_children_of_the_sweep_run(tmp_path: Path) -> None:
-    uri = (tmp_path / "store").resolve().as_uri()
+    uri = f"sqlite:///{tmp_path.resolve() / 'store.db'}"
     proc = run_cli(["-m", *TINY, "trainer.epochs=2", BOTH, f"trainer.mlflow_uri={uri}",
                     "scheduler.gamma=0.5,0.9", "hydra.sweep.dir=sweep"], tmp_path)  # fmt: skip
     assert_ok(proc)
