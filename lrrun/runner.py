@@ -1,5 +1,6 @@
 """A run's story: build its parts (lrrun.parts), restore a checkpoint (lrrun.resume), open the
-logs, hand over to ``loop.fit``, finish (status, curves.png)."""
+logs (CSVs, lrrun.trackers) and print the header (lrrun.header), hand over to ``loop.fit``,
+finish (status, curves.png, trackers)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.optim import Optimizer
 
-from lrrun import checkpoint, param_groups
+from lrrun import checkpoint, header, param_groups
 from lrrun.allocator import keep_freed_memory
 from lrrun.config import resolved, validate
 from lrrun.console import RunConsole, print_warning
@@ -35,12 +35,11 @@ from lrrun.loggers import (
     write_status,
 )
 from lrrun.loop import Hooks, fit
-from lrrun.models import parameter_count
 from lrrun.parts import build_model, build_optimizer, precision_context, set_deterministic
 from lrrun.parts import memory_format as memory_format_for
 from lrrun.resume import plan as resume_plan
 from lrrun.resume import restore
-from lrrun.schedulers import Stepping, build_scheduler, format_args
+from lrrun.schedulers import build_scheduler
 from lrrun.trackers import flatten, open_trackers
 
 
@@ -87,11 +86,11 @@ def run(
     groups = param_groups.names(optimizer)
     console = RunConsole(metrics_columns(len(groups)), epochs, steps_per_epoch,
                          trainer["progress"], lr_labels(groups))  # fmt: skip
-    speed = _speed(data_path, trainer, memory_format, kept)
+    speed = header.speed(data_path, trainer, memory_format, kept)
     tracked = open_trackers(trainer, run_dir, groups, step if saved else None)
     tracked.log_config(flatten(resolved(cfg, "config")))
     console.header(
-        _header(cfg, choices, model, optimizer, stepping, data, steps_per_epoch)
+        header.header(cfg, choices, model, optimizer, stepping, data, steps_per_epoch)
         | {"device": f"{device} ({speed})", "run dir": _short(run_dir)}
         | ({"resumed": f"after epoch {start_epoch - 1} (step {step})"} if saved else {})
         | tracked.header()
@@ -241,54 +240,6 @@ def check_output_dir(run_dir: Path, model: nn.Module, total_steps: int) -> None:
             f"run dir {run_dir} has {free / 2**20:.1f} MiB free; this run needs about "
             f"{need / 2**20:.1f} MiB (checkpoints and CSVs). Free some space. {hint}"
         )
-
-
-def _speed(
-    data_path: str, trainer: dict[str, Any], memory_format: torch.memory_format, kept: bool
-) -> str:
-    parts = [f"data_path={data_path}", f"precision={trainer['precision']}"]
-    if memory_format == torch.channels_last:
-        parts.append("channels_last")
-    if trainer["compile"]:
-        parts.append("compile")
-    if kept:
-        parts.append("malloc keeps freed memory")
-    return ", ".join(parts)
-
-
-def _header(
-    cfg: DictConfig,
-    choices: dict[str, Any],
-    model: nn.Module,
-    optimizer: Optimizer,
-    stepping: Stepping,
-    data: Any,
-    steps_per_epoch: int,
-) -> dict[str, str]:
-    opt_node = resolved(cfg.optimizer, "optimizer")
-    opt_args = {k: v for k, v in optimizer.defaults.items() if k in opt_node}
-    configured = param_groups.check(opt_node.get(param_groups.KEY))
-    groups = {"param groups": param_groups.describe(optimizer, configured)} if configured else {}
-    trainer = cfg.trainer
-    sched_args = format_args(stepping.args)
-    monitor = f", monitor={stepping.monitor}" if stepping.monitor else ""
-    return {
-        "dataset": f"{choices.get('dataset', cfg.dataset.name)}: {len(data.train)} train / "
-        f"{len(data.test)} test, from {data.source}"
-        + (f", normalised (mean {data.mean:.4f}, std {data.std:.4f})" if data.std != 1 else ""),
-        "model": f"{choices.get('model', '')} ({type(model).__name__}, "
-        f"{parameter_count(model):,} parameters)",
-        "optimizer": f"{choices.get('optimizer', '')} ({type(optimizer).__name__} "
-        + format_args(opt_args)
-        + ")",
-        **groups,
-        "scheduler": f"{choices.get('scheduler', '')} ({stepping.name}"
-        + (f" {sched_args}" if sched_args else "")
-        + f"), interval={stepping.interval}{monitor}",
-        **stepping.warmup.header(),
-        "trainer": f"{trainer.epochs} epoch(s) x {steps_per_epoch} steps, batch {trainer.batch_size}, "
-        f"seed {trainer.seed}",
-    }
 
 
 def _short(path: Path) -> str:
