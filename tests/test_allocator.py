@@ -48,6 +48,7 @@ def step_faults(mode: str) -> dict:
     return json.loads(proc.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's malloc only")
 def test_cnn_steps_stop_page_faulting() -> None:
     default, tuned = step_faults("default"), step_faults("tune")

@@ -184,7 +184,7 @@ def test_console_and_status_name_the_groups(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("optimizer", "extra"),
-    [("sgd", ["scheduler.max_lr=[0.05,0.5]"]), ("adam", [])],
+    [("sgd", ["scheduler.max_lr=[0.05,0.5]"]), pytest.param("adam", [], marks=pytest.mark.slow)],
     ids=["sgd-max_lr-list", "adam-beta1"],
 )
 def test_one_cycle_lr_and_momentum_follow_torch(
@@ -239,6 +239,7 @@ def test_preview_matches_training(tmp_path: Path) -> None:
     assert [{k: r[k] for k in previewed[0]} for r in trained] == previewed
 
 
+@pytest.mark.slow
 def test_resume_and_report_with_groups(tmp_path: Path) -> None:
     """A run stopped after 3 epochs and resumed to 6 logs both groups exactly as a run
     that was never stopped; lrrun-report reads the groups back by name."""

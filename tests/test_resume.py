@@ -45,7 +45,14 @@ def without_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
 
 
-@pytest.mark.parametrize("schedule", list(SCHEDULES))
+# The default run keeps one per kind (per epoch, per step, metric-driven); CI runs them all.
+QUICK = ("step_lr", "one_cycle_lr", "reduce_lr_on_plateau")
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [s if s in QUICK else pytest.param(s, marks=pytest.mark.slow) for s in SCHEDULES],
+)
 def test_three_epochs_resumed_to_six_equal_six(compose_cfg, tmp_path: Path, schedule) -> None:
     """steps.csv (lr and loss) and metrics.csv are identical, bit for bit (the CNN, so
     dropout's RNG has to be restored too)."""

@@ -156,6 +156,7 @@ LONG = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # a real interrupt / a multirun: run by make test-slow in CI
 def test_resumed_run_continues_without_duplicate_steps(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     proc = subprocess.Popen(
@@ -194,6 +195,7 @@ def test_resumed_run_continues_without_duplicate_steps(tmp_path: Path) -> None:
 # --- a multirun ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real interrupt / a multirun: run by make test-slow in CI
 def test_multirun_jobs_are_children_of_the_sweep_run(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path.resolve() / 'store.db'}"
     proc = run_cli(["-m", *TINY, "trainer.epochs=2", BOTH, f"trainer.mlflow_uri={uri}",
