@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -143,3 +145,30 @@ def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in proc.stderr
     # The scheduler is stepped after the optimizer: torch must never warn about order.
     assert "lr_scheduler.step()" not in proc.stderr, proc.stderr
+
+
+def interrupt_after_first_epoch(
+    args: list[str], cwd: Path, run_dir: Path, sig: int = signal.SIGINT
+) -> subprocess.CompletedProcess[str]:
+    """Start ``lrrun ARGS`` in a fresh interpreter, send ``sig`` in the middle of the epoch
+    after its first checkpoint, and wait for it to exit."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrrun", *args], cwd=cwd, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL,
+        # As in a terminal: a background shell (nohup, `&` in a script) starts children
+        # with SIGINT ignored, and Python then keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoint.pt").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.02)
+    # Into the next epoch, to its middle: half an epoch's time (under load an epoch takes
+    # several times longer, and a fixed delay can land on the boundary).
+    rows = read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
+    time.sleep(max(0.05, 0.5 * float(rows[0]["epoch_time_s"])) if rows else 0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -4,17 +4,13 @@ Real signals to real subprocesses, as a user's Ctrl-C or a cluster's SIGTERM."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, assert_ok, read_csv, run_cli
+from tests.conftest import TINY, assert_ok, interrupt_after_first_epoch, read_csv, run_cli
 
 # 128 steps per epoch, ~0.1-0.3 s per epoch: long enough to be interrupted mid-run.
 LONG = [
@@ -33,24 +29,9 @@ def status(run_dir: Path) -> dict:
     [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)],
 )
 def test_signal_saves_prints_resume_command_and_resume_is_exact(tmp_path: Path, sig, code):
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lrrun", *LONG, "hydra.run.dir=run"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        stdin=subprocess.DEVNULL,
-        # As in a terminal: a background shell (nohup, `&` in a script) starts children
-        # with SIGINT ignored, and Python then keeps ignoring it.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
     run_dir = tmp_path / "run"
-    deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoint.pt").exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.02)
-    time.sleep(0.05)  # into the next epoch
-    proc.send_signal(sig)
-    _out, err = proc.communicate(timeout=120)
+    proc = interrupt_after_first_epoch([*LONG, "hydra.run.dir=run"], tmp_path, run_dir, sig)
+    err = proc.stderr
     assert proc.returncode == code, err
     assert "Traceback" not in err
     assert status(run_dir)["status"] == "interrupted"

@@ -4,11 +4,6 @@ run, a run interrupted mid-epoch and resumed, and a 2-job multirun under a paren
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +11,14 @@ import pytest
 
 from lrrun import trackers
 from lrrun.errors import ConfigError
-from tests.conftest import TINY, TINY_STEPS_PER_EPOCH, assert_ok, read_csv, run_cli
+from tests.conftest import (
+    TINY,
+    TINY_STEPS_PER_EPOCH,
+    assert_ok,
+    interrupt_after_first_epoch,
+    read_csv,
+    run_cli,
+)
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -158,22 +160,9 @@ LONG = [
 
 @pytest.mark.slow  # a real interrupt / a multirun: run by make test-slow in CI
 def test_resumed_run_continues_without_duplicate_steps(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lrrun", *LONG, "hydra.run.dir=run"], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
     run_dir = tmp_path / "run"
-    deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoint.pt").exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.02)
-    time.sleep(0.05)  # into the next epoch
-    proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    proc = interrupt_after_first_epoch([*LONG, "hydra.run.dir=run"], tmp_path, run_dir)
+    assert proc.returncode == 130, proc.stderr
     run_id = run_id_of(run_dir)
     client = mlflow_client(tmp_path)
     assert client.get_run(run_id).info.status == "KILLED"
