@@ -23,7 +23,8 @@ class SweepEnd(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from lrrun.config import resolved
-        from lrrun.trackers import check, start_parent
+        from lrrun.tracker_backends import start_parent
+        from lrrun.trackers import check
 
         trainer = resolved(config.trainer, "trainer")
         if "mlflow" in check(trainer.get("trackers")):
@@ -45,7 +46,7 @@ class SweepEnd(Callback):
         except Exception as exc:  # a report must never hide the jobs' own outcome
             print_error(f"the sweep report failed ({exc}); run lrrun-report {sweep_dir}")
         failed = [j for j in jobs if j.status != "ok"]
-        from lrrun.trackers import end_parent
+        from lrrun.tracker_backends import end_parent
 
         end_parent(sweep_dir, written, "failed" if failed else "ok")
         if failed:

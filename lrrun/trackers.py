@@ -12,7 +12,7 @@ keep their runs there. Both get, behind one small interface (like torchtune's Me
 They are written when an epoch's rows are (steps.csv's values, no extra host sync). A resumed
 run continues where it stopped: TensorBoard purges the steps after the checkpoint (events of a
 half-done epoch), MLflow continues the same run (its id is in status.json) and skips steps it
-already has. The backends: lrrun.tracker_backends.
+already has. The backends (and where MLflow runs go): lrrun.tracker_backends.
 """
 
 from __future__ import annotations
@@ -98,10 +98,20 @@ def epoch_point(row: dict[str, Any], step: int) -> Point:
 
 
 class Trackers:
-    """Every configured tracker, fed from the runner's rows (the fan-out)."""
+    """Every configured tracker, fed from the runner's rows (the fan-out).
+
+    Writes run on one background thread, in order: serialising ~2,000 scalars per epoch
+    into event files or an SQLite store would otherwise stop training for a sizeable part
+    of an epoch (benchmarks/trackers.py). ``close`` waits for them. A tracker that fails
+    mid-run is reported once and dropped; the CSVs, the source of truth, go on.
+    """
 
     def __init__(self, trackers: Sequence[Tracker], group_names: Sequence[str]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.trackers, self.group_names = list(trackers), list(group_names)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lrrun-trackers")
+        self._pending: list[tuple[Tracker, Any]] = []  # (tracker, its write's future)
 
     def log_config(self, params: Mapping[str, Any]) -> None:
         for t in self.trackers:
@@ -109,15 +119,33 @@ class Trackers:
 
     def steps(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows and self.trackers:
-            points = step_points(rows, self.group_names)
-            for t in self.trackers:
-                t.log_points(points)
+            self._submit(step_points(rows, self.group_names))
 
     def epoch(self, row: dict[str, Any], step: int) -> None:
-        for t in self.trackers:
-            t.log_points([epoch_point(row, step)])
+        if self.trackers:
+            self._submit([epoch_point(row, step)])
+
+    def _submit(self, points: list[Point]) -> None:
+        self._settle(wait=False)
+        self._pending += [(t, self._pool.submit(t.log_points, points)) for t in self.trackers]
+
+    def _settle(self, wait: bool) -> None:
+        """Forget finished writes; a failed one drops its tracker, with one warning."""
+        from lrrun.console import print_warning
+
+        running = []
+        for tracker, future in self._pending:
+            if not wait and not future.done():
+                running.append((tracker, future))
+            elif future.exception() is not None and tracker in self.trackers:
+                self.trackers.remove(tracker)
+                print_warning(f"{type(tracker).__name__} stopped logging "
+                              f"({future.exception()}); the CSVs have everything")  # fmt: skip
+        self._pending = running
 
     def close(self, status: str, artifacts: Sequence[Path]) -> None:
+        self._settle(wait=True)
+        self._pool.shutdown(wait=True)
         for t in self.trackers:
             t.close(status, [p for p in artifacts if p.is_file()])
         self.trackers = []  # closed once, whichever exit path gets here first
@@ -142,102 +170,9 @@ def open_trackers(
         if name == "tensorboard":
             opened.append(backends.TensorBoard(run_dir / "tensorboard", resumed_step))
         else:
-            options = mlflow_options(trainer, run_dir)
+            options = backends.mlflow_options(trainer, run_dir)
             try:
                 opened.append(backends.MLflow(resumed_step, **options))
             except Exception as exc:
-                raise mlflow_error(exc, options["uri"]) from None
+                raise backends.mlflow_error(exc, options["uri"]) from None
     return Trackers(opened, group_names)
-
-
-def mlflow_uri(trainer: Mapping[str, Any]) -> str:
-    """trainer.mlflow_uri, or a local store in the mlruns folder next to outputs/: an SQLite
-    file, mlruns/mlflow.db (MLflow 3 refuses its plain-file store unless told otherwise),
-    with the artifacts beside it in mlruns/<experiment id>/."""
-    if trainer.get("mlflow_uri"):
-        return str(trainer["mlflow_uri"])
-    folder = (Path.cwd() / "mlruns").resolve()
-    folder.mkdir(exist_ok=True)
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
-def mlflow_error(exc: BaseException, uri: str) -> ConfigError:
-    """MLflow could not use the store: one line naming trainer.mlflow_uri and the way out."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ConfigError(
-        f"trainer.mlflow_uri={uri}: MLflow cannot use this store ({first[:300]}). Use "
-        "trainer.mlflow_uri=null (mlruns/mlflow.db next to outputs/), an sqlite:/// file or "
-        "a tracking server's http(s):// address."
-    )
-
-
-PARENT_FILE = ".mlflow_parent_run"  # in a sweep dir: the parent run's id (lrrun.callbacks)
-
-
-def mlflow_options(trainer: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Where the run goes: the experiment named after the Hydra job, the run's id to
-    continue on resume (status.json), and in a multirun the sweep's tags and parent run."""
-    import json
-
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hydra = HydraConfig.get() if HydraConfig.initialized() else None
-    try:
-        run_id = json.loads((run_dir / "status.json").read_text()).get("mlflow_run_id")
-    except (OSError, ValueError):
-        run_id = None
-    tags = {"lrrun.run_dir": str(run_dir.resolve())}
-    name = run_dir.name
-    if hydra is not None and hydra.mode == RunMode.MULTIRUN:
-        sweep_dir = Path(hydra.sweep.dir).resolve()
-        tags |= {"lrrun.sweep_dir": str(sweep_dir), "lrrun.job_num": str(hydra.job.num)}
-        name = f"{hydra.job.num}: {hydra.job.override_dirname}"
-        parent = sweep_dir / PARENT_FILE
-        if parent.is_file():
-            tags["mlflow.parentRunId"] = parent.read_text().split()[0]
-    return {
-        "uri": mlflow_uri(trainer),
-        "experiment": hydra.job.name if hydra is not None else "lrrun",
-        "run_id": run_id,
-        "run_name": name,
-        "tags": tags,
-    }
-
-
-def start_parent(trainer: Mapping[str, Any], sweep_dir: Path, experiment: str) -> None:
-    """A multirun's MLflow parent run; its id in ``<sweep dir>/.mlflow_parent_run`` for the
-    jobs (which may run in other processes) and for end_parent."""
-    from mlflow import MlflowClient
-
-    from lrrun.tracker_backends import experiment_id_for
-
-    uri = mlflow_uri(trainer)
-    try:
-        client = MlflowClient(tracking_uri=uri)
-        run = client.create_run(
-            experiment_id_for(client, experiment),
-            run_name=f"sweep {sweep_dir.name}",
-            tags={"lrrun.sweep_dir": str(sweep_dir.resolve()), "lrrun.role": "sweep"},
-        )
-    except Exception as exc:
-        raise mlflow_error(exc, uri) from None
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / PARENT_FILE).write_text(f"{run.info.run_id}\n{uri}\n")
-
-
-def end_parent(sweep_dir: Path, files: Sequence[Path], status: str) -> None:
-    """Give the parent run the sweep's files (summary.csv, configs.csv, pictures); end it."""
-    path = sweep_dir / PARENT_FILE
-    if not path.is_file():
-        return
-    from mlflow import MlflowClient
-
-    from lrrun.tracker_backends import MLFLOW_STATUS
-
-    run_id, uri = path.read_text().split()[:2]
-    client = MlflowClient(tracking_uri=uri)
-    for file in files:
-        if file.is_file():
-            client.log_artifact(run_id, str(file))
-    client.set_terminated(run_id, MLFLOW_STATUS.get(status, "FAILED"))

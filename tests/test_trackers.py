@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrrun import trackers
+from lrrun import tracker_backends, trackers
 from lrrun.errors import ConfigError
 from tests.conftest import (
     TINY,
@@ -194,7 +194,7 @@ def test_multirun_jobs_are_children_of_the_sweep_run(tmp_path: Path) -> None:
 
     client = MlflowClient(tracking_uri=uri)
     sweep = (tmp_path / "sweep").resolve()
-    parent_id = (sweep / trackers.PARENT_FILE).read_text().split()[0]
+    parent_id = (sweep / tracker_backends.PARENT_FILE).read_text().split()[0]
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["lrrun.sweep_dir"] == str(sweep)
     assert {a.path for a in client.list_artifacts(parent_id)} >= {"summary.csv", "configs.csv"}
@@ -207,3 +207,41 @@ def test_multirun_jobs_are_children_of_the_sweep_run(tmp_path: Path) -> None:
         assert run.data.params["scheduler.gamma"] == ("0.5" if job == "0" else "0.9")
         assert mlflow_metrics(client, run.info.run_id) == expected(run_dir)
         assert tensorboard_scalars(run_dir / "tensorboard") == as_float32(expected(run_dir))
+
+
+class _Recorder:
+    """A tracker that keeps what it gets, or fails on its first write."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.points, self.closed = fail, [], None
+        self.where = "memory"
+
+    def log_config(self, params) -> None:
+        pass
+
+    def log_points(self, points) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        self.points += points
+
+    def close(self, status, artifacts) -> None:
+        self.closed = status
+
+
+def test_writes_run_in_order_and_a_failing_tracker_is_dropped(capsys) -> None:
+    good, bad = _Recorder(), _Recorder(fail=True)
+    fan = trackers.Trackers([good, bad], ["default", "head"])
+    rows = [{"epoch": 1, "step": s, "lr": 0.1, "lr_1": 1.0, "loss": 2.0 / s} for s in (1, 2)]
+    fan.steps(rows)
+    fan.epoch({"epoch": 1, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.6,
+               "epoch_time_s": 0.1, "lr": 0.1}, 2)  # fmt: skip
+    fan.close("ok", [])
+    assert good.points == [
+        (1, {"lr": 0.1, "lr_head": 1.0, "train/loss": 2.0}),
+        (2, {"lr": 0.1, "lr_head": 1.0, "train/loss": 1.0}),
+        (2, {"train/acc": 0.5, "val/loss": 1.0, "val/acc": 0.6, "epoch_time_s": 0.1,
+             "epoch": 1.0}),
+    ]  # fmt: skip
+    assert good.closed == "ok" and bad.closed is None
+    err = capsys.readouterr().err
+    assert err.count("_Recorder stopped logging (disk full)") == 1
