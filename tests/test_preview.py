@@ -28,6 +28,7 @@ def compose_preview(*overrides: str):
         return compose(config_name="preview", overrides=[*TINY, *overrides])
 
 
+@pytest.mark.slow  # the default run keeps the param-group + momentum case (test_param_groups)
 def test_preview_equals_training_lr(tmp_path: Path) -> None:
     """The same six schedules previewed (one multirun) and trained (one multirun)."""
     sweep = [f"scheduler={','.join(SCHEDULES)}"]
