@@ -3,8 +3,8 @@
 Lengths are in units of the scheduler's interval: the run's epochs, or epochs x batches per
 epoch for interval=step (a SequentialLR child: its segment of the run). one_cycle's max_lr and
 cyclic's base_lr default to each param group's lr (cyclic's max_lr to 10x that, its
-step_size_up to a quarter of the run); given as lists, they need one value per group. A SequentialLR's null milestones follow each child's
-total_iters.
+step_size_up to a quarter of the run); given as lists, they need one value per group. A
+SequentialLR's null milestones follow each child's total_iters.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch.optim.lr_scheduler import (
     PolynomialLR,
 )
 
+from lrrun import param_groups
 from lrrun.errors import ConfigError
 
 # Which lengths a class derives when left null: {class: key}.
@@ -60,7 +61,7 @@ def derive(
     for per_group in ("base_lr", "max_lr", "min_lr"):  # a list: one value per param group
         value = kwargs.get(per_group)
         if isinstance(value, list | tuple) and len(value) != len(group_lrs):
-            names = ", ".join(str(g.get("name", i)) for i, g in enumerate(optimizer.param_groups))
+            names = ", ".join(param_groups.names(optimizer))
             raise ConfigError(
                 f"{prefix}.{per_group}={list(value)} has {len(value)} values, the optimizer "
                 f"has {len(group_lrs)} param groups ({names}). Give one value per group, one "

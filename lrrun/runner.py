@@ -111,21 +111,22 @@ def run(
             console.event(event.line())
 
     previous: list[dict[str, Any]] = [parse_row(r) for r in metrics.kept]
-    metrics_rows = list(previous)
     for row in previous:
         console.epoch_end(row)
 
+    last_row: dict[str, Any] = {}  # this run's latest metrics row, for the trackers
+
     def epoch_end(row: dict[str, Any]) -> None:
-        nonlocal best
+        nonlocal best, last_row
         metrics.write(row)
-        metrics_rows.append(row)
+        last_row = row
         console.epoch_end(row)
         if best is None or row["val_acc"] > best[0]:
             best = (row["val_acc"], row["epoch"])
 
     def epoch_done(epoch: int, step: int) -> None:
         log_events()
-        tracked.epoch(metrics_rows[-1], step)
+        tracked.epoch(last_row, step)
         state = {
             "format": checkpoint.FORMAT,
             "epoch": epoch,
