@@ -2,7 +2,7 @@
 
 ``checkpoint.pt`` holds everything the next epoch depends on: model, optimizer and
 scheduler state, the epoch and global step reached, every RNG (torch, CUDA, numpy, Python;
-the data order is a pure function of seed and epoch, ``lrrun.data.epoch_order``), the best
+the data order is a pure function of seed and epoch, ``lrrun.batches.epoch_order``), the best
 val_acc so far, and the resolved config with the scheduler's derived arguments, so a resume
 can refuse a config that would change the run.
 """

@@ -51,7 +51,8 @@ def range_test(cfg: DictConfig) -> list[dict[str, float]]:
     import torch.nn.functional as F
 
     from lrrun.allocator import keep_freed_memory
-    from lrrun.data import load_data, make_batches
+    from lrrun.batches import make_batches
+    from lrrun.data import load_data
     from lrrun.devices import resolve_device
     from lrrun.parts import build_model, build_optimizer, precision_context
     from lrrun.schedulers import current_lrs

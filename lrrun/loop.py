@@ -47,7 +47,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from lrrun.data import Batches
+from lrrun.batches import Batches
 from lrrun.errors import Diverged
 from lrrun.loggers import StepRecorder, lr_columns
 from lrrun.schedulers import Stepping, current_lrs, current_momentum

@@ -35,7 +35,7 @@ def simulate(cfg: DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     ``cfg``'s plan."""
     import torch
 
-    from lrrun.data import batches_per_epoch
+    from lrrun.batches import batches_per_epoch
     from lrrun.events import EventWatcher
     from lrrun.loggers import lr_columns
     from lrrun.loop import step_after_batch, step_after_epoch

@@ -17,9 +17,10 @@ from torch import nn
 
 from lrrun import checkpoint, header, param_groups
 from lrrun.allocator import keep_freed_memory
+from lrrun.batches import make_batches
 from lrrun.config import resolved, validate
 from lrrun.console import RunConsole, print_warning
-from lrrun.data import load_data, make_batches
+from lrrun.data import load_data
 from lrrun.devices import resolve_device
 from lrrun.errors import ConfigError, Diverged, root_cause
 from lrrun.events import COLUMNS as EVENT_COLUMNS

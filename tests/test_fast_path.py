@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import lrrun.batches
 import lrrun.data
 import lrrun.runner
-from lrrun.data import (
+from lrrun.batches import (
     LoaderBatches,
     TensorBatches,
     epoch_order,
-    load_data,
     loader_dataset,
     make_batches,
 )
+from lrrun.data import load_data
 from lrrun.runner import run
 from tests.conftest import read_csv
 from tests.idx import write_idx_set
@@ -109,7 +110,7 @@ def test_auto_chooses_the_loader_when_the_split_does_not_fit(idx_root: Path, mon
         {"name": "fashion_mnist", "root": str(idx_root), "system_dir": None, "download": False}
     )
     assert make_batches(data, CPU, 32, 32, 0, "auto")[2] == "tensor"
-    monkeypatch.setattr(lrrun.data, "fits_on", lambda device, nbytes: False)
+    monkeypatch.setattr(lrrun.batches, "fits_on", lambda device, nbytes: False)
     train, _, path = make_batches(data, CPU, 32, 32, 0, "auto")
     assert path == "loader" and isinstance(train, LoaderBatches)
 
