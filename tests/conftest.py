@@ -4,6 +4,7 @@ runs, and run the real CLI as a subprocess the way a user does."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -161,14 +162,21 @@ def interrupt_after_first_epoch(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoint.pt").exists():
+    while _epochs_done(run_dir) < 1:  # status.json is written last, after the checkpoint
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        assert time.monotonic() < deadline, "no finished epoch after 120 s"
         time.sleep(0.02)
     # Into the next epoch, to its middle: half an epoch's time (under load an epoch takes
     # several times longer, and a fixed delay can land on the boundary).
-    rows = read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
-    time.sleep(max(0.05, 0.5 * float(rows[0]["epoch_time_s"])) if rows else 0.05)
+    rows = read_csv(run_dir / "metrics.csv")
+    time.sleep(max(0.05, 0.5 * float(rows[0]["epoch_time_s"])))
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _epochs_done(run_dir: Path) -> int:
+    try:
+        return int(json.loads((run_dir / "status.json").read_text()).get("epoch") or 0)
+    except (OSError, ValueError):  # not written yet, or (never: it is atomic) half-written
+        return 0

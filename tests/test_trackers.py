@@ -160,19 +160,25 @@ LONG = [
 
 @pytest.mark.slow  # a real interrupt / a multirun: run by make test-slow in CI
 def test_resumed_run_continues_without_duplicate_steps(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    proc = interrupt_after_first_epoch([*LONG, "hydra.run.dir=run"], tmp_path, run_dir)
-    assert proc.returncode == 130, proc.stderr
+    for attempt in range(3):  # a stall on a loaded machine can put the signal on a boundary
+        cwd = tmp_path / f"try{attempt}"
+        cwd.mkdir()
+        run_dir = cwd / "run"
+        proc = interrupt_after_first_epoch([*LONG, "hydra.run.dir=run"], cwd, run_dir)
+        assert proc.returncode == 130, proc.stderr
+        stopped = read_csv(run_dir / "steps.csv")
+        done = len(read_csv(run_dir / "metrics.csv"))
+        if 1 <= done < 8 and len(stopped) > done * 128:
+            break
+    else:
+        pytest.fail("the signal never landed mid-epoch in 3 tries")
     run_id = run_id_of(run_dir)
-    client = mlflow_client(tmp_path)
+    client = mlflow_client(cwd)
     assert client.get_run(run_id).info.status == "KILLED"
-    stopped = read_csv(run_dir / "steps.csv")
-    done = len(read_csv(run_dir / "metrics.csv"))
-    assert 1 <= done < 8 and len(stopped) > done * 128, "the signal must land mid-epoch"
     # the half-done epoch's steps are in steps.csv and in both trackers; resume redoes them
     assert len(tensorboard_scalars(run_dir / "tensorboard")["lr"]) == len(stopped)
 
-    assert_ok(run_cli([*LONG, f"trainer.resume={run_dir}"], tmp_path))
+    assert_ok(run_cli([*LONG, f"trainer.resume={run_dir}"], cwd))
     want = expected(run_dir)
     assert len(want["lr"]) == 8 * 128
     assert tensorboard_scalars(run_dir / "tensorboard") == as_float32(want)  # purged, no twins
