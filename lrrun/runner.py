@@ -89,19 +89,23 @@ def run(
                          trainer["progress"], lr_labels(groups))  # fmt: skip
     speed = header.speed(data_path, trainer, memory_format, kept)
     tracked = open_trackers(trainer, run_dir, groups, step if saved else None)
-    tracked.log_config(flatten(resolved(cfg, "config")))
-    console.header(
-        header.header(cfg, choices, model, optimizer, stepping, data, steps_per_epoch)
-        | {"device": f"{device} ({speed})", "run dir": _short(run_dir)}
-        | ({"resumed": f"after epoch {start_epoch - 1} (step {step})"} if saved else {})
-        | tracked.header()
-    )
-    for warning in lint(stepping, epochs, steps_per_epoch):
-        print_warning(warning)
-    keep = start_epoch - 1 if saved else None
-    metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(len(groups)), keep)
-    steps = CSVLog(run_dir / "steps.csv", steps_columns(len(groups), stepping.momentum), keep)
-    events = CSVLog(run_dir / "events.csv", EVENT_COLUMNS, keep)
+    try:  # from here on a tracker run is open: it must not be left "running"
+        tracked.log_config(flatten(resolved(cfg, "config")))
+        console.header(
+            header.header(cfg, choices, model, optimizer, stepping, data, steps_per_epoch)
+            | {"device": f"{device} ({speed})", "run dir": _short(run_dir)}
+            | ({"resumed": f"after epoch {start_epoch - 1} (step {step})"} if saved else {})
+            | tracked.header()
+        )
+        for warning in lint(stepping, epochs, steps_per_epoch):
+            print_warning(warning)
+        keep = start_epoch - 1 if saved else None  # resume: a half-done epoch's rows go
+        metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(len(groups)), keep)
+        steps = CSVLog(run_dir / "steps.csv", steps_columns(len(groups), stepping.momentum), keep)
+        events = CSVLog(run_dir / "events.csv", EVENT_COLUMNS, keep)
+    except BaseException as exc:
+        tracked.close(_failure(exc), [])
+        raise
     recorder = StepRecorder(steps, on_flush=tracked.steps)
     stepping.watch = EventWatcher(stepping, optimizer)
 

@@ -187,6 +187,20 @@ def test_resumed_run_continues_without_duplicate_steps(tmp_path: Path) -> None:
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
+def test_a_resume_that_fails_to_start_does_not_leave_its_run_running(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert_ok(run_cli([*TINY, "trainer.epochs=2", "trainer.trackers=[mlflow]",
+                       "hydra.run.dir=run"], tmp_path))  # fmt: skip
+    steps = run_dir / "steps.csv"
+    steps.write_text(steps.read_text().replace("epoch,step,lr,loss", "epoch,step,lr,loss2", 1))
+    proc = run_cli([*TINY, "trainer.trackers=[mlflow]", f"trainer.resume={run_dir}"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "has columns ['epoch', 'step', 'lr', 'loss2']" in proc.stderr
+    run = mlflow_client(tmp_path).get_run(run_id_of(run_dir))
+    assert run.info.status == "FAILED"  # the attempt failed; not RUNNING forever
+    assert len(read_csv(run_dir / "metrics.csv")) == 2  # nothing written was lost
+
+
 # --- a multirun ---------------------------------------------------------------------------
 
 
