@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lrrun.loggers import lr_columns, parse_row
+from lrrun.param_groups import unnamed
 from lrrun.replicates import is_seed
 
 
@@ -71,7 +72,7 @@ def _group_lrs(steps: list[dict[str, float]], names: Any) -> dict[str, list[tupl
     """Each param group's lr per step, by the group's name (status.json's param_groups)."""
     columns = lr_columns(sum(1 for k in (steps[0] if steps else {}) if k.split("_")[0] == "lr"))
     if not isinstance(names, list) or len(names) != len(columns):
-        names = ["default"] + [f"group {i}" for i in range(1, len(columns))]
+        names = [unnamed(i) for i in range(len(columns))]
     return {str(n): [(r["step"], r[c]) for r in steps] for n, c in zip(names, columns, strict=True)}
 
 

@@ -111,10 +111,12 @@ def split(model: nn.Module, groups: list[dict[str, Any]], cls: type) -> list[dic
 
 def names(optimizer: Optimizer) -> list[str]:
     """Each param group's name: lrrun's own, else ``default`` / ``group <i>``."""
-    return [
-        str(g.get("name") or (DEFAULT if i == 0 else f"group {i}"))
-        for i, g in enumerate(optimizer.param_groups)
-    ]
+    return [str(g.get("name") or unnamed(i)) for i, g in enumerate(optimizer.param_groups)]
+
+
+def unnamed(i: int) -> str:
+    """The name of a param group that has none (group 0 is the unmatched parameters)."""
+    return DEFAULT if i == 0 else f"group {i}"
 
 
 def describe(optimizer: Optimizer, groups: list[dict[str, Any]]) -> str:
