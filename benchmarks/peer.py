@@ -40,7 +40,7 @@ SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
 class ExamplesNet(nn.Module):
     """pytorch/examples' mnist Net as written there (relu before pool, log_softmax); lrrun's
-    fashion_mnist_net computes the same function (tests/test_models.py)."""
+    fashion_mnist_net computes the same function (tests/models/test_models.py)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +62,7 @@ class ExamplesNet(nn.Module):
 def plain(model_name: str, epochs: int, device: torch.device, data_root: str) -> dict:
     from torchvision import datasets, transforms
 
-    from lrrun.data import load_data
+    from lrrun.data.load import load_data
 
     torch.manual_seed(42)
     if model_name == "feedforward":
@@ -116,8 +116,8 @@ def plain(model_name: str, epochs: int, device: torch.device, data_root: str) ->
 def lrrun(model_name: str, epochs: int, device: torch.device, data_root: str, precision: str):
     from hydra import compose, initialize_config_dir
 
-    from lrrun.config import config_dir
-    from lrrun.runner import run
+    from lrrun.config.location import config_dir
+    from lrrun.train.runner import run
 
     overrides = [
         "dataset=fashion_mnist",
@@ -197,7 +197,7 @@ def main() -> None:
     if args.worker:
         return worker(argparse.Namespace(**{**vars(args), "variant": args.worker}))
 
-    from lrrun.data import load_data
+    from lrrun.data.load import load_data
 
     load_data(_dataset_cfg(args.root))  # prepare data/FashionMNIST/raw once, outside timings
     for device in args.devices:

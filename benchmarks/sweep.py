@@ -76,7 +76,7 @@ def main() -> None:
         print(f"2. command to first training step       {first:6.2f} s (process start to "
               f"the first epoch; 1-epoch run {wall:.2f} s wall)")  # fmt: skip
 
-        preview = [sys.executable, "-c", "from lrrun.preview import main; main()",
+        preview = [sys.executable, "-c", "from lrrun.tools.preview import main; main()",
                    "scheduler=one_cycle_lr", "preview.plot=false"]  # fmt: skip
         base = statistics.median(
             timed([*preview, "trainer.epochs=1", "hydra.run.dir=p1"], cwd) for _ in range(3)

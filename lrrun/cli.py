@@ -1,10 +1,4 @@
-"""``lrrun``: the Hydra entry point.
-
-Exit codes: 0 ok; 2 a user error (one line on stderr naming the key, the value and the fix);
-3 diverged (non-finite loss); 130 Ctrl-C, 143 SIGTERM (after saving what was done and
-printing the command that resumes). In a multirun a failed job does not stop the sweep: its
-status.json says why, and the sweep exits 1 at the end (lrrun.callbacks.SweepEnd).
-"""
+"""``lrrun``: the Hydra entry point. Exit codes: lrrun.tools.common."""
 
 from __future__ import annotations
 
@@ -18,29 +12,31 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lrrun.config import config_dir, validate
+from lrrun.config.location import config_dir
+from lrrun.config.settings import read
 from lrrun.errors import Diverged, LrrunError, Terminated
-
-EXIT_USER_ERROR = 2
-EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
+from lrrun.tools.common import (
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    fail_job,
+    precheck,
+)
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from lrrun.console import print_error
+    from lrrun.logs.console import print_error
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         with _sigterm_raises():
-            validate(cfg)  # fails fast, before torch (seconds to import) is loaded
-            from lrrun.runner import run
+            settings = read(cfg, hydra_cfg.runtime.choices)  # before torch (seconds to import)
+            from lrrun.train.runner import run
 
-            job_num = hydra_cfg.job.num if sweep else None
-            history = run(cfg, run_dir, dict(hydra_cfg.runtime.choices), job_num)
+            history = run(settings, run_dir, job_num=hydra_cfg.job.num if sweep else None)
     except LrrunError as exc:
         fail_job(exc, run_dir)
         return None
@@ -61,18 +57,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         ) from None
     # The return value lets Hydra sweepers (e.g. Optuna) maximise it.
     return max(row["val_acc"] for row in history) if history else None
-
-
-def fail_job(exc: LrrunError, out: Path) -> None:
-    """A user error ends this job (lrrun, lrrun-preview, lrrun-find-lr): one line on stderr
-    and status "failed"; exit 2, unless it is one job of a sweep, which goes on."""
-    from lrrun.console import print_error
-    from lrrun.loggers import write_status
-
-    print_error(str(exc))
-    write_status(out, "failed", message=str(exc))
-    if HydraConfig.get().mode != RunMode.MULTIRUN:
-        raise SystemExit(EXIT_USER_ERROR) from None
 
 
 def _resume_command(overrides: list[str], run_dir: Path, cfg: DictConfig) -> str:
@@ -96,20 +80,6 @@ class _sigterm_raises:
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
-
-
-def precheck(args: list[str], extra_roots: tuple[str, ...] = ()) -> None:
-    """Checks that must run before Hydra composes (typos, run dir); exit 2 on failure."""
-    from lrrun.overrides import check_output_location, check_overrides
-
-    try:
-        check_overrides(args, extra_roots)
-        check_output_location(args)
-    except LrrunError as exc:
-        from lrrun.console import print_error
-
-        print_error(str(exc))
-        raise SystemExit(EXIT_USER_ERROR) from None
 
 
 def main() -> None:

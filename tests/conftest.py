@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from lrrun.config import config_dir
+from lrrun.config.location import config_dir
 
 # 128 train samples / batch 32 = 4 steps per epoch; tiny but every code path runs.
 TINY = [
@@ -47,8 +47,8 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
     GlobalHydra.instance().clear()
 
 
-ENTRIES = {"lrrun": "lrrun.cli:main", "lrrun-preview": "lrrun.preview:main",
-           "lrrun-report": "lrrun.report:main", "lrrun-find-lr": "lrrun.find_lr:main"}  # fmt: skip
+ENTRIES = {"lrrun": "lrrun.cli:main", "lrrun-preview": "lrrun.tools.preview:main",
+           "lrrun-report": "lrrun.sweep.report:main", "lrrun-find-lr": "lrrun.tools.find_lr:main"}  # fmt: skip
 
 
 class ForkServer:

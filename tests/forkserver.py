@@ -23,11 +23,11 @@ import torch
 import torch._dynamo  # noqa: F401  (creating any torch optimizer imports it: 2-3 s)
 
 import lrrun.cli
-import lrrun.plots
-import lrrun.preview
-import lrrun.report
+import lrrun.logs.plots
+import lrrun.sweep.report
+import lrrun.tools.preview
 
-lrrun.plots.pyplot()  # matplotlib with its Agg backend (curves.png, sweep pictures)
+lrrun.logs.plots.pyplot()  # matplotlib with its Agg backend (curves.png, sweep pictures)
 
 
 def child(req: dict) -> int:

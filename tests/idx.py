@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from lrrun.data import IDX_FILES
+from lrrun.data.idx import IDX_FILES
 
 
 def idx_bytes(tensor: torch.Tensor) -> bytes:

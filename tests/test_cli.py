@@ -69,7 +69,7 @@ def test_console_plain_output(tmp_path: Path) -> None:
     assert "ExponentialLR gamma=0.9" in out and "interval=epoch" in out
     device = next(line for line in out.splitlines() if line.startswith("device"))
     assert "cpu (data_path=tensor, precision=fp32" in device
-    assert "malloc keeps freed memory" in device  # lrrun.allocator on glibc's Linux
+    assert "malloc keeps freed memory" in device  # lrrun.train.allocator on glibc's Linux
     header = next(line for line in out.splitlines() if line.strip().startswith("epoch"))
     assert header.split() == [
         "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"

@@ -1,0 +1,117 @@
+"""The command line, checked before Hydra composes: unknown choices and keys (typos) with the
+closest valid name suggested, and a run dir that can be created. Hydra would reject most of
+these too, but with exit 1, a traceback-like message and no suggestion."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lrrun.config.location import config_dir
+from lrrun.errors import ConfigError
+
+GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer")
+
+
+def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
+    """Catch unknown choices and unknown keys (typos) on the command line, with the closest
+    valid name suggested. Hydra would reject them too, but with exit 1 and no suggestion.
+    Anything this does not understand is left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plain = [a for a in args if not a.startswith("-") and "=" in a]
+    try:
+        overrides = OverridesParser.create().parse_overrides(plain)
+    except Exception:
+        return  # Hydra reports syntax errors itself
+    root = OmegaConf.load(config_dir() / "config.yaml")
+    defaults = {k: v for d in root.defaults if isinstance(d, DictConfig) for k, v in d.items()}
+    choices: dict[str, list[str]] = {g: [str(defaults[g])] for g in GROUPS if g in defaults}
+    for o in overrides:
+        if o.key_or_group in GROUPS and o.package is None and not o.is_delete():
+            values = _values(o)
+            if values is None:
+                continue
+            available = sorted(p.stem for p in (config_dir() / o.key_or_group).glob("*.yaml"))
+            for value in values:
+                if value not in available:
+                    raise ConfigError(
+                        f"{o.key_or_group}={value} is not a choice{_did_you_mean(value, available)}"
+                        f" Choices: {', '.join(available)}."
+                    )
+            choices[o.key_or_group] = values
+    for o in overrides:
+        key = o.key_or_group
+        if "." not in key or o.is_add() or o.is_force_add() or key.startswith("hydra."):
+            continue
+        group, path = key.split(".", 1)
+        if group in extra_roots:
+            continue
+        if group not in GROUPS:
+            raise ConfigError(
+                f"{key}: {group} is not a config group{_did_you_mean(group, GROUPS)} "
+                f"Groups: {', '.join(GROUPS)}."
+            )
+        for choice in choices.get(group, []):
+            node = OmegaConf.load(config_dir() / group / f"{choice}.yaml")
+            _check_path(node, path.split("."), group, choice)
+
+
+def _values(o: Any) -> list[str] | None:
+    if not o.is_sweep_override():
+        return [str(o.value())]
+    try:
+        return [str(v) for v in o.sweep_string_iterator()] if o.is_discrete_sweep() else None
+    except Exception:  # e.g. glob(): Hydra checks those itself
+        return None
+
+
+def _check_path(node: Any, parts: list[str], group: str, choice: str) -> None:
+    done = group
+    for part in parts:
+        if not isinstance(node, DictConfig):
+            return  # indexing into a list or a value: Hydra's business
+        if part not in node:
+            keys = sorted(str(k) for k in node)
+            raise ConfigError(
+                f"{done}.{part} is not a key of {group}={choice}"
+                f"{_did_you_mean(part, keys, prefix=done + '.')} Its keys: {', '.join(keys)}. "
+                f"To add a new key on purpose, write +{done}.{part}=..."
+            )
+        node, done = node[part], f"{done}.{part}"
+
+
+def _did_you_mean(word: str, options: Iterable[str], prefix: str = "") -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f": did you mean {prefix}{close[0]}?" if close else "."
+
+
+def check_output_location(args: list[str]) -> None:
+    """Hydra creates the run dir before lrrun starts, and fails with a traceback-like
+    message if it cannot: check the place it will create it in first."""
+    import os
+
+    key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+    target = given[-1] if given else "outputs"  # the last override wins, as in Hydra
+    if "${" in target:
+        return  # interpolated: Hydra resolves it
+    path = Path(target).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    if problem:
+        raise ConfigError(
+            f"{key}={target}: cannot create the run dir there ({problem}). "
+            f"Choose another with {key}=..."
+        )

@@ -1,0 +1,180 @@
+"""Which values each config key accepts: (predicate, what is allowed) per key, per group.
+lrrun.config.checks applies them; messages quote the "what is allowed" part."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
+INTERVALS = ("epoch", "step")
+DATASETS = ("fashion_mnist", "mnist", "synthetic")
+# Keys of the scheduler node that are lrrun's stepping policy, never passed to torch.
+POLICY_KEYS = ("interval", "monitor", "warmup")
+
+
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _optional(rule: Rule) -> Rule:
+    test, allowed = rule
+    return (lambda v: v is None or test(v)), f"{allowed}, or null (derived)"
+
+
+def choice(*options: str) -> Rule:
+    return (lambda v: v in options), "one of " + ", ".join(options)
+
+
+def _increasing_ints(v: Any) -> bool:
+    return (
+        isinstance(v, list | tuple)
+        and len(v) > 0
+        and all(_int(x) and x >= 1 for x in v)
+        and all(a < b for a, b in itertools.pairwise(v))
+    )
+
+
+POSITIVE: Rule = (lambda v: _num(v) and v > 0, "a number > 0")
+NON_NEGATIVE: Rule = (lambda v: _num(v) and v >= 0, "a number >= 0")
+INT_GE1: Rule = (lambda v: _int(v) and v >= 1, "an integer >= 1")
+INT_GE0: Rule = (lambda v: _int(v) and v >= 0, "an integer >= 0")
+INT: Rule = (_int, "an integer")
+BOOL: Rule = (lambda v: isinstance(v, bool), "true or false")
+UNIT_CLOSED: Rule = (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]")
+UNIT_HALF_OPEN: Rule = (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)")
+UNIT_OPEN: Rule = (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)")
+FACTOR: Rule = (lambda v: _num(v) and 0 < v <= 1, "a number in (0, 1]")
+STRING: Rule = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+BETAS: Rule = (
+    lambda v: isinstance(v, list | tuple) and len(v) == 2 and all(UNIT_HALF_OPEN[0](b) for b in v),
+    "a pair [beta1, beta2] of numbers in [0, 1)",
+)
+MILESTONES: Rule = (_increasing_ints, "a non-empty list of strictly increasing integers >= 1")
+
+
+def per_group(rule: Rule) -> Rule:
+    """One value for every param group, or a list with one per group (length checked once
+    the optimizer is built: lrrun.schedule.lengths)."""
+    test, allowed = rule
+    return (
+        lambda v: test(v) or (isinstance(v, list | tuple) and len(v) > 0 and all(map(test, v))),
+        f"{allowed}, or a list of them (one per param group)",
+    )
+
+
+TRAINER_RULES: dict[str, Rule] = {
+    "epochs": INT_GE1,
+    "batch_size": INT_GE1,
+    "eval_batch_size": (lambda v: v == "auto" or INT_GE1[0](v), "auto or an integer >= 1"),
+    "device": STRING,
+    "seed": INT,
+    "num_workers": INT_GE0,
+    "progress": BOOL,
+    "data_path": choice("auto", "tensor", "loader"),
+    "precision": choice("fp32", "bf16"),
+    "compile": BOOL,
+    "channels_last": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
+    "resume": (
+        lambda v: v is None or (isinstance(v, str) and v != ""),
+        "a run dir, a checkpoint file, or null",
+    ),
+    "allow_config_change": BOOL,
+    "save_best": BOOL,
+    "stop_on_nonfinite": BOOL,
+    "deterministic": BOOL,
+    "plot": BOOL,
+    "trackers": (lambda v: isinstance(v, list), "a list of trackers: tensorboard, mlflow"),
+    "mlflow_uri": (lambda v: v is None or (isinstance(v, str) and v != ""), "a URI or null"),
+}
+DATASET_RULES: dict[str, Rule] = {
+    "name": choice(*DATASETS),
+    "root": STRING,
+    "system_dir": (lambda v: v is None or (isinstance(v, str) and v != ""), "a path or null"),
+    "download": BOOL,
+    "normalize": BOOL,
+    "train_size": INT_GE1,
+    "test_size": INT_GE1,
+    "noise": NON_NEGATIVE,
+    "seed": INT,
+}
+MODEL_RULES: dict[str, Rule] = {
+    "input_dim": INT_GE1,
+    "hidden_dim": INT_GE1,
+    "output_dim": INT_GE1,
+    "dropout1": UNIT_HALF_OPEN,
+    "dropout2": UNIT_HALF_OPEN,
+}
+OPTIMIZER_RULES: dict[str, Rule] = {
+    "lr": POSITIVE,
+    "momentum": UNIT_HALF_OPEN,
+    "dampening": UNIT_CLOSED,
+    "weight_decay": NON_NEGATIVE,
+    "nesterov": BOOL,
+    "betas": BETAS,
+    "eps": POSITIVE,
+    "amsgrad": BOOL,
+    "alpha": UNIT_CLOSED,
+    "centered": BOOL,
+}
+SCHEDULER_RULES: dict[str, Rule] = {
+    "interval": choice(*INTERVALS),
+    "monitor": choice(*METRICS),
+    "lr_lambda": (
+        (lambda v: isinstance(v, str | int | float) and not isinstance(v, bool)),
+        "an expression of `epoch`, e.g. '0.1 ** epoch'",
+    ),
+    "gamma": POSITIVE,
+    "step_size": INT_GE1,
+    "milestones": _optional(MILESTONES),
+    "factor": FACTOR,
+    "total_iters": _optional(INT_GE1),
+    "start_factor": FACTOR,
+    "end_factor": UNIT_CLOSED,
+    "power": NON_NEGATIVE,
+    "T_max": _optional(INT_GE1),
+    "eta_min": NON_NEGATIVE,
+    "T_0": INT_GE1,
+    "T_mult": INT_GE1,
+    "base_lr": _optional(per_group(POSITIVE)),
+    "max_lr": _optional(per_group(POSITIVE)),
+    "step_size_up": _optional(INT_GE1),
+    "step_size_down": _optional(INT_GE1),
+    "cycle_momentum": BOOL,
+    "base_momentum": UNIT_CLOSED,
+    "max_momentum": UNIT_CLOSED,
+    "total_steps": _optional(INT_GE1),
+    "pct_start": UNIT_OPEN,
+    "anneal_strategy": choice("cos", "linear"),
+    "div_factor": POSITIVE,
+    "final_div_factor": POSITIVE,
+    "three_phase": BOOL,
+    "patience": INT_GE0,
+    "threshold": NON_NEGATIVE,
+    "threshold_mode": choice("rel", "abs"),
+    "cooldown": INT_GE0,
+    "min_lr": per_group(NON_NEGATIVE),
+    "eps": NON_NEGATIVE,
+}
+# The same keyword means different things in different torch classes.
+CLASS_RULES: dict[str, dict[str, Rule]] = {
+    "CyclicLR": {"mode": choice("triangular", "triangular2", "exp_range")},
+    "ReduceLROnPlateau": {"mode": choice("auto", "min", "max"), "factor": UNIT_OPEN},
+    "ConstantLR": {"factor": UNIT_CLOSED},
+}
+
+
+WARMUP_RULES: dict[str, Rule] = {
+    "steps": _optional(INT_GE0),
+    "epochs": _optional(INT_GE0),
+    "start_factor": UNIT_CLOSED,
+}

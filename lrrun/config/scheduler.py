@@ -1,0 +1,76 @@
+"""The scheduler node's own checks, beyond each key's rule: its policy keys (interval,
+monitor, warmup), ReduceLROnPlateau's mode, lr_lambda's expression, and every named child
+of a composite. Null lengths pass here; lrrun.schedule checks them once they are derived."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lrrun.config.checks import check_known, check_node, show
+from lrrun.config.expr import EpochExpression
+from lrrun.config.rules import CLASS_RULES, SCHEDULER_RULES, WARMUP_RULES, Rule
+from lrrun.errors import ConfigError
+
+
+def scheduler_rules(target: Any) -> dict[str, Rule]:
+    name = str(target).rsplit(".", 1)[-1]
+    return {**SCHEDULER_RULES, **CLASS_RULES.get(name, {})}
+
+
+def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
+    """Check a resolved scheduler node and its named children; nulls (derived) pass."""
+    check_node(prefix, plain, scheduler_rules(plain.get("_target_")))
+    if prefix == "scheduler":
+        check_warmup(plain.get("warmup"))
+    elif "warmup" in plain:
+        raise ConfigError(
+            f"{prefix}.warmup: a warm-up applies to the whole schedule, not to one child. "
+            "Set scheduler.warmup.steps (or .epochs) instead."
+        )
+    if "lr_lambda" in plain:
+        EpochExpression(str(plain["lr_lambda"]), f"{prefix}.lr_lambda")
+    if str(plain.get("_target_", "")).endswith("ReduceLROnPlateau"):
+        if plain.get("interval", "epoch") != "epoch":
+            raise ConfigError(
+                f"{prefix}.interval={plain['interval']!r} is not allowed for ReduceLROnPlateau: "
+                f"it is stepped once per epoch with {prefix}.monitor. Use {prefix}.interval=epoch."
+            )
+        plateau_mode(plain.get("monitor") or "val_loss", plain.get("mode", "auto"))
+    children = plain.get("schedulers")
+    if isinstance(children, dict):
+        for name, child in children.items():
+            if isinstance(child, dict):
+                check_scheduler(child, f"{prefix}.schedulers.{name}")
+
+
+def check_warmup(node: Any) -> None:
+    """scheduler.warmup: steps or epochs (not both), start_factor in [0, 1]."""
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise ConfigError(
+            f"scheduler.warmup={show(node)} must be a mapping: set scheduler.warmup.steps=N "
+            "(or .epochs=N) and optionally scheduler.warmup.start_factor."
+        )
+    check_known("scheduler.warmup", node, WARMUP_RULES)
+    check_node("scheduler.warmup", node, WARMUP_RULES)
+    if node.get("steps") is not None and node.get("epochs") is not None:
+        raise ConfigError(
+            f"scheduler.warmup.steps={node['steps']} and scheduler.warmup.epochs="
+            f"{node['epochs']} are both set: give the warm-up's length one way. Set the other "
+            "to null."
+        )
+
+
+def plateau_mode(monitor: str, mode: str) -> str:
+    """ReduceLROnPlateau's mode for ``monitor``: auto picks it; a contradiction is an error."""
+    natural = "max" if monitor.endswith("_acc") else "min"
+    if mode == "auto":
+        return natural
+    if mode != natural:
+        raise ConfigError(
+            f"scheduler.mode={mode!r} does not fit scheduler.monitor={monitor!r}: "
+            f"{monitor} improves when it {'rises' if natural == 'max' else 'falls'}, so use "
+            f"scheduler.mode={natural} (or mode=auto)."
+        )
+    return mode

@@ -1,0 +1,150 @@
+"""The one entry from a composed Hydra config to the values a run uses: ``read(cfg)`` checks
+every group once and returns ``Settings``, plain typed values (no DictConfig). Everything
+below the entry points (the runner, lrrun-preview, lrrun-find-lr) takes these and never
+resolves or checks the config again.
+
+Checks run before any data is loaded or torch is imported, so a typo fails in a second with
+a message that names the key, the value and what is allowed. What needs the built objects
+is checked where they are built: param-group patterns against the model (lrrun.train.parts),
+derived scheduler lengths and torch's own ValueErrors (lrrun.schedule.build).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lrrun.config import param_groups
+from lrrun.config.checks import check_known, check_node
+from lrrun.config.rules import (
+    DATASET_RULES,
+    DATASETS,
+    MODEL_RULES,
+    OPTIMIZER_RULES,
+    TRAINER_RULES,
+)
+from lrrun.config.scheduler import check_scheduler
+from lrrun.errors import ConfigError
+
+TRACKERS = ("tensorboard", "mlflow")
+TRACKER_INSTALL = {
+    "tensorboard": "pip install 'lrrun[tensorboard]'",
+    "mlflow": "pip install 'lrrun[mlflow]'",
+}
+TRACKER_MODULES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # what must be importable
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """The trainer group (conf/trainer/default.yaml has what each key means)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int | str = "auto"
+    device: str = "auto"
+    seed: int = 42
+    progress: bool = True
+    plot: bool = True
+    data_path: str = "auto"
+    num_workers: int = 0
+    precision: str = "fp32"
+    compile: bool = False
+    channels_last: bool | str = "auto"
+    resume: str | None = None
+    allow_config_change: bool = False
+    save_best: bool = True
+    stop_on_nonfinite: bool = True
+    deterministic: bool = False
+    trackers: tuple[str, ...] = ()
+    mlflow_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A checked config as plain values. ``optimizer`` and ``scheduler`` are the resolved
+    ``_partial_`` nodes (lrrun.schedule.build and lrrun.train.parts finish them with the
+    run-time arguments); ``param_groups`` are optimizer.param_groups, checked, and left out
+    of ``optimizer``."""
+
+    trainer: TrainerSettings
+    dataset: dict[str, Any]
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    param_groups: list[dict[str, Any]]
+    scheduler: dict[str, Any]
+    plain: dict[str, Any]  # the whole resolved config: the checkpoint's plan, the trackers
+    choices: dict[str, str] = field(default_factory=dict)  # Hydra's group choices (header)
+
+
+def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
+    """Check every group of a composed config once; its plain values."""
+    plain = _resolve_roots(cfg)
+    trainer = dict(plain["trainer"])
+    check_known("trainer", trainer, TRAINER_RULES)
+    check_node("trainer", trainer, TRAINER_RULES)
+    trainer["trackers"] = tuple(check_trackers(trainer.get("trackers")))
+    dataset = plain["dataset"]
+    if "name" not in dataset:
+        raise ConfigError("dataset.name is missing: it must be one of " + ", ".join(DATASETS))
+    check_node("dataset", dataset, DATASET_RULES)
+    check_node("model", plain["model"], MODEL_RULES)
+    optimizer = dict(plain["optimizer"])
+    check_node("optimizer", optimizer, OPTIMIZER_RULES)
+    groups = param_groups.check(optimizer.pop(param_groups.KEY, None))
+    check_scheduler(plain["scheduler"])
+    return Settings(
+        trainer=dataclasses.replace(TrainerSettings(), **trainer),
+        dataset=dataset,
+        model=plain["model"],
+        optimizer=optimizer,
+        param_groups=groups,
+        scheduler=plain["scheduler"],
+        plain=plain,
+        choices={str(k): str(v) for k, v in (choices or {}).items() if v is not None},
+    )
+
+
+def _resolve_roots(cfg: DictConfig) -> dict[str, Any]:
+    """Each top-level node resolved on its own, so an interpolation error names its group."""
+    out: dict[str, Any] = {}
+    for key in map(str, cfg):
+        try:
+            node = cfg[key]
+            out[key] = (
+                OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+            )
+        except Exception as exc:  # omegaconf raises many types; all mean "bad config"
+            raise ConfigError(f"{key}: {exc}".splitlines()[0]) from None
+    for group in ("trainer", "dataset", "model", "optimizer", "scheduler"):
+        if not isinstance(out.get(group), dict):
+            raise ConfigError(f"{group}: the config has no {group} group. Choose one: {group}=...")
+    return out
+
+
+def check_trackers(value: Any) -> list[str]:
+    """trainer.trackers: a list of known names whose packages are installed (de-duplicated)."""
+    import importlib.util
+
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"trainer.trackers={value!r} must be a list, e.g. trainer.trackers=[tensorboard] "
+            "or [tensorboard,mlflow] ([] for none)."
+        )
+    for name in value:
+        if name not in TRACKERS:
+            raise ConfigError(
+                f"trainer.trackers: {name!r} is not a tracker lrrun knows. Use "
+                + " or ".join(TRACKERS)
+                + "."
+            )
+        if importlib.util.find_spec(TRACKER_MODULES[name]) is None:
+            raise ConfigError(
+                f"trainer.trackers: {name} is not installed. Install it with: "
+                f"{TRACKER_INSTALL[name]}"
+            )
+    return list(dict.fromkeys(value))

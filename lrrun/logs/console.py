@@ -1,0 +1,157 @@
+"""The rich console: a header, a live progress bar per epoch, and one fixed-width row per
+epoch whose columns are metrics.csv's. Without a TTY or with trainer.progress=false the
+same rows print as plain lines and nothing is redrawn."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+if TYPE_CHECKING:
+    import torch
+
+_FORMATS = {
+    "epoch": ("{:>5d}", 5),
+    "train_loss": ("{:>10.4f}", 10),
+    "train_acc": ("{:>9.4f}", 9),
+    "val_loss": ("{:>10.4f}", 10),
+    "val_acc": ("{:>9.4f}", 9),
+    "epoch_time_s": ("{:>12.2f}", 12),
+}
+_LR_FORMAT = ("{:>11.4e}", 11)  # scientific: 1e-4 must never print as 0.000
+
+
+def _fmt(column: str) -> tuple[str, int]:
+    return _FORMATS.get(column, _LR_FORMAT)
+
+
+class RunConsole:
+    def __init__(
+        self,
+        columns: list[str],
+        epochs: int,
+        steps_per_epoch: int,
+        live: bool,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """``labels``: headings for some columns (each param group's lr, by name)."""
+        self.console = Console(highlight=False)
+        self.columns, self.epochs, self.steps_per_epoch = columns, epochs, steps_per_epoch
+        self.labels = {c: (labels or {}).get(c, c) for c in columns}
+        self.widths = {c: max(_fmt(c)[1], len(self.labels[c])) for c in columns}
+        self.live = live and self.console.is_interactive
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._printed_header = False
+        self._next_draw = 0.0
+
+    # --- header -----------------------------------------------------------------------------
+    def header(self, items: dict[str, str]) -> None:
+        print_items(items, self.console)
+
+    # --- per epoch --------------------------------------------------------------------------
+    def epoch_start(self, epoch: int) -> None:
+        if not self.live:
+            return
+        self._next_draw = 0.0
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}/" + str(self.epochs)),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TextColumn("lr {task.fields[lr]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "train", total=self.steps_per_epoch, epoch=epoch, loss="-", lr="-"
+            )
+        else:
+            # reset() replaces all fields, so pass every one the columns render
+            self._progress.reset(
+                self._task, total=self.steps_per_epoch, epoch=epoch, loss="-", lr="-"
+            )
+
+    def step_update(self, done: int, lrs: list[float], loss: torch.Tensor) -> None:
+        """Redraw at most 4 times a second: reading the loss is a host sync, so it must
+        not happen per step (and never happens without a live terminal)."""
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if now < self._next_draw and done < self.steps_per_epoch:
+            return
+        self._next_draw = now + 0.25
+        self._progress.update(
+            self._task, completed=done, loss=f"{loss.item():.4f}", lr=f"{lrs[0]:.4e}"
+        )
+
+    def epoch_end(self, row: dict[str, Any]) -> None:
+        if not self._printed_header:
+            self.console.print(
+                " ".join(f"{self.labels[c]:>{self.widths[c]}}" for c in self.columns),
+                style="bold",
+                markup=False,
+                soft_wrap=True,  # a row is one line, however narrow the terminal (or log)
+            )
+            self._printed_header = True
+        line = " ".join(f"{_fmt(c)[0].format(row[c]):>{self.widths[c]}}" for c in self.columns)
+        self.console.print(line, markup=False, soft_wrap=True)
+
+    def event(self, line: str) -> None:
+        """A schedule event (lrrun.schedule.events), one plain line under its epoch's row."""
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    # --- end --------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def finish(self, history: list[dict[str, Any]], run_dir: str) -> None:
+        self.close()
+        if history:
+            best = max(history, key=lambda r: r["val_acc"])
+            self.console.print(
+                f"best val_acc {best['val_acc']:.4f} at epoch {best['epoch']} · run dir {run_dir}",
+                markup=False,
+            )
+
+
+def print_items(items: dict[str, str], console: Console | None = None) -> None:
+    """Aligned ``key  value`` lines (run header, preview and find-lr facts), one line per
+    item even in logs."""
+    console = console or Console(highlight=False)
+    width = max(map(len, items)) + 2
+    for key, value in items.items():
+        console.print(Text.assemble((f"{key:<{width}}", "bold cyan"), value), soft_wrap=True)
+
+
+def print_error(message: str) -> None:
+    """One ``error: ...`` line on stderr (no markup: values such as [3, 2] contain brackets)."""
+    _print_line("error: ", "bold red", message)
+
+
+def print_warning(message: str) -> None:
+    """One ``warning: ...`` line on stderr."""
+    _print_line("warning: ", "bold yellow", message)
+
+
+def _print_line(label: str, style: str, message: str) -> None:
+    Console(stderr=True, highlight=False).print(
+        Text.assemble((label, style), message), soft_wrap=True
+    )

@@ -1,0 +1,165 @@
+"""The run's two CSVs. Every row is flushed as written, so a crash or Ctrl-C loses nothing
+that was logged.
+
+metrics.csv: epoch, lr[, lr_1, ...], train_loss, train_acc, val_loss, val_acc, epoch_time_s
+steps.csv:   epoch, step, lr[, lr_1, ...][, momentum], loss
+
+``lr_1``, ``lr_2``, ...: the lrs of optimizer.param_groups (lrrun.config.param_groups).
+``momentum``: only when the schedule cycles it (one_cycle / cyclic with cycle_momentum);
+group 0's momentum, or beta1 for Adam-style optimizers, at that optimizer step.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lrrun.errors import ConfigError
+from lrrun.files import atomic_write
+
+if TYPE_CHECKING:  # torch is imported where losses are gathered: lrrun-report needs none
+    import torch
+
+
+def lr_columns(n_groups: int) -> list[str]:
+    """``lr`` for param group 0, ``lr_1``, ``lr_2``, ... for the others."""
+    return ["lr"] + [f"lr_{i}" for i in range(1, n_groups)]
+
+
+def lr_labels(group_names: list[str]) -> dict[str, str]:
+    """Console headings of the lr columns when there are several groups: ``lr default``,
+    ``lr head``, ..."""
+    if len(group_names) < 2:
+        return {}
+    return {
+        col: f"lr {name}"
+        for col, name in zip(lr_columns(len(group_names)), group_names, strict=True)
+    }
+
+
+def metrics_columns(n_groups: int) -> list[str]:
+    return [
+        "epoch",
+        *lr_columns(n_groups),
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "epoch_time_s",
+    ]
+
+
+def steps_columns(n_groups: int, momentum: bool = False) -> list[str]:
+    return ["epoch", "step", *lr_columns(n_groups), *(["momentum"] if momentum else []), "loss"]
+
+
+def parse_row(row: dict[str, str]) -> dict[str, Any]:
+    """A row of metrics.csv or steps.csv as numbers (epoch and step as ints)."""
+    return {k: int(v) if k in ("epoch", "step") else float(v) for k, v in row.items()}
+
+
+class CSVLog:
+    """Append rows to a CSV with a fixed header, flushing every write.
+
+    ``keep_epochs=None`` starts a new file. On resume, ``keep_epochs=N`` keeps the rows of
+    epochs 1..N already in the file (rows of a half-done epoch are dropped, to be redone)
+    and appends after them; ``kept`` holds those rows.
+    """
+
+    def __init__(self, path: Path, columns: Sequence[str], keep_epochs: int | None = None) -> None:
+        self.path, self.columns = path, list(columns)
+        self.kept: list[dict[str, str]] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if keep_epochs is not None and path.is_file():
+            self.kept = self._keep(keep_epochs)
+        self._file = path.open("w" if keep_epochs is None else "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
+        if self._file.tell() == 0:
+            self._writer.writeheader()
+        self._file.flush()
+
+    def _keep(self, epochs: int) -> list[dict[str, str]]:
+        with self.path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != self.columns:
+                raise ConfigError(
+                    f"trainer.resume: {self.path} has columns {reader.fieldnames}, this run "
+                    f"writes {self.columns}. Resume with the checkpoint's config."
+                )
+            rows = [r for r in reader if r.get("epoch", "").isdigit() and int(r["epoch"]) <= epochs]
+        with atomic_write(self.path, newline="") as f:  # never half a file
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        return rows
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.write_many([row])
+
+    def write_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._writer.writerows(rows)  # floats are written with repr(): exact round trip
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class StepRecorder:
+    """Collect one row per optimizer step; write them when the epoch ends.
+
+    The lr is a host float; the loss stays a device tensor until ``flush()``, so logging
+    every step costs no host sync (one ``tolist()`` per epoch). ``flush()`` also runs when
+    a run fails or is interrupted, so every step taken is on disk.
+    """
+
+    def __init__(
+        self, log: CSVLog, on_flush: Callable[[list[dict[str, Any]]], None] | None = None
+    ) -> None:
+        """``on_flush``: also handed each batch of rows written (lrrun.logs.trackers)."""
+        self.log, self.on_flush = log, on_flush
+        self._pending: list[tuple[int, int, list[float], torch.Tensor]] = []
+
+    def record(
+        self,
+        epoch: int,
+        step: int,
+        lrs: list[float],
+        loss: torch.Tensor,
+        momentum: float | None = None,
+    ) -> None:
+        values = lrs if momentum is None else [*lrs, momentum]
+        self._pending.append((epoch, step, values, loss.detach()))
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Write the pending rows; return them (losses as floats)."""
+        if not self._pending:
+            return []
+        import torch
+
+        losses = torch.stack([p[3] for p in self._pending]).float().tolist()
+        names = self.log.columns[2:-1]  # the lr columns [, momentum]
+        rows = [
+            {"epoch": epoch, "step": step, **dict(zip(names, values, strict=True)), "loss": loss}
+            for (epoch, step, values, _), loss in zip(self._pending, losses, strict=True)
+        ]
+        self._pending.clear()
+        self.log.write_many(rows)
+        if self.on_flush is not None:
+            self.on_flush(rows)
+        return rows
+
+
+def write_status(run_dir: Path, status: str, **fields: Any) -> None:
+    """status.json: running | ok | diverged | interrupted | failed, for sweep summaries.
+    Written atomically; fields of the previous status (epoch, step) are kept."""
+    path = run_dir / "status.json"
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    with atomic_write(path) as f:
+        json.dump({**previous, **fields, "status": status}, f, indent=1)

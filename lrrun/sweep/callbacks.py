@@ -1,0 +1,61 @@
+"""Hydra callbacks lrrun configures by default (conf/config.yaml, hydra.callbacks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+class SweepEnd(Callback):
+    """After a multirun: summary.csv, the ranked table and the sweep's pictures
+    (lrrun.sweep.report), then exit 1 if any job did not end ok.
+
+    Jobs that fail (bad values, divergence) do not stop the sweep; this makes the failure
+    visible in the exit code once every job has had its turn.
+
+    With trainer.trackers=[mlflow], the sweep is also an MLflow parent run: started before
+    the first job (each job's run is its child), given summary.csv, configs.csv and the
+    pictures at the end.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lrrun.config.checks import resolved
+        from lrrun.config.settings import check_trackers
+        from lrrun.logs.tracker_backends import start_parent
+
+        # Only the trainer group: the jobs' overrides are not applied yet, and each job
+        # reads (and checks) its whole config itself.
+        trainer = resolved(config.trainer, "trainer")
+        if "mlflow" in check_trackers(trainer.get("trackers")):
+            start_parent(trainer.get("mlflow_uri"), Path(config.hydra.sweep.dir),
+                         config.hydra.job.name)  # fmt: skip
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from lrrun.logs.console import print_error
+        from lrrun.logs.runs import sweep_jobs
+        from lrrun.sweep.report import report_sweep
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        jobs = sweep_jobs(sweep_dir)  # a job without status.json has status "missing"
+        written: list[Path] = []
+        try:
+            for path in report_sweep(sweep_dir, jobs):
+                print(f"wrote {path}")
+                written.append(path)
+        except Exception as exc:  # a report must never hide the jobs' own outcome
+            print_error(f"the sweep report failed ({exc}); run lrrun-report {sweep_dir}")
+        failed = [j for j in jobs if j.status != "ok"]
+        from lrrun.logs.tracker_backends import end_parent
+
+        end_parent(sweep_dir, written, "failed" if failed else "ok")
+        if failed:
+            lines = [f"job {j.name}: {j.status}" for j in failed]
+            print_error(
+                f"{len(failed)} job(s) did not finish ok in {sweep_dir}: " + "; ".join(lines)
+            )
+            raise SystemExit(1)

@@ -1,0 +1,178 @@
+"""Seeds are replicates: jobs of a sweep that differ only in ``trainer.seed`` form one config.
+
+Each config gets the mean, std and 95% interval of its ok jobs' best_val_acc, final_val_acc
+and final_val_loss, a rank by mean best_val_acc, and a test against the best config
+(lrrun.sweep.stats.compare: paired by seed when both have the same seeds, Welch otherwise; Holm's
+correction across the comparisons). ``tied_with_best`` means "not significantly worse at
+0.05": the best itself, and every config the data cannot tell from it (also when no test can
+be computed, e.g. one seed). Jobs that did not end ok are counted in ``failed`` and left out
+of the statistics; a config without an ok job ranks last, with no mean.
+
+configs.csv has one row per config, best first; its column names are a contract.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrrun.logs.runs import Job, is_seed
+from lrrun.sweep import stats
+
+METRICS = ("best_val_acc", "final_val_acc", "final_val_loss")
+# Jobs in neither n nor failed: still running (a report taken during the sweep).
+NOT_ENDED = ("running",)
+
+
+def job_values(job: Job) -> dict[str, float]:
+    m = job.metrics
+    return {
+        "best_val_acc": max(r["val_acc"] for r in m),
+        "final_val_acc": m[-1]["val_acc"],
+        "final_val_loss": m[-1]["val_loss"],
+    }
+
+
+def job_ok(job: Job) -> bool:
+    return job.status == "ok" and bool(job.metrics)
+
+
+@dataclass
+class Config:
+    overrides: dict[str, str]  # this config's overrides, the seed left out
+    label: str
+    jobs: list[Job]
+    stats: dict[str, stats.Summary] = field(default_factory=dict)
+    rank: int = 0
+    diff_vs_best: float | None = None
+    p_vs_best: float | None = None
+    test: str = ""
+    tied_with_best: bool = False
+
+    @property
+    def ok(self) -> list[Job]:
+        return [j for j in self.jobs if job_ok(j)]
+
+    @property
+    def failed(self) -> list[Job]:
+        return [j for j in self.jobs if not job_ok(j) and j.status not in NOT_ENDED]
+
+    @property
+    def mean(self) -> float | None:
+        return self.stats["best_val_acc"].mean
+
+    def values(self, metric: str = "best_val_acc") -> list[tuple[int, float]]:
+        """(seed, value) of each ok job."""
+        return [(j.seed, job_values(j)[metric]) for j in self.ok]
+
+
+def group(jobs: list[Job], axes: list[str]) -> list[Config]:
+    """Configs in the order their first job ran; ``axes`` are the sweep's varying keys."""
+    keys = [k for k in axes if not is_seed(k)]
+    configs: dict[tuple[str, ...], Config] = {}
+    for job in jobs:
+        key = tuple(job.overrides.get(k, "") for k in keys)
+        if key not in configs:
+            overrides = {k: job.overrides[k] for k in keys if k in job.overrides}
+            label = " ".join(f"{k}={v}" for k, v in overrides.items())
+            configs[key] = Config(overrides, label or "all jobs", [])
+        configs[key].jobs.append(job)
+    return list(configs.values())
+
+
+def rank(configs: list[Config]) -> list[Config]:
+    """Fill in every config's statistics, rank and test against the best; best first."""
+    for c in configs:
+        c.stats = {m: stats.describe([v for _, v in c.values(m)]) for m in METRICS}
+    order = sorted(
+        range(len(configs)),
+        key=lambda i: (configs[i].mean is None, -(configs[i].mean or 0.0), i),
+    )
+    ranked = [configs[i] for i in order]
+    for i, c in enumerate(ranked, start=1):
+        c.rank = i
+    best = ranked[0] if ranked and ranked[0].mean is not None else None
+    if best is None:
+        return ranked
+    others = [c for c in ranked[1:] if c.mean is not None]
+    comparisons = [stats.compare(best.values(), c.values()) for c in others]
+    adjusted = stats.holm([cmp.p for cmp in comparisons])
+    best.tied_with_best, best.diff_vs_best = True, 0.0
+    for c, cmp, p in zip(others, comparisons, adjusted, strict=True):
+        c.p_vs_best, c.test = p, cmp.test
+        c.diff_vs_best = c.mean - best.mean  # type: ignore[operator]
+        c.tied_with_best = p is None or p >= stats.ALPHA
+    return ranked
+
+
+def columns(axes: list[str]) -> list[str]:
+    per_metric = [f"{s}_{m}" for m in METRICS for s in ("mean", "std", "ci95")]
+    return [*(k for k in axes if not is_seed(k)), "n", "seeds", "failed", *per_metric,
+            "rank", "diff_vs_best", "p_vs_best", "test", "tied_with_best"]  # fmt: skip
+
+
+def row(c: Config, axes: list[str]) -> dict[str, Any]:
+    def num(v: float | None) -> float | str:
+        return "" if v is None else v
+
+    out: dict[str, Any] = {k: c.overrides.get(k, "") for k in axes if not is_seed(k)}
+    out |= {"n": len(c.ok), "seeds": " ".join(str(s) for s, _ in c.values()),
+            "failed": len(c.failed)}  # fmt: skip
+    for m in METRICS:
+        s = c.stats[m]
+        out |= {f"mean_{m}": num(s.mean), f"std_{m}": num(s.std), f"ci95_{m}": num(s.ci95)}
+    return out | {
+        "rank": c.rank,
+        "diff_vs_best": num(c.diff_vs_best),
+        "p_vs_best": num(c.p_vs_best),
+        "test": c.test,
+        "tied_with_best": "true" if c.tied_with_best else "false",
+    }
+
+
+def write_configs(path: Path, configs: list[Config], axes: list[str]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns(axes))
+        writer.writeheader()
+        writer.writerows(row(c, axes) for c in configs)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """What the sweep can tell apart, from the spread between its seeds."""
+
+    std: float | None  # within-config std of best_val_acc, pooled over configs with n >= 2
+    configs: int  # how many configs that std pools
+    paired: bool  # comparisons were paired by seed
+    test_std: float | None  # the std the test works with: of paired differences, or ``std``
+    n: int  # seeds per config (the most common n among configs with n >= 2)
+    detectable: float | None  # smallest difference found with 80% power at p < 0.05 with n
+    gap: float | None  # best minus runner-up (mean best_val_acc)
+    seeds_for_gap: int | None  # seeds per config that would find the gap (80%, p < 0.05)
+
+
+def noise(ranked: list[Config]) -> Noise:
+    scored = [c for c in ranked if c.mean is not None]
+    groups = [[v for _, v in c.values()] for c in scored]
+    std, _ = stats.pooled_std(groups)
+    paired = [c for c in scored if c.test == "paired"]
+    if paired:
+        best = dict(scored[0].values())
+        diffs = [[best[s] - v for s, v in c.values()] for c in paired]
+        test_std, _ = stats.pooled_std(diffs)
+    else:
+        test_std = std
+    ns = Counter(len(g) for g in groups if len(g) >= 2)
+    n = min(ns, key=lambda k: (-ns[k], k)) if ns else 1
+    detectable = None
+    if test_std is not None and n >= 2:
+        detectable = stats.detectable_difference(n, test_std, bool(paired))
+    gap = scored[0].mean - scored[1].mean if len(scored) >= 2 else None  # type: ignore[operator]
+    seeds = None
+    if gap is not None and test_std is not None:
+        seeds = stats.seeds_needed(gap, test_std, bool(paired))
+    return Noise(std, sum(len(g) >= 2 for g in groups), bool(paired), test_std, n,
+                 detectable, gap, seeds)  # fmt: skip

@@ -1,0 +1,48 @@
+"""What every command-line entry (lrrun, lrrun-preview, lrrun-find-lr) shares: the exit
+codes, the checks that run before Hydra composes, and how a user error ends a job.
+
+Exit codes: 0 ok; 2 a user error (one line on stderr naming the key, the value and the fix);
+3 diverged (non-finite loss); 130 Ctrl-C, 143 SIGTERM (after saving what was done and
+printing the command that resumes). In a multirun a failed job does not stop the sweep: its
+status.json says why, and the sweep exits 1 at the end (lrrun.sweep.callbacks.SweepEnd).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from lrrun.errors import LrrunError
+
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def fail_job(exc: LrrunError, out: Path) -> None:
+    """A user error ends this job: one line on stderr and status "failed"; exit 2, unless it
+    is one job of a sweep, which goes on."""
+    from lrrun.logs.console import print_error
+    from lrrun.logs.csv_log import write_status
+
+    print_error(str(exc))
+    write_status(out, "failed", message=str(exc))
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def precheck(args: list[str], extra_roots: tuple[str, ...] = ()) -> None:
+    """Checks that must run before Hydra composes (typos, run dir); exit 2 on failure."""
+    from lrrun.config.overrides import check_output_location, check_overrides
+
+    try:
+        check_overrides(args, extra_roots)
+        check_output_location(args)
+    except LrrunError as exc:
+        from lrrun.logs.console import print_error
+
+        print_error(str(exc))
+        raise SystemExit(EXIT_USER_ERROR) from None

@@ -1,0 +1,187 @@
+"""``lrrun-find-lr``: the LR range test (Smith 2017, "Cyclical Learning Rates").
+
+From a freshly built model and optimizer (the configured ones), the lr grows from
+``min_lr`` to ``max_lr`` over ``steps`` optimizer steps, geometrically (``mode=exp``) or
+linearly (with optimizer.param_groups: group 0's lr; the others keep their ratio to it).
+The recorded lr is read from the optimizer before each step, as in training. The loss is smoothed by a bias-corrected EMA; the test stops
+early once it exceeds ``diverge`` x its minimum (or is not finite).
+
+Suggestions: ``steepest`` (where the smoothed loss falls fastest per log-lr), ``min_loss/10``
+(the lr of the lowest smoothed loss, divided by 10); for one_cycle_lr max_lr = min_loss/10,
+and for cyclic_lr max_lr = min_loss/10, base_lr = max_lr/4 (Smith's rule of thumb).
+Nothing is saved but find_lr.csv and find_lr.png in its own run dir.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from lrrun.config.checks import check_known, check_node
+from lrrun.config.location import config_dir
+from lrrun.config.rules import BOOL, INT_GE1, POSITIVE, choice
+from lrrun.config.settings import Settings, read
+from lrrun.errors import ConfigError, LrrunError
+
+FIND_LR_RULES = {
+    "min_lr": POSITIVE,
+    "max_lr": POSITIVE,
+    "steps": INT_GE1,
+    "mode": choice("exp", "linear"),
+    "smooth": (lambda v: isinstance(v, int | float) and 0 <= v < 1, "a number in [0, 1)"),
+    "diverge": (lambda v: isinstance(v, int | float) and v > 1, "a number > 1"),
+    "plot": BOOL,
+}
+
+
+def lr_at(i: int, n: int, lo: float, hi: float, mode: str) -> float:
+    """The i-th (0-based) of n lrs from lo to hi."""
+    if n == 1:
+        return lo
+    t = i / (n - 1)
+    return lo * (hi / lo) ** t if mode == "exp" else lo + (hi - lo) * t
+
+
+def options(settings: Settings) -> dict[str, Any]:
+    """The checked find_lr node."""
+    opts = settings.plain["find_lr"]
+    check_known("find_lr", opts, FIND_LR_RULES)
+    check_node("find_lr", opts, FIND_LR_RULES)
+    if opts["min_lr"] >= opts["max_lr"]:
+        raise ConfigError(
+            f"find_lr.min_lr={opts['min_lr']} must be below find_lr.max_lr={opts['max_lr']}."
+        )
+    return opts
+
+
+def range_test(settings: Settings, opts: dict[str, Any]) -> list[dict[str, float]]:
+    """Rows of step, lr, loss, smoothed loss, until max_lr or divergence."""
+    import torch
+    import torch.nn.functional as F
+
+    from lrrun.data.batches import make_batches
+    from lrrun.data.load import load_data
+    from lrrun.schedule.build import current_lrs
+    from lrrun.train.allocator import keep_freed_memory
+    from lrrun.train.devices import resolve_device
+    from lrrun.train.parts import build_model, build_optimizer, precision_context
+
+    trainer = settings.trainer
+    torch.manual_seed(trainer.seed)
+    device = resolve_device(trainer.device)
+    keep_freed_memory(device.type)
+    autocast = precision_context(trainer.precision, device)
+    data = load_data(settings.dataset)
+    model = build_model(settings.model).to(device)  # fresh: nothing carries over to later runs
+    optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
+    batches, _, _ = make_batches(data, device, trainer.batch_size, trainer.eval_batch_size,
+                                 trainer.seed, trainer.data_path, trainer.num_workers)  # fmt: skip
+
+    def endless():
+        epoch = 0
+        while True:
+            epoch += 1
+            batches.set_epoch(epoch)
+            yield from batches
+
+    rows: list[dict[str, float]] = []
+    avg, best = 0.0, math.inf
+    model.train()
+    # optimizer.param_groups: the test sweeps group 0's lr; the others keep their ratio to it
+    ratios = [g["lr"] / optimizer.param_groups[0]["lr"] for g in optimizer.param_groups]
+    for i, (images, targets) in zip(range(opts["steps"]), endless(), strict=False):
+        lr = lr_at(i, opts["steps"], opts["min_lr"], opts["max_lr"], opts["mode"])
+        for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+            group["lr"] = lr * ratio
+        used = current_lrs(optimizer)[0]  # what this step uses, read as training reads it
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = F.cross_entropy(model(images), targets)
+        loss.backward()
+        optimizer.step()
+        value = loss.item()  # a range test stops on the loss: it must read it every step
+        avg = opts["smooth"] * avg + (1 - opts["smooth"]) * value
+        smoothed = avg / (1 - opts["smooth"] ** (i + 1))
+        rows.append({"step": i + 1, "lr": used, "loss": value, "smoothed_loss": smoothed})
+        if not math.isfinite(smoothed) or (i > 0 and smoothed > opts["diverge"] * best):
+            break
+        best = min(best, smoothed)
+    return rows
+
+
+def suggest(rows: list[dict[str, float]]) -> dict[str, float]:
+    """steepest and min_loss/10 (see the module docstring)."""
+    finite = [r for r in rows if math.isfinite(r["smoothed_loss"])]
+    if len(finite) < 3:
+        raise ConfigError(
+            "find_lr: the loss diverged within 3 steps. Lower find_lr.min_lr or find_lr.max_lr."
+        )
+    low = min(range(len(finite)), key=lambda i: finite[i]["smoothed_loss"])
+    head = finite[: low + 1] if low >= 2 else finite
+    slopes = [
+        (head[i + 1]["smoothed_loss"] - head[i]["smoothed_loss"])
+        / (math.log(head[i + 1]["lr"]) - math.log(head[i]["lr"]))
+        for i in range(len(head) - 1)
+    ]
+    steep = min(range(len(slopes)), key=slopes.__getitem__)
+    min_loss_lr = finite[low]["lr"]
+    return {
+        "steepest": head[steep]["lr"],
+        "min_loss/10": min_loss_lr / 10,
+        "min_loss_lr": min_loss_lr,
+    }
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="find_lr")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    import csv
+
+    from lrrun.logs.console import print_items
+    from lrrun.logs.csv_log import write_status
+    from lrrun.tools.common import fail_job
+
+    out = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        settings = read(cfg, HydraConfig.get().runtime.choices)
+        opts = options(settings)
+        rows = range_test(settings, opts)
+        tips = suggest(rows)
+    except LrrunError as exc:
+        fail_job(exc, out)
+        return None
+    with (out / "find_lr.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if opts["plot"]:
+        from lrrun.logs.plots import plot_find_lr
+
+        plot_find_lr(rows, tips, out / "find_lr.png")
+    write_status(out, "ok", step=len(rows))
+    stopped = len(rows) < opts["steps"]
+    lr0, lr1 = tips["min_loss/10"], tips["min_loss/10"] / 4
+    items = {
+        "range": f"{rows[0]['lr']:.2e} -> {rows[-1]['lr']:.2e} in {len(rows)} steps"
+        + (" (stopped: the loss diverged)" if stopped else ""),
+        "min loss": f"{min(r['smoothed_loss'] for r in rows):.4f} (smoothed) at lr {tips['min_loss_lr']:.2e}",
+        "steepest": f"lr {tips['steepest']:.2e}   lrrun optimizer.lr={tips['steepest']:.2e}",
+        "min_loss/10": f"lr {lr0:.2e}   lrrun optimizer.lr={lr0:.2e}",
+        "one_cycle_lr": f"lrrun scheduler=one_cycle_lr scheduler.max_lr={lr0:.2e}",
+        "cyclic_lr": f"lrrun scheduler=cyclic_lr scheduler.base_lr={lr1:.2e} scheduler.max_lr={lr0:.2e}",
+        "wrote": f"{out}/find_lr.csv" + (", find_lr.png" if opts["plot"] else ""),
+    }
+    print_items(items)
+    return tips["steepest"]
+
+
+def main() -> None:
+    from lrrun.tools.common import precheck
+
+    precheck(sys.argv[1:], extra_roots=("find_lr",))
+    _hydra_main()

@@ -1,0 +1,105 @@
+"""What a resumed run must keep: the plan a checkpoint records, and loading a checkpoint into
+freshly built objects (refusing a config that would change the run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+from torch.optim import Optimizer
+
+from lrrun.config.settings import TrainerSettings
+from lrrun.errors import ConfigError, root_cause
+from lrrun.schedule.build import Stepping, current_lrs
+from lrrun.train import checkpoint
+
+
+def plan(plain: dict[str, Any], stepping: Stepping, steps_per_epoch: int) -> dict[str, Any]:
+    """What a resume must not change: the resolved config (``Settings.plain``), minus keys
+    that only affect speed or display, plus the scheduler's derived arguments and the
+    batches per epoch."""
+    trainer = {k: v for k, v in plain["trainer"].items() if k not in RESUME_FREE_KEYS}
+    return {
+        **{k: plain[k] for k in ("dataset", "model", "optimizer", "scheduler")},
+        "trainer": trainer,
+        "scheduler (derived)": _plain({"name": stepping.name, **stepping.args}),
+        "steps_per_epoch": steps_per_epoch,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Plain values only (a checkpoint is loaded weights_only): objects such as an
+    lr_lambda's EpochExpression are kept as their repr."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+# Keys a resumed run may change freely: how fast and where it runs, and how long.
+RESUME_FREE_KEYS = (
+    "epochs", "plot", "device", "progress", "data_path", "num_workers", "compile", "channels_last",
+    "eval_batch_size", "resume", "allow_config_change", "save_best", "stop_on_nonfinite",
+    "trackers", "mlflow_uri",
+)  # fmt: skip
+
+
+def restore(
+    saved: dict[str, Any],
+    plan: dict[str, Any],
+    model: nn.Module,
+    optimizer: Optimizer,
+    stepping: Stepping,
+    trainer: TrainerSettings,
+) -> tuple[int, int, tuple[float, int] | None]:
+    """Load a checkpoint into the freshly built objects; return (start epoch, step, best).
+
+    The optimizer's state is loaded after the scheduler was constructed: constructing a
+    scheduler resets the optimizer's lr to the schedule's start, and the checkpoint's
+    param_groups put the lr of the saved epoch back.
+    """
+    if saved["epoch"] >= trainer.epochs:
+        raise ConfigError(
+            f"trainer.resume: the checkpoint is at epoch {saved['epoch']}, and "
+            f"trainer.epochs={trainer.epochs}: nothing left to train. Raise trainer.epochs "
+            "to train longer."
+        )
+    changes = diff(saved["plan"], plan)
+    if changes and not trainer.allow_config_change:
+        raise ConfigError(
+            "trainer.resume: this config differs from the checkpoint's: "
+            + "; ".join(changes)
+            + ". Resume with the checkpoint's values, or set trainer.allow_config_change=true "
+            "to continue with the new ones (a changed scheduler starts from its beginning)."
+        )
+    fresh_lrs = current_lrs(optimizer)  # where the just-built schedule starts
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"trainer.resume: the checkpoint's model/optimizer do not fit this config "
+            f"({root_cause(exc)})."
+        ) from None
+    same_scheduler = saved["plan"]["scheduler (derived)"] == plan["scheduler (derived)"]
+    if same_scheduler and stepping.scheduler is not None and saved["scheduler"] is not None:
+        stepping.scheduler.load_state_dict(saved["scheduler"])
+    else:  # another schedule (allowed): it starts from its beginning
+        for group, lr in zip(optimizer.param_groups, fresh_lrs, strict=True):
+            group["lr"] = lr
+    checkpoint.set_rng_state(saved["rng"])
+    return saved["epoch"] + 1, saved["step"], saved["best"]
+
+
+def diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            out += diff(old.get(key, "<unset>"), new.get(key, "<unset>"), name)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]

@@ -1,0 +1,147 @@
+"""Every config file composes and instantiates; every torch scheduler class has one."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import torch.optim.lr_scheduler as lrs
+
+from lrrun.config.location import config_dir
+from lrrun.config.settings import read
+from lrrun.data.load import load_data
+from lrrun.schedule.build import Stepping, build_scheduler
+from lrrun.train.parts import build_model, build_optimizer
+from tests.conftest import TINY_STEPS_PER_EPOCH
+from tests.idx import write_idx_set
+
+CLASS_DIR = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
+
+CONF = config_dir()
+GROUPS = ["dataset", "model", "optimizer", "scheduler", "trainer"]
+CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def test_every_torch_scheduler_has_a_config() -> None:
+    classes = [
+        name
+        for name, obj in vars(lrs).items()
+        if inspect.isclass(obj)
+        and (issubclass(obj, lrs.LRScheduler) or obj is lrs.ReduceLROnPlateau)
+        and obj.__module__ == lrs.__name__
+        and not name.startswith("_")
+        and name != "LRScheduler"
+    ]
+    assert len(classes) >= 15
+    files = {p.stem for p in (CONF / "scheduler").glob("*.yaml")}
+    assert {snake(c) for c in classes} <= files
+    assert "none" in files
+
+
+@pytest.mark.parametrize(("group", "choice"), CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
+def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: Path) -> None:
+    if group == "dataset":  # real datasets read generated IDX files from tmp_path
+        cfg = compose_cfg(f"dataset={choice}", tiny=False)
+        if choice != "synthetic":
+            written = write_idx_set(tmp_path / CLASS_DIR[choice] / "raw", gz=False)
+            cfg.dataset.root, cfg.dataset.download = str(tmp_path), False
+            data = load_data(dict(cfg.dataset))
+            assert len(data.train) == len(written["train-labels-idx1-ubyte"])
+    else:
+        cfg = compose_cfg(f"{group}={choice}")
+    assert cfg[group] is not None
+    settings = read(cfg)
+    model = build_model(settings.model)
+    out = model(torch.zeros(2, 1, 28, 28))
+    assert out.shape == (2, 10)
+    optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
+    assert optimizer.param_groups[0]["lr"] > 0
+    stepping = build_scheduler(
+        settings.scheduler, optimizer, cfg.trainer.epochs, TINY_STEPS_PER_EPOCH
+    )
+    assert isinstance(stepping, Stepping)
+    assert stepping.interval in ("epoch", "step")
+    if group == "scheduler" and choice != "none":
+        target = cfg.scheduler._target_.rsplit(".", 1)[-1]
+        assert type(stepping.scheduler).__name__ == target
+        assert snake(target) == choice
+    if group == "dataset" and choice == "synthetic":
+        data = load_data(dict(cfg.dataset))
+        assert data.train.images.shape == (cfg.dataset.train_size, 1, 28, 28)
+        assert set(data.train.labels.tolist()) == set(range(10))
+
+
+def test_policy_keys_never_reach_torch(compose_cfg) -> None:
+    s = read(compose_cfg("scheduler=reduce_lr_on_plateau", "scheduler.monitor=val_acc"))
+    model = build_model(s.model)
+    stepping = build_scheduler(s.scheduler, build_optimizer(s.optimizer, [], model), 3, 4)
+    assert stepping.monitor == "val_acc"
+    assert stepping.scheduler.mode == "max"  # mode=auto: accuracy is maximised
+    assert "interval" not in stepping.args and "monitor" not in stepping.args
+    assert "warmup" not in stepping.args and stepping.warmup.steps == 0
+
+
+@pytest.mark.parametrize("choice", sorted(p.stem for p in (CONF / "scheduler").glob("*.yaml")))
+def test_every_scheduler_config_has_warmup_off(compose_cfg, choice: str) -> None:
+    cfg = compose_cfg(f"scheduler={choice}")
+    assert dict(cfg.scheduler.warmup) == {"steps": None, "epochs": None, "start_factor": 0.0}
+
+
+def test_derived_lengths(compose_cfg) -> None:
+    model = build_model(read(compose_cfg()).model)
+
+    def build(*overrides: str) -> torch.optim.lr_scheduler.LRScheduler:
+        s = read(compose_cfg(*overrides))
+        opt = build_optimizer(s.optimizer, [], model)
+        return build_scheduler(s.scheduler, opt, 5, 7).scheduler
+
+    assert build("scheduler=one_cycle_lr").total_steps == 35
+    assert build("scheduler=one_cycle_lr", "scheduler.interval=epoch").total_steps == 5
+    assert build("scheduler=cosine_annealing_lr").T_max == 5
+    assert build("scheduler=cosine_annealing_lr", "scheduler.interval=step").T_max == 35
+    assert build("scheduler=polynomial_lr").total_iters == 5
+    assert build("scheduler=cosine_annealing_lr", "scheduler.T_max=3").T_max == 3
+    seq = build("scheduler=sequential_lr")
+    assert seq._milestones == [2]
+    assert seq._schedulers[1].T_max == 3  # the rest of the run after a 2-epoch warm-up
+
+
+@pytest.mark.slow
+def test_configs_found_from_an_installed_wheel(tmp_path: Path) -> None:
+    """Build the wheel, put only it on sys.path, and run lrrun from an unrelated directory."""
+    repo = Path(__file__).resolve().parents[2]
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(dist)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    (wheel,) = dist.glob("lrrun-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "lrrun/conf/config.yaml" in names
+    assert "lrrun/conf/scheduler/one_cycle_lr.yaml" in names
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "import lrrun.config.location as c, sys; print(c.config_dir()); sys.argv=['lrrun', *sys.argv[1:]]; "
+         "from lrrun.cli import main; main()",
+         "dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32", "trainer.epochs=1",
+         "trainer.progress=false", "trainer.device=cpu", "hydra.run.dir=run"],
+        cwd=work, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == str(site / "lrrun" / "conf")
+    assert (work / "run" / "metrics.csv").is_file()

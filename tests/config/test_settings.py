@@ -1,0 +1,82 @@
+"""settings.read: the one entry from a composed config to plain values, read once per run."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from omegaconf import DictConfig, ListConfig
+
+import lrrun.config.settings
+import lrrun.tools.preview
+import lrrun.train.runner
+from lrrun.config.location import config_dir
+from lrrun.config.rules import TRAINER_RULES
+from lrrun.config.settings import Settings, TrainerSettings, read
+from lrrun.errors import ConfigError
+from tests.conftest import read_csv
+
+
+def walk(value: Any) -> list[Any]:
+    if dataclasses.is_dataclass(value):
+        return [
+            value,
+            *(x for f in dataclasses.fields(value) for x in walk(getattr(value, f.name))),
+        ]
+    if isinstance(value, dict):
+        return [value, *(x for v in value.values() for x in walk(v))]
+    if isinstance(value, list | tuple):
+        return [value, *(x for v in value for x in walk(v))]
+    return [value]
+
+
+def test_settings_hold_plain_values_only(compose_cfg) -> None:
+    cfg = compose_cfg(
+        "scheduler=sequential_lr", "+optimizer.param_groups=[{name:head,params:[fc2.*],lr:0.1}]"
+    )
+    settings = read(cfg, {"scheduler": "sequential_lr"})
+    assert not [v for v in walk(settings) if isinstance(v, DictConfig | ListConfig)]
+    assert settings.trainer.epochs == 6 and settings.trainer.trackers == ()
+    assert settings.param_groups == [{"name": "head", "params": ["fc2.*"], "lr": 0.1}]
+    assert "param_groups" not in settings.optimizer  # split off: the groups are their own value
+    assert settings.plain["optimizer"]["param_groups"] == settings.param_groups  # the plan keeps it
+    assert settings.dataset["seed"] == 42  # ${trainer.seed} resolved
+    assert settings.choices == {"scheduler": "sequential_lr"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.trainer.epochs = 3  # type: ignore[misc]
+
+
+def test_trainer_settings_mirror_the_trainer_config() -> None:
+    """Every trainer key has a rule and a field, and the field's default is the YAML's."""
+    shipped = yaml.safe_load((config_dir() / "trainer" / "default.yaml").read_text())
+    fields = {f.name for f in dataclasses.fields(TrainerSettings)}
+    assert fields == set(TRAINER_RULES) == set(shipped)
+    defaults = TrainerSettings()
+    for key, value in shipped.items():
+        assert getattr(defaults, key) == (tuple(value) if isinstance(value, list) else value), key
+
+
+def test_an_interpolation_error_names_its_group(compose_cfg) -> None:
+    with pytest.raises(ConfigError, match=r"^dataset: .*no_such_key"):
+        read(compose_cfg("dataset.seed=${trainer.no_such_key}"))
+
+
+def test_below_the_entry_nothing_reads_the_config_again(
+    compose_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    """Given Settings, the runner and lrrun-preview train and plan without reading or
+    checking the config again."""
+    settings = read(compose_cfg("scheduler=one_cycle_lr", "trainer.epochs=2"))
+
+    def again(*args: Any, **kwargs: Any) -> Settings:
+        raise AssertionError("the config was read again")
+
+    for module in (lrrun.config.settings, lrrun.train.runner, lrrun.tools.preview):
+        monkeypatch.setattr(module, "read", again)
+    lrrun.train.runner.run(settings, tmp_path)
+    _, rows, _ = lrrun.tools.preview.simulate(settings)
+    trained = [float(r["lr"]) for r in read_csv(tmp_path / "steps.csv")]
+    assert trained == [r["lr"] for r in rows] and len(trained) == 8

@@ -1,0 +1,58 @@
+"""Real FashionMNIST runs (slow: marked, run by `make test-slow` and CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import assert_ok, read_csv, run_cli
+
+SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file()
+        and not (REPO_DATA / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file(),
+        reason="real FashionMNIST not installed (make data)",
+    ),
+]
+
+
+def test_feedforward_one_cycle_on_real_fashion_mnist(tmp_path: Path) -> None:
+    args = [
+        "dataset=fashion_mnist", f"dataset.root={REPO_DATA}", "model=feedforward",
+        "optimizer=adam", "scheduler=one_cycle_lr", "trainer.epochs=2", "trainer.device=cpu",
+        "trainer.progress=false", "hydra.run.dir=run",
+    ]  # fmt: skip
+    proc = run_cli(args, tmp_path, timeout=600)
+    assert_ok(proc)
+    metrics = read_csv(tmp_path / "run" / "metrics.csv")
+    steps = read_csv(tmp_path / "run" / "steps.csv")
+    assert len(steps) == 2 * 938
+    assert float(metrics[-1]["val_acc"]) > 0.82
+    # OneCycleLR over exactly epochs x batches: replay it and compare every logged step.
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=len(steps))
+    expected = []
+    for _ in steps:
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert [float(r["lr"]) for r in steps] == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_fashion_mnist_net_one_epoch_on_real_data(tmp_path: Path) -> None:
+    args = [
+        "dataset=fashion_mnist", f"dataset.root={REPO_DATA}", "model=fashion_mnist_net",
+        "optimizer=sgd", "scheduler=step_lr", "trainer.epochs=1", "trainer.batch_size=128",
+        "trainer.device=cpu", "trainer.progress=false", "hydra.run.dir=run",
+    ]  # fmt: skip
+    proc = run_cli(args, tmp_path, timeout=600)
+    assert_ok(proc)
+    assert "FashionMNISTNet, 1,199,882 parameters" in proc.stdout
+    (row,) = read_csv(tmp_path / "run" / "metrics.csv")
+    assert float(row["val_acc"]) > 0.8
