@@ -153,6 +153,10 @@ BAD_INPUTS = [
         ["scheduler=step_lr", "scheduler.interval=batch"],
         "scheduler.interval='batch' is not allowed",
     ),
+    (
+        ["scheduler=one_cycle_lr", "trainer.epochs=5", "scheduler.pct_start=0.05"],
+        "scheduler (OneCycleLR) cannot compute its schedule from these arguments",
+    ),  # torch divides by zero: the rise ends at step 0 (0.05 x 20 steps - 1)
     (["trainer.device=cuda:99"], "trainer.device='cuda:99' is not available"),
     (["trainer.device=tpu"], "trainer.device='tpu' is not a device"),
     (["model.input_dim=100"], "model.input_dim=100 does not fit the data"),

@@ -10,7 +10,7 @@ from typing import Any
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 INTERVALS = ("epoch", "step")
-DATASETS = ("fashion_mnist", "mnist", "synthetic")
+SOURCES = ("idx", "synthetic", "image_folder", "tensors", "torchvision", "callable")
 # Keys of the scheduler node that are lrrun's stepping policy, never passed to torch.
 POLICY_KEYS = ("interval", "monitor", "warmup")
 
@@ -79,6 +79,8 @@ TRAINER_RULES: dict[str, Rule] = {
     "device": STRING,
     "seed": INT,
     "num_workers": INT_GE0,
+    "pin_memory": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
+    "persistent_workers": BOOL,
     "progress": BOOL,
     "data_path": choice("auto", "tensor", "loader"),
     "precision": choice("fp32", "bf16"),
@@ -90,27 +92,58 @@ TRAINER_RULES: dict[str, Rule] = {
     ),
     "allow_config_change": BOOL,
     "save_best": BOOL,
+    "test_every_epoch": BOOL,
     "stop_on_nonfinite": BOOL,
     "deterministic": BOOL,
     "plot": BOOL,
     "trackers": (lambda v: isinstance(v, list), "a list of trackers: tensorboard, mlflow"),
     "mlflow_uri": (lambda v: v is None or (isinstance(v, str) and v != ""), "a URI or null"),
 }
+
+
+def _size(v: Any) -> bool:
+    return (
+        v is None
+        or INT_GE1[0](v)
+        or (isinstance(v, list | tuple) and len(v) == 2 and all(INT_GE1[0](x) for x in v))
+    )
+
+
 DATASET_RULES: dict[str, Rule] = {
-    "name": choice(*DATASETS),
+    "source": choice(*SOURCES),
+    "name": STRING,
     "root": STRING,
+    "path": STRING,
     "system_dir": (lambda v: v is None or (isinstance(v, str) and v != ""), "a path or null"),
     "download": BOOL,
     "normalize": BOOL,
     "train_size": INT_GE1,
+    "val_size": INT_GE1,
     "test_size": INT_GE1,
     "noise": NON_NEGATIVE,
     "seed": INT,
+    "val_split": (
+        lambda v: INT_GE0[0](v) or (_num(v) and 0 < v < 1),
+        "a number of samples (an integer >= 0; 0: no val split, select on test) or a share "
+        "of the train split in (0, 1)",
+    ),
+    "split_seed": INT,
+    "image_size": (_size, "an integer >= 1, a pair [height, width], or null (as stored)"),
+    "channels": (lambda v: v is None or v in (1, 3), "1, 3, or null (as the first image)"),
 }
+
+
+def _from_data(rule: Rule) -> Rule:
+    test, allowed = rule
+    return (lambda v: v is None or test(v)), f"{allowed}, or null (from the data)"
+
+
 MODEL_RULES: dict[str, Rule] = {
-    "input_dim": INT_GE1,
+    "input_dim": _from_data(INT_GE1),
     "hidden_dim": INT_GE1,
     "output_dim": INT_GE1,
+    "num_classes": _from_data(INT_GE1),
+    "in_channels": _from_data(INT_GE1),
     "dropout1": UNIT_HALF_OPEN,
     "dropout2": UNIT_HALF_OPEN,
 }

@@ -19,13 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lrrun.config import param_groups
 from lrrun.config.checks import check_known, check_node
-from lrrun.config.rules import (
-    DATASET_RULES,
-    DATASETS,
-    MODEL_RULES,
-    OPTIMIZER_RULES,
-    TRAINER_RULES,
-)
+from lrrun.config.dataset import DataSpec, read_dataset
+from lrrun.config.rules import MODEL_RULES, OPTIMIZER_RULES, TRAINER_RULES
 from lrrun.config.scheduler import check_scheduler
 from lrrun.errors import ConfigError
 
@@ -50,12 +45,15 @@ class TrainerSettings:
     plot: bool = True
     data_path: str = "auto"
     num_workers: int = 0
+    pin_memory: bool | str = "auto"
+    persistent_workers: bool = True
     precision: str = "fp32"
     compile: bool = False
     channels_last: bool | str = "auto"
     resume: str | None = None
     allow_config_change: bool = False
     save_best: bool = True
+    test_every_epoch: bool = False
     stop_on_nonfinite: bool = True
     deterministic: bool = False
     trackers: tuple[str, ...] = ()
@@ -70,7 +68,7 @@ class Settings:
     of ``optimizer``."""
 
     trainer: TrainerSettings
-    dataset: dict[str, Any]
+    dataset: DataSpec
     model: dict[str, Any]
     optimizer: dict[str, Any]
     param_groups: list[dict[str, Any]]
@@ -86,11 +84,13 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     check_known("trainer", trainer, TRAINER_RULES)
     check_node("trainer", trainer, TRAINER_RULES)
     trainer["trackers"] = tuple(check_trackers(trainer.get("trackers")))
-    dataset = plain["dataset"]
-    if "name" not in dataset:
-        raise ConfigError("dataset.name is missing: it must be one of " + ", ".join(DATASETS))
-    check_node("dataset", dataset, DATASET_RULES)
+    dataset = read_dataset(plain["dataset"])
     check_node("model", plain["model"], MODEL_RULES)
+    if plain["model"].get("_target_") in (None, "???"):
+        raise ConfigError(
+            "model._target_ is missing: name the class or function that builds your "
+            "nn.Module, e.g. model=custom model._target_=mypkg.net.Net."
+        )
     optimizer = dict(plain["optimizer"])
     check_node("optimizer", optimizer, OPTIMIZER_RULES)
     groups = param_groups.check(optimizer.pop(param_groups.KEY, None))

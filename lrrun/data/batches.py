@@ -1,28 +1,32 @@
 """The two ways batches reach the model.
 
-- The tensor path (``trainer.data_path=tensor``, the default whenever a split fits): the
-  split lives on the training device; each epoch draws a seeded permutation and each batch
-  is one ``index_select`` plus ``ToTensor()+Normalize()``'s arithmetic on the device. No
-  per-sample Python, no PIL, no workers.
-- The loader path (``trainer.data_path=loader``): torchvision's dataset with
-  ``ToTensor()+Normalize()`` per sample through a DataLoader (workers, pinned memory), for
-  data that does not fit on the device.
+- The tensor path (``trainer.data_path=tensor``; ``auto`` picks it when the data is in memory
+  and its train transforms run batched): each split lives on the training device; each epoch
+  draws a seeded permutation and each batch is one ``index_select``, the batched augmentation
+  (lrrun.data.transforms) and ``ToTensor()+Normalize()``'s arithmetic on the device. No
+  per-sample Python, no workers.
+- The loader path (``trainer.data_path=loader``): a DataLoader over the split, per sample:
+  from memory or from its file, the transforms, normalisation; ``num_workers`` workers,
+  ``pin_memory``, ``persistent_workers``; for data that does not fit, or transforms that run
+  per sample.
 
-Both visit the training samples in the same documented order (``epoch_order``) and compute
-the same inputs, so they produce the same numbers (tests/data/test_fast_path.py).
+Both visit the training samples in the same documented order (``epoch_order``) and, without
+augmentation, compute the same inputs, so they produce the same numbers
+(tests/data/test_fast_path.py). With augmentation each path draws its own random numbers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lrrun.data.base import Data, Split, normalise
-from lrrun.data.idx import torchvision_dataset
+from lrrun.data.transforms import Batched, apply, sample_seed, seeded
+from lrrun.errors import ConfigError
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -41,11 +45,15 @@ def batches_per_epoch(n: int, batch_size: int) -> int:
 
 
 class Batches(Protocol):
-    """What the loop iterates: (images, labels) on the training device, ready for the model."""
+    """What the loop iterates: (inputs, labels) on the training device, ready for the model."""
 
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
     def set_epoch(self, epoch: int) -> None: ...
+
+
+def _layout(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    return x.contiguous(memory_format=memory_format) if x.dim() == 4 else x.contiguous()
 
 
 class TensorBatches:
@@ -59,15 +67,18 @@ class TensorBatches:
         split: Split,
         batch_size: int,
         device: torch.device,
-        mean: float,
-        std: float,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
         shuffle_seed: int | None = None,
         memory_format: torch.memory_format = torch.contiguous_format,
+        augment: Batched | None = None,
     ) -> None:
+        assert split.images is not None, "the tensor path needs the split in memory"
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size, self.device, self.mean, self.std = batch_size, device, mean, std
         self.seed, self.memory_format, self.epoch = shuffle_seed, memory_format, 1
+        self.augment = augment
 
     def __len__(self) -> int:
         return batches_per_epoch(len(self.labels), self.batch_size)
@@ -77,9 +88,12 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, size = len(self.labels), self.batch_size
-        order = None
+        order = draws = None
         if self.seed is not None:
             order = epoch_order(n, self.seed, self.epoch).to(self.device)
+            if self.augment is not None:  # one generator per epoch: resumes draw the same
+                draws = torch.Generator(self.device)
+                draws.manual_seed(sample_seed(self.seed, self.epoch, -1))
         for start in range(0, n, size):
             if order is None:
                 images, labels = (
@@ -90,12 +104,14 @@ class TensorBatches:
                 index = order[start : start + size]
                 images = self.images.index_select(0, index)
                 labels = self.labels.index_select(0, index)
-            images = normalise(images, self.mean, self.std)
-            yield images.contiguous(memory_format=self.memory_format), labels
+            if draws is not None:
+                images = self.augment(images, draws)
+            yield _layout(normalise(images, self.mean, self.std), self.memory_format), labels
 
 
-class EpochSampler(Sampler[int]):
-    """``epoch_order`` as a DataLoader sampler."""
+class EpochSampler(Sampler[tuple[int, int]]):
+    """``epoch_order`` as a DataLoader sampler; it hands out (epoch, index), so a worker
+    seeds each sample's augmentation by its epoch too."""
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 1
@@ -103,12 +119,42 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.n
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(epoch_order(self.n, self.seed, self.epoch).tolist())
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, i) for i in epoch_order(self.n, self.seed, self.epoch).tolist())
+
+
+class SampleDataset(Dataset):
+    """One split as the DataLoader path reads it: the sample (from memory or its file), the
+    split's transforms (seeded per sample for the train split), then normalisation."""
+
+    def __init__(self, data: Data, split: Split, train: bool, seed: int = 0) -> None:
+        self.split, self.mean, self.std, self.train, self.seed = (
+            split,
+            data.mean,
+            data.std,
+            train,
+            seed,
+        )
+        # eval transforms were applied when an in-memory split was loaded
+        self.steps: Sequence[Any] = data.augment if train else (
+            () if split.in_memory else data.eval_steps)  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        split = self.split
+        sample = split.images[i] if split.images is not None else split.items[i][0]
+        if self.steps and self.train:
+            sample = seeded(self.steps, sample, sample_seed(self.seed, epoch, i))
+        elif self.steps:
+            sample = apply(self.steps, sample)
+        return normalise(sample, self.mean, self.std), split.labels[i]
 
 
 class LoaderBatches:
-    """The DataLoader path: per-sample transforms in workers, batches copied to ``device``."""
+    """The DataLoader path: per-sample work in workers, batches copied to ``device``."""
 
     def __init__(
         self,
@@ -118,6 +164,8 @@ class LoaderBatches:
         shuffle_seed: int | None = None,
         num_workers: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
+        pin_memory: bool | str = "auto",
+        persistent_workers: bool = True,
     ) -> None:
         n = len(dataset)  # type: ignore[arg-type]
         self.sampler = EpochSampler(n, shuffle_seed) if shuffle_seed is not None else None
@@ -127,8 +175,8 @@ class LoaderBatches:
             batch_size=batch_size,
             sampler=self.sampler,
             num_workers=num_workers,
-            pin_memory=cuda,  # pinned pages make the host-to-device copy asynchronous
-            persistent_workers=num_workers > 0,
+            pin_memory=cuda if pin_memory == "auto" else bool(pin_memory),
+            persistent_workers=persistent_workers and num_workers > 0,
             # Its own generator: otherwise each epoch's iterator draws a worker seed from
             # the global RNG, and dropout masks would differ from the tensor path's.
             generator=torch.Generator().manual_seed(shuffle_seed or 0),
@@ -146,34 +194,7 @@ class LoaderBatches:
         for images, labels in self.loader:
             images = images.to(self.device, non_blocking=self.non_blocking)
             labels = labels.to(self.device, non_blocking=self.non_blocking)
-            yield images.contiguous(memory_format=self.memory_format), labels
-
-
-def loader_dataset(data: Data, train: bool) -> Dataset:
-    """The split as the loader path reads it: torchvision's class with ToTensor+Normalize."""
-    split = data.train if train else data.test
-    if data.root is None:  # generated data: already normalised tensors
-        return TensorDataset(split.images, split.labels)
-    from torchvision import transforms
-
-    transform = transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((data.mean,), (data.std,))]
-    )
-    return torchvision_dataset(data.name, data.root, train, transform)
-
-
-def fits_on(device: torch.device, nbytes: int) -> bool:
-    """Whether ``nbytes`` may live on ``device``: at most half of its free memory."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return nbytes <= free // 2
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        free = int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return True  # not Linux: assume a split of 28x28 images fits
-    return nbytes <= free // 2
+            yield _layout(images, self.memory_format), labels
 
 
 # Evaluation batch for eval_batch_size=auto. A GPU wants large batches; on a CPU they spill
@@ -188,6 +209,31 @@ def eval_batch(setting: int | str, device: torch.device) -> int:
     return CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
 
 
+def probe_batch(
+    data: Data, device: torch.device, memory_format: torch.memory_format
+) -> torch.Tensor:
+    """Two val samples as the model will get them (lrrun.models.adapt.probe)."""
+    samples = SampleDataset(data, data.val, train=False)
+    batch = torch.stack([samples[i][0] for i in range(min(2, len(samples)))])
+    return _layout(batch.to(device), memory_format)
+
+
+def choose_path(data: Data, path: str) -> str:
+    """tensor or loader for ``trainer.data_path`` (auto / tensor / loader) and this data."""
+    in_memory = all(s.in_memory for s in (data.train, data.val, data.test) if s is not None)
+    batched = not data.augment or Batched.of(data.augment) is not None
+    if path == "tensor" and not batched:
+        names = ", ".join(type(t).__name__ for t in data.augment)
+        raise ConfigError(
+            f"trainer.data_path=tensor: dataset.transforms.train ({names}) runs per sample; "
+            "the tensor path batches RandomCrop and RandomHorizontalFlip only. Use "
+            "trainer.data_path=auto (or loader)."
+        )
+    if path == "auto":
+        return "tensor" if in_memory and batched else "loader"
+    return path
+
+
 def make_batches(
     data: Data,
     device: torch.device,
@@ -197,23 +243,26 @@ def make_batches(
     path: str = "auto",
     num_workers: int = 0,
     memory_format: torch.memory_format = torch.contiguous_format,
-) -> tuple[Batches, Batches, str]:
-    """Training and evaluation batches on ``device``, and the data path chosen."""
-    eval_batch_size = eval_batch(eval_batch_size, device)
-    if path == "auto":
-        path = "tensor" if fits_on(device, data.train.nbytes + data.test.nbytes) else "loader"
-    if path == "tensor":
-        train: Batches = TensorBatches(
-            data.train, batch_size, device, data.mean, data.std, seed, memory_format
-        )
-        test: Batches = TensorBatches(
-            data.test, eval_batch_size, device, data.mean, data.std, None, memory_format
-        )
-    else:
-        train = LoaderBatches(
-            loader_dataset(data, True), batch_size, device, seed, num_workers, memory_format
-        )
-        test = LoaderBatches(
-            loader_dataset(data, False), eval_batch_size, device, None, num_workers, memory_format
-        )
-    return train, test, path
+    pin_memory: bool | str = "auto",
+    persistent_workers: bool = True,
+) -> tuple[Batches, Batches, Batches | None, str]:
+    """Training, validation and test batches (None without a test split) on ``device``, and
+    the data path chosen."""
+    path = choose_path(data, path)
+    size = eval_batch(eval_batch_size, device)
+    roles = {"train": data.train, "val": data.val, "test": data.test}
+    out: dict[str, Batches | None] = {}
+    for role, split in roles.items():
+        shuffle, batch = (seed, batch_size) if role == "train" else (None, size)
+        if split is None:
+            out[role] = None
+        elif path == "tensor":
+            augment = Batched.of(data.augment) if role == "train" and data.augment else None
+            out[role] = TensorBatches(split, batch, device, data.mean, data.std, shuffle,
+                                      memory_format, augment)  # fmt: skip
+        else:
+            dataset = SampleDataset(data, split, role == "train", seed)
+            out[role] = LoaderBatches(dataset, batch, device, shuffle, num_workers,
+                                      memory_format, pin_memory, persistent_workers)  # fmt: skip
+    assert out["train"] is not None and out["val"] is not None
+    return out["train"], out["val"], out["test"], path

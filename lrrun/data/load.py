@@ -1,46 +1,144 @@
-"""``load_data``: the dataset a config names, from its source, once per process."""
+"""``load_data``: the dataset a DataSpec names, its splits in their roles, once per process.
+
+source -> (decode once into memory, when asked or when it fits) -> roles (lrrun.data.splits)
+-> eval transforms (once, for splits in memory) -> the train split's normalisation -> Data.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import torch
 
-from lrrun.data.base import Data
-from lrrun.data.idx import TORCHVISION_CLASS, check_idx_set, ensure_idx_files, read_idx_split
-from lrrun.data.synthetic import synthetic
+from lrrun.config.dataset import DataSpec
+from lrrun.data.arrays import load_arrays
+from lrrun.data.base import Data, Loaded, Split
+from lrrun.data.base import measure as channel_stats
+from lrrun.data.folder import load_folder
+from lrrun.data.idx import load_idx
+from lrrun.data.library import load_callable, load_torchvision
+from lrrun.data.memory import decode_all, estimate_nbytes, fits_on
+from lrrun.data.splits import assign_roles
+from lrrun.data.synthetic import load_synthetic
+from lrrun.data.transforms import apply, build, sample_seed, seeded
+from lrrun.errors import ConfigError
 
-_CACHE: dict[str, Data] = {}
+SOURCES: dict[str, Callable[[DataSpec], Loaded]] = {
+    "idx": load_idx,
+    "synthetic": load_synthetic,
+    "image_folder": load_folder,
+    "tensors": load_arrays,
+    "torchvision": load_torchvision,
+    "callable": load_callable,
+}
+STATS_SAMPLES = 10_000  # normalisation of per-sample sources: measured on this many, seeded
+
+_CACHE: dict[str, tuple[Loaded, dict[bool, Data]]] = {}
 
 
-def load_data(cfg: dict[str, Any]) -> Data:
-    """Load the dataset ``cfg`` names, once per process.
+def load_data(
+    spec: DataSpec, memory: bool | None = True, device: torch.device | None = None
+) -> Data:
+    """The data ``spec`` names. ``memory``: decode per-sample sources (image folders, other
+    datasets) into memory once; False keeps them per sample (the DataLoader path); None does
+    so when they fit in half of ``device``'s free memory. Sources held in arrays (IDX, .npz,
+    synthetic, most torchvision classes) are always in memory.
 
-    Hydra's basic launcher runs every job of a sweep in one process; keeping the last
-    dataset means a 16-job sweep reads and measures FashionMNIST once, not 16 times.
-    The tensors are never modified in place, so sharing them between jobs is safe.
+    Kept once per process: Hydra's basic launcher runs every job of a sweep in one process,
+    so a 16-job sweep reads and measures its dataset once. Tensors are never modified in
+    place, so sharing them between jobs is safe.
     """
-    key = json.dumps(cfg, sort_keys=True, default=str)
-    if key not in _CACHE:
-        _CACHE.clear()  # keep one dataset: sweeps rarely alternate between datasets
-        _CACHE[key] = _load(cfg)
-    return _CACHE[key]
+    loaded, made = _source(spec)
+    if memory is None:
+        splits = (loaded.train, loaded.val, loaded.test)
+        memory = fits_on(
+            device or torch.device("cpu"), sum(estimate_nbytes(s) for s in splits if s)
+        )
+    if memory not in made:
+        made[memory] = _load(spec, loaded, memory)
+    return made[memory]
 
 
-def _load(cfg: dict[str, Any]) -> Data:
-    if cfg["name"] == "synthetic":
-        return synthetic(cfg["train_size"], cfg["test_size"], cfg.get("noise", 3.0), cfg["seed"])
-    name = cfg["name"]
-    root = Path(cfg.get("root", "data"))
-    source = ensure_idx_files(name, root, cfg.get("system_dir"), cfg.get("download", True))
-    check_idx_set(root / TORCHVISION_CLASS[name] / "raw")
-    train = read_idx_split(name, root, train=True)
-    test = read_idx_split(name, root, train=False)
-    if not cfg.get("normalize", True):  # ToTensor() alone: pixels in [0, 1]
-        return Data(name, root, train, test, source, 0.0, 1.0)
-    # Normalisation constants are measured from the training split, not copied from a blog.
-    pixels = train.images.to(torch.float32).div_(255)
-    mean, std = pixels.mean().item(), pixels.std().item()
-    return Data(name, root, train, test, source, mean, std)
+def _source(spec: DataSpec) -> tuple[Loaded, dict[bool, Data]]:
+    """What the source read, and the Data made of it so far; one dataset kept (sweeps rarely
+    alternate between datasets)."""
+    if spec.key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[spec.key] = (SOURCES[spec.source](spec), {})
+    return _CACHE[spec.key]
+
+
+def describe(spec: DataSpec) -> Data:
+    """The data's splits, classes and sample shape without decoding per-sample sources or
+    measuring normalisation (lrrun-preview: batches per epoch, the model's facts)."""
+    return _load(spec, _source(spec)[0], memory=False, measure=False)
+
+
+def _load(spec: DataSpec, loaded: Loaded, memory: bool, measure: bool = True) -> Data:
+    splits = {"train": loaded.train, "val": loaded.val, "test": loaded.test}
+    if memory:
+        splits = {k: decode_all(s, f"{k} split") if s else None for k, s in splits.items()}
+    if spec.image_size is not None:
+        splits = {k: _resized(s, spec.image_size) if s else None for k, s in splits.items()}
+    train, val, test, selection, how = assign_roles(
+        splits["train"], splits["val"], splits["test"], spec.val_split, spec.split_seed
+    )
+    eval_steps = build(spec.eval_transforms, "eval")
+    val, test = (_pre_applied(s, eval_steps) if s else None for s in (val, test))
+    mean, std = (), ()
+    if spec.normalize and not loaded.normalised and measure:
+        mean, std = channel_stats(_stats_sample(train, spec.split_seed))
+    augment = build(spec.train_transforms, "train")
+    shape = _input_shape(train, val, augment, eval_steps)
+    return Data(
+        name=spec.name, train=train, val=val, test=test, source=loaded.source,
+        classes=loaded.classes, input_shape=shape, mean=mean, std=std,
+        selection=selection, val_from=how, root=loaded.root,
+        augment=tuple(augment), eval_steps=tuple(eval_steps),
+    )  # fmt: skip
+
+
+def _resized(split: Split, size: tuple[int, int]) -> Split:
+    """In-memory images at dataset.image_size (per-sample sources resize as they decode)."""
+    if not split.in_memory or split.images.dim() != 4 or tuple(split.images.shape[-2:]) == size:
+        return split
+    from torchvision.transforms.v2 import functional as TF
+
+    return Split(TF.resize(split.images, list(size), antialias=True).contiguous(), split.labels)
+
+
+def _pre_applied(split: Split, steps: list) -> Split:
+    """Eval transforms (deterministic) applied once to a split in memory; a split read per
+    sample gets them as each sample is read (lrrun.data.batches)."""
+    if not steps or not split.in_memory:
+        return split
+    return Split(torch.stack([apply(steps, x) for x in split.images]), split.labels)
+
+
+def _stats_sample(train: Split, seed: int) -> torch.Tensor:
+    """The train samples normalisation is measured on: all of them in memory, else a seeded
+    sample of STATS_SAMPLES, decoded."""
+    if train.in_memory:
+        return train.images
+    n = len(train)
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:STATS_SAMPLES]
+    return torch.stack([torch.as_tensor(train.items[i][0]) for i in index.sort().values.tolist()])
+
+
+def _input_shape(train: Split, val: Split, train_steps: list, eval_steps: list) -> tuple[int, ...]:
+    """One sample as the model gets it; train samples after augmentation must match it."""
+    first = val.images[0] if val.in_memory else apply(eval_steps, val.items[0][0])
+    if train_steps:
+        raw = train.images[0] if train.in_memory else train.items[0][0]
+        augmented = seeded(train_steps, raw, sample_seed(0, 1, 0))
+        if augmented.shape != first.shape:
+            raise ConfigError(
+                f"dataset.transforms.train makes samples {_dims(augmented)} but val samples are "
+                f"{_dims(first)}: both must give the model one size. Match the crop sizes "
+                "(e.g. RandomCrop size = the image size), or set dataset.transforms.eval."
+            )
+    return tuple(first.shape)
+
+
+def _dims(x: torch.Tensor) -> str:
+    return "x".join(map(str, x.shape))

@@ -27,6 +27,8 @@ _FORMATS = {
     "train_acc": ("{:>9.4f}", 9),
     "val_loss": ("{:>10.4f}", 10),
     "val_acc": ("{:>9.4f}", 9),
+    "test_loss": ("{:>10.4f}", 10),
+    "test_acc": ("{:>9.4f}", 9),
     "epoch_time_s": ("{:>12.2f}", 12),
 }
 _LR_FORMAT = ("{:>11.4e}", 11)  # scientific: 1e-4 must never print as 0.000
@@ -34,6 +36,10 @@ _LR_FORMAT = ("{:>11.4e}", 11)  # scientific: 1e-4 must never print as 0.000
 
 def _fmt(column: str) -> tuple[str, int]:
     return _FORMATS.get(column, _LR_FORMAT)
+
+
+def _cell(column: str, value: object) -> str:
+    return "-" if value is None else _fmt(column)[0].format(value)
 
 
 class RunConsole:
@@ -109,12 +115,16 @@ class RunConsole:
                 soft_wrap=True,  # a row is one line, however narrow the terminal (or log)
             )
             self._printed_header = True
-        line = " ".join(f"{_fmt(c)[0].format(row[c]):>{self.widths[c]}}" for c in self.columns)
+        line = " ".join(f"{_cell(c, row.get(c)):>{self.widths[c]}}" for c in self.columns)
         self.console.print(line, markup=False, soft_wrap=True)
 
     def event(self, line: str) -> None:
         """A schedule event (lrrun.schedule.events), one plain line under its epoch's row."""
-        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        self.line(line)
+
+    def line(self, text: str) -> None:
+        """One plain line (an event, the test result)."""
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     # --- end --------------------------------------------------------------------------------
     def close(self) -> None:

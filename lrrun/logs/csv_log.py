@@ -1,7 +1,9 @@
 """The run's two CSVs. Every row is flushed as written, so a crash or Ctrl-C loses nothing
 that was logged.
 
-metrics.csv: epoch, lr[, lr_1, ...], train_loss, train_acc, val_loss, val_acc, epoch_time_s
+metrics.csv: epoch, lr[, lr_1, ...], train_loss, train_acc, val_loss, val_acc, test_loss,
+             test_acc, epoch_time_s (test_*: empty but for the epoch the test split was
+             evaluated for, or every epoch with trainer.test_every_epoch)
 steps.csv:   epoch, step, lr[, lr_1, ...][, momentum], loss
 
 ``lr_1``, ``lr_2``, ...: the lrs of optimizer.param_groups (lrrun.config.param_groups).
@@ -48,6 +50,8 @@ def metrics_columns(n_groups: int) -> list[str]:
         "train_acc",
         "val_loss",
         "val_acc",
+        "test_loss",
+        "test_acc",
         "epoch_time_s",
     ]
 
@@ -57,8 +61,14 @@ def steps_columns(n_groups: int, momentum: bool = False) -> list[str]:
 
 
 def parse_row(row: dict[str, str]) -> dict[str, Any]:
-    """A row of metrics.csv or steps.csv as numbers (epoch and step as ints)."""
-    return {k: int(v) if k in ("epoch", "step") else float(v) for k, v in row.items()}
+    """A row of metrics.csv or steps.csv as numbers (epoch and step as ints; an empty cell,
+    such as test_acc of an epoch the test split was not evaluated for, as None)."""
+    return {
+        k: int(v)
+        if k in ("epoch", "step")
+        else (None if v == "" and k.startswith("test_") else float(v))
+        for k, v in row.items()
+    }
 
 
 class CSVLog:

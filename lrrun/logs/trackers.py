@@ -7,7 +7,8 @@ keep their runs there. Both get, behind one small interface (like torchtune's Me
 - per optimizer step, at the global step: ``lr`` (group 0), ``lr_<name>`` (each other param
   group), ``momentum`` (when steps.csv has it) and ``train/loss``;
 - per epoch, at the epoch's last step (Lightning's convention): ``train/acc``, ``val/loss``,
-  ``val/acc``, ``epoch_time_s`` and ``epoch``.
+  ``val/acc``, ``epoch_time_s`` and ``epoch`` (and ``test/loss``, ``test/acc``: at the
+  chosen epoch's step when the run ends, or every epoch with trainer.test_every_epoch).
 
 They are written when an epoch's rows are (steps.csv's values, no extra host sync). A resumed
 run continues where it stopped: TensorBoard purges the steps after the checkpoint (events of a
@@ -57,10 +58,11 @@ def step_points(rows: Sequence[dict[str, Any]], group_names: Sequence[str]) -> l
 
 
 def epoch_point(row: dict[str, Any], step: int) -> Point:
-    """A metrics.csv row at its epoch's last global step."""
+    """A metrics.csv row at its epoch's last global step (test/* when it has them)."""
     keys = {"train_acc": "train/acc", "val_loss": "val/loss", "val_acc": "val/acc",
+            "test_loss": "test/loss", "test_acc": "test/acc",
             "epoch_time_s": "epoch_time_s", "epoch": "epoch"}  # fmt: skip
-    return step, {name: float(row[k]) for k, name in keys.items()}
+    return step, {name: float(row[k]) for k, name in keys.items() if row.get(k) is not None}
 
 
 class Trackers:
@@ -93,6 +95,11 @@ class Trackers:
     def epoch(self, row: dict[str, Any], step: int) -> None:
         if self.trackers:
             self._submit([epoch_point(row, step)])
+
+    def test(self, tested: dict[str, Any], step: int) -> None:
+        """The chosen epoch's test result (lrrun.train.final_test), at that epoch's step."""
+        if self.trackers:
+            self._submit([(step, {"test/loss": tested["loss"], "test/acc": tested["acc"]})])
 
     def _submit(self, points: list[Point]) -> None:
         self._settle(wait=False)

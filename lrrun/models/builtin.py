@@ -1,4 +1,5 @@
-"""The two models the configs name. Both take (N, 1, 28, 28) images and return logits."""
+"""The built-in models: the tutorial's MLP and CNN, sized from the data (lrrun.models.adapt
+passes input_dim / input_shape and num_classes). Both return logits."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from torch import nn
 
 
 class FeedForward(nn.Module):
-    """784 -> hidden -> 10 MLP with ReLU."""
+    """input_dim -> hidden -> num_classes MLP with ReLU (784 -> 100 -> 10 for FashionMNIST)."""
 
-    def __init__(self, input_dim: int = 784, hidden_dim: int = 100, output_dim: int = 10) -> None:
+    def __init__(self, input_dim: int = 784, hidden_dim: int = 100, num_classes: int = 10) -> None:
         super().__init__()
-        self.input_dim, self.output_dim = input_dim, output_dim
         self.fc1 = nn.Linear(input_dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, output_dim)
+        self.fc2 = nn.Linear(hidden_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
@@ -43,19 +43,29 @@ class Dropout(nn.Dropout):
 
 
 class FashionMNISTNet(nn.Module):
-    """The two-conv CNN of pytorch/examples' mnist, returning logits (no log_softmax)."""
+    """The two-conv CNN of pytorch/examples' mnist, returning logits (no log_softmax); for
+    C x H x W images (1 x 28 x 28: fc1 takes 64 x 12 x 12 = 9216 values)."""
 
-    input_dim = 784
-    output_dim = 10
-
-    def __init__(self, dropout1: float = 0.25, dropout2: float = 0.5) -> None:
+    def __init__(
+        self,
+        dropout1: float = 0.25,
+        dropout2: float = 0.5,
+        input_shape: tuple[int, ...] = (1, 28, 28),
+        num_classes: int = 10,
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        if len(input_shape) != 3 or min(input_shape[1:]) < 6:
+            raise ValueError(
+                f"FashionMNISTNet needs images of at least 6x6 pixels, not samples of shape "
+                f"{tuple(input_shape)}; use model=feedforward for feature vectors"
+            )
+        channels, height, width = input_shape
+        self.conv1 = nn.Conv2d(channels, 32, 3, 1)
         self.conv2 = nn.Conv2d(32, 64, 3, 1)
         self.dropout1 = Dropout(dropout1)
         self.dropout2 = Dropout(dropout2)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
+        self.fc1 = nn.Linear(64 * ((height - 4) // 2) * ((width - 4) // 2), 128)
+        self.fc2 = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.conv1(x))

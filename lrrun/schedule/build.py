@@ -251,6 +251,11 @@ def _construct(
         raise
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{prefix} ({name}) rejected its arguments: {exc}") from None
+    except ArithmeticError as exc:  # e.g. OneCycleLR with pct_start x total_steps = 1
+        raise ConfigError(
+            f"{prefix} ({name}) cannot compute its schedule from these arguments ({exc}): "
+            "a phase is too short. Lengthen it (e.g. a larger pct_start or total_steps)."
+        ) from None
 
 
 def format_args(kwargs: dict[str, Any]) -> str:

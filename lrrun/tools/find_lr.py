@@ -65,23 +65,19 @@ def range_test(settings: Settings, opts: dict[str, Any]) -> list[dict[str, float
     import torch
     import torch.nn.functional as F
 
-    from lrrun.data.batches import make_batches
-    from lrrun.data.load import load_data
     from lrrun.schedule.build import current_lrs
     from lrrun.train.allocator import keep_freed_memory
+    from lrrun.train.assembly import assemble
     from lrrun.train.devices import resolve_device
-    from lrrun.train.parts import build_model, build_optimizer, precision_context
+    from lrrun.train.parts import precision_context
 
     trainer = settings.trainer
     torch.manual_seed(trainer.seed)
     device = resolve_device(trainer.device)
     keep_freed_memory(device.type)
     autocast = precision_context(trainer.precision, device)
-    data = load_data(settings.dataset)
-    model = build_model(settings.model).to(device)  # fresh: nothing carries over to later runs
-    optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
-    batches, _, _ = make_batches(data, device, trainer.batch_size, trainer.eval_batch_size,
-                                 trainer.seed, trainer.data_path, trainer.num_workers)  # fmt: skip
+    parts = assemble(settings, device)  # as training starts: fresh model, same data path
+    model, optimizer, batches = parts.model, parts.optimizer, parts.train
 
     def endless():
         epoch = 0

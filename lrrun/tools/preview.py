@@ -1,4 +1,4 @@
-"""``lrrun-preview``: what a schedule will do, without data or a forward pass.
+"""``lrrun-preview``: what a schedule will do, without training.
 
 It builds the exact configured optimizer (on the configured model's parameters) and
 scheduler, then runs the loop's own stepping rule (``loop.step_after_batch`` /
@@ -23,12 +23,7 @@ from lrrun.config.location import config_dir
 from lrrun.config.settings import Settings, read
 from lrrun.errors import ConfigError, LrrunError
 
-TRAIN_SIZES = {"fashion_mnist": 60_000, "mnist": 60_000}  # fixed by the datasets
 SPARK = "▁▂▃▄▅▆▇█"
-
-
-def train_size(dataset: dict[str, Any]) -> int:
-    return dataset["train_size"] if dataset["name"] == "synthetic" else TRAIN_SIZES[dataset["name"]]
 
 
 def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
@@ -37,7 +32,9 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     import torch
 
     from lrrun.data.batches import batches_per_epoch
+    from lrrun.data.load import describe
     from lrrun.logs.csv_log import lr_columns
+    from lrrun.models.adapt import facts_of
     from lrrun.schedule.build import build_scheduler, current_lrs, current_momentum
     from lrrun.schedule.events import EventWatcher
     from lrrun.train.loop import step_after_batch, step_after_epoch
@@ -46,9 +43,10 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     settings = cfg if isinstance(cfg, Settings) else read(cfg)
     trainer = settings.trainer
     epochs = trainer.epochs
-    spe = batches_per_epoch(train_size(settings.dataset), trainer.batch_size)
+    data = describe(settings.dataset)  # sizes and facts; nothing decoded
+    spe = batches_per_epoch(len(data.train), trainer.batch_size)
     torch.manual_seed(trainer.seed)
-    model = build_model(settings.model)
+    model, _ = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, spe)
     stepping.watch = EventWatcher(stepping, optimizer)

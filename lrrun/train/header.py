@@ -1,18 +1,23 @@
-"""The run header: what the console prints before the first epoch (dataset, model, optimizer
-with its param groups, scheduler, warm-up, trainer, device and its speed settings)."""
+"""The run header: what the console prints before the first epoch (dataset and its splits,
+model with what it took from the data, optimizer with its param groups, scheduler, warm-up,
+trainer, device and its speed settings), and the data's facts status.json and the
+checkpoint's plan record."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
-from torch.optim import Optimizer
 
 from lrrun.config import param_groups
 from lrrun.config.settings import Settings, TrainerSettings
 from lrrun.models import parameter_count
 from lrrun.schedule.build import Stepping, format_args
+
+if TYPE_CHECKING:
+    from lrrun.train.assembly import Parts
+
+SHOWN_CLASSES = 6
 
 
 def speed(
@@ -28,25 +33,38 @@ def speed(
     return ", ".join(parts)
 
 
+def data_facts(parts: Parts) -> dict[str, Any]:
+    """The data as the run saw it (status.json's ``data``, and the checkpoint's plan: a
+    resume must see the same classes, sizes and split)."""
+    data = parts.data
+    return {
+        "classes": list(data.classes),
+        "input_shape": list(data.input_shape),
+        "train": len(data.train),
+        "val": len(data.val),
+        "test": len(data.test) if data.test is not None else None,
+        "selection": data.selection,
+        "model_args": {k: list(v) if isinstance(v, tuple) else v
+                       for k, v in parts.model_args.items()},
+    }  # fmt: skip
+
+
 def header(
-    settings: Settings,
-    model: nn.Module,
-    optimizer: Optimizer,
-    stepping: Stepping,
-    data: Any,
-    steps_per_epoch: int,
+    settings: Settings, parts: Parts, stepping: Stepping, steps_per_epoch: int
 ) -> dict[str, str]:
     choices, trainer, configured = settings.choices, settings.trainer, settings.param_groups
+    model, optimizer = parts.model, parts.optimizer
     opt_args = {k: v for k, v in optimizer.defaults.items() if k in settings.optimizer}
     groups = {"param groups": param_groups.describe(optimizer, configured)} if configured else {}
     sched_args = format_args(stepping.args)
     monitor = f", monitor={stepping.monitor}" if stepping.monitor else ""
+    given = format_args(parts.model_args)
     return {
-        "dataset": f"{choices.get('dataset', settings.dataset['name'])}: {len(data.train)} train / "
-        f"{len(data.test)} test, from {data.source}"
-        + (f", normalised (mean {data.mean:.4f}, std {data.std:.4f})" if data.std != 1 else ""),
+        **_data_lines(settings, parts),
         "model": f"{choices.get('model', '')} ({type(model).__name__}, "
-        f"{parameter_count(model):,} parameters)",
+        f"{parameter_count(model):,} parameters"
+        + (f"; from the data: {given}" if given else "")
+        + ")",
         "optimizer": f"{choices.get('optimizer', '')} ({type(optimizer).__name__} "
         + format_args(opt_args)
         + ")",
@@ -55,6 +73,31 @@ def header(
         + (f" {sched_args}" if sched_args else "")
         + f"), interval={stepping.interval}{monitor}",
         **stepping.warmup.header(),
-        "trainer": f"{trainer.epochs} epoch(s) x {steps_per_epoch} steps, batch {trainer.batch_size}, "
-        f"seed {trainer.seed}",
+        "trainer": f"{trainer.epochs} epoch(s) x {steps_per_epoch} steps, batch "
+        f"{trainer.batch_size}, seed {trainer.seed}",
+    }
+
+
+def _data_lines(settings: Settings, parts: Parts) -> dict[str, str]:
+    data = parts.data
+    test = f" / {len(data.test):,} test" if data.test is not None else ", no test split"
+    names = ", ".join(data.classes[:SHOWN_CLASSES]) + (
+        ", ..." if data.num_classes > SHOWN_CLASSES else ""
+    )
+    shape = "x".join(map(str, data.input_shape))
+    norm = ""
+    if data.mean:
+        stats = [f"{m:.4f}" for m in data.mean], [f"{s:.4f}" for s in data.std]
+        norm = f", normalised (mean {', '.join(stats[0])}; std {', '.join(stats[1])})"
+    chosen = settings.choices.get("dataset", settings.dataset.name)
+    val = f"{data.val_from}: selects (best.pt, plateau, verdict)"
+    if data.selection == "test":
+        val = (f"{data.val_from}: selection is on the test split, so its numbers are "
+               "optimistic; hold out a val split with dataset.val_split")  # fmt: skip
+    augment = ", ".join(type(t).__name__ for t in data.augment)
+    return {
+        "dataset": f"{chosen}: {len(data.train):,} train / {len(data.val):,} val{test}, "
+        f"{data.num_classes} classes ({names}), samples {shape}, from {data.source}{norm}",
+        "val split": val,
+        **({"augment": f"{augment} (train split)"} if augment else {}),
     }

@@ -14,7 +14,8 @@ For every batch::
 
 After every epoch::
 
-    evaluate on the test split -> write the metrics row
+    evaluate on the val split (and the test split, with trainer.test_every_epoch)
+    -> write the metrics row
     scheduler.step()                # if interval == "epoch"
     scheduler.step(row[monitor])    # ReduceLROnPlateau (always per epoch)
 
@@ -210,8 +211,11 @@ def fit(
     autocast: Autocast = no_autocast,
     hooks: Hooks | None = None,
     stop_on_nonfinite: bool = True,
+    test_batches: Batches | None = None,
 ) -> list[dict[str, Any]]:
-    """Train epochs ``start_epoch..epochs``; return their metrics rows.
+    """Train epochs ``start_epoch..epochs``; return their metrics rows (test_loss and
+    test_acc None unless ``test_batches`` are given: the test split is reported, never
+    used to choose, so by default it is evaluated once, at the end, lrrun.train.final_test).
 
     A resumed run passes the epoch and global step to continue from; the model, optimizer,
     scheduler and RNG states must already be restored.
@@ -229,6 +233,9 @@ def fit(
         step = train.last_step
         # --- evaluate
         val_loss, val_acc = evaluate(model, val_batches, autocast)
+        test_loss, test_acc = (
+            evaluate(model, test_batches, autocast) if test_batches else (None, None)
+        )
         # --- log (the row is on disk before the schedule moves on)
         row = {
             "epoch": epoch,
@@ -237,6 +244,8 @@ def fit(
             "train_acc": train.acc,
             "val_loss": val_loss,
             "val_acc": val_acc,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
             "epoch_time_s": time.perf_counter() - start,
         }
         hooks.epoch_end(row)

@@ -15,31 +15,27 @@ from torch.optim import Optimizer
 
 from lrrun.config import param_groups
 from lrrun.config.checks import check_signature
-from lrrun.data.base import IMAGE_SHAPE, NUM_CLASSES
 from lrrun.errors import ConfigError, root_cause
+from lrrun.models.adapt import fill
 from lrrun.train.loop import Autocast, no_autocast
 
 
-def build_model(node: dict[str, Any]) -> nn.Module:
-    """Instantiate the resolved model node."""
+def build_model(node: dict[str, Any], facts: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """Instantiate the resolved model node with the data's facts its target takes
+    (lrrun.models.adapt); the model and the values passed."""
+    filled = fill(node, facts)
     try:
-        model = hydra.utils.instantiate(node)
+        model = hydra.utils.instantiate({"_convert_": "all", **node, **filled})
     except Exception as exc:
         raise ConfigError(
             f"model could not be built from {node.get('_target_')!r}: {root_cause(exc)}"
         ) from None
-    features = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
-    if getattr(model, "input_dim", features) != features:
+    if not isinstance(model, nn.Module):
         raise ConfigError(
-            f"model.input_dim={model.input_dim} does not fit the data: its images have "
-            f"{features} pixels. Use model.input_dim={features}."
+            f"model._target_={node['_target_']} returned a {type(model).__name__}, not an "
+            "nn.Module: name a module class, or a function that returns one."
         )
-    if getattr(model, "output_dim", NUM_CLASSES) != NUM_CLASSES:
-        raise ConfigError(
-            f"model.output_dim={model.output_dim} does not fit the data: it has {NUM_CLASSES} "
-            f"classes. Use model.output_dim={NUM_CLASSES}."
-        )
-    return model
+    return model, filled
 
 
 def build_optimizer(
@@ -92,7 +88,7 @@ def precision_context(precision: str, device: torch.device) -> Autocast:
     return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
 
 
-def memory_format(setting: str | bool, model: nn.Module) -> torch.memory_format:
+def memory_format_for(setting: str | bool, model: nn.Module) -> torch.memory_format:
     """channels_last=auto: NHWC for models with 2-D convolutions (the CNN trains ~25% faster
     per step on CPU, benchmarks/peer.py), the default layout for others."""
     if setting == "auto":

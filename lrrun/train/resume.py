@@ -14,16 +14,20 @@ from lrrun.schedule.build import Stepping, current_lrs
 from lrrun.train import checkpoint
 
 
-def plan(plain: dict[str, Any], stepping: Stepping, steps_per_epoch: int) -> dict[str, Any]:
+def plan(
+    plain: dict[str, Any], stepping: Stepping, steps_per_epoch: int, data: dict[str, Any]
+) -> dict[str, Any]:
     """What a resume must not change: the resolved config (``Settings.plain``), minus keys
-    that only affect speed or display, plus the scheduler's derived arguments and the
-    batches per epoch."""
+    that only affect speed or display, plus the scheduler's derived arguments, the batches
+    per epoch and the data as the run saw it (classes, sizes, split, the model's values from
+    the data: lrrun.train.header.data_facts)."""
     trainer = {k: v for k, v in plain["trainer"].items() if k not in RESUME_FREE_KEYS}
     return {
         **{k: plain[k] for k in ("dataset", "model", "optimizer", "scheduler")},
         "trainer": trainer,
         "scheduler (derived)": _plain({"name": stepping.name, **stepping.args}),
         "steps_per_epoch": steps_per_epoch,
+        "data": _plain(data),
     }
 
 
@@ -43,7 +47,7 @@ def _plain(value: Any) -> Any:
 RESUME_FREE_KEYS = (
     "epochs", "plot", "device", "progress", "data_path", "num_workers", "compile", "channels_last",
     "eval_batch_size", "resume", "allow_config_change", "save_best", "stop_on_nonfinite",
-    "trackers", "mlflow_uri",
+    "trackers", "mlflow_uri", "pin_memory", "persistent_workers", "test_every_epoch",
 )  # fmt: skip
 
 

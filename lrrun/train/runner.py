@@ -1,26 +1,20 @@
-"""A run's story: read its config once (lrrun.config.settings), build its parts
-(lrrun.train.parts), restore a checkpoint (lrrun.train.resume), open the logs (CSVs,
-lrrun.logs.trackers) and print the header (lrrun.train.header), hand over to ``loop.fit``,
-finish (status, curves.png, trackers)."""
+"""A run's story: read its config once (lrrun.config.settings), assemble its parts (data,
+model, optimizer, batches: lrrun.train.assembly) and its schedule, restore a checkpoint
+(lrrun.train.resume), open the logs (CSVs, lrrun.logs.trackers) and print the header
+(lrrun.train.header), hand over to ``loop.fit``, test the chosen epoch
+(lrrun.train.final_test), finish (status, curves.png, trackers)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
 from lrrun.config import param_groups
-from lrrun.config.settings import Settings, TrainerSettings, read
-from lrrun.data.batches import make_batches
-from lrrun.data.load import load_data
-from lrrun.errors import ConfigError, Diverged, root_cause
+from lrrun.config.settings import Settings, read
+from lrrun.errors import Diverged
 from lrrun.logs.console import RunConsole, print_warning
 from lrrun.logs.csv_log import (
     CSVLog,
@@ -37,14 +31,15 @@ from lrrun.schedule.build import build_scheduler
 from lrrun.schedule.events import COLUMNS as EVENT_COLUMNS
 from lrrun.schedule.events import EventWatcher
 from lrrun.schedule.lint import lint
-from lrrun.train import checkpoint, header
+from lrrun.train import checkpoint, final_test, header
 from lrrun.train.allocator import keep_freed_memory
+from lrrun.train.assembly import assemble
 from lrrun.train.devices import resolve_device
 from lrrun.train.loop import Hooks, fit
-from lrrun.train.parts import build_model, build_optimizer, precision_context, set_deterministic
-from lrrun.train.parts import memory_format as memory_format_for
+from lrrun.train.parts import precision_context, set_deterministic
 from lrrun.train.resume import plan as resume_plan
 from lrrun.train.resume import restore
+from lrrun.train.run_dir import artifacts, check_output_dir, plot, process_age, short
 
 
 def run(
@@ -72,41 +67,36 @@ def run(
     kept = keep_freed_memory(device.type)
     autocast = precision_context(trainer.precision, device)
 
-    data = load_data(settings.dataset)
-    model = build_model(settings.model).to(device)
-    memory_format = memory_format_for(trainer.channels_last, model)
-    model = model.to(memory_format=memory_format)
-    optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
-    train_batches, val_batches, data_path = make_batches(
-        data, device, trainer.batch_size, trainer.eval_batch_size, trainer.seed,
-        trainer.data_path, trainer.num_workers, memory_format,
-    )  # fmt: skip
-    epochs, steps_per_epoch = trainer.epochs, len(train_batches)
+    parts = assemble(settings, device)
+    model, optimizer = parts.model, parts.optimizer
+    epochs, steps_per_epoch = trainer.epochs, len(parts.train)
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, steps_per_epoch)
-    plan = resume_plan(settings.plain, stepping, steps_per_epoch)
+    plan = resume_plan(settings.plain, stepping, steps_per_epoch, header.data_facts(parts))
     start_epoch, step, best = 1, 0, None
     if saved is not None:
         start_epoch, step, best = restore(saved, plan, model, optimizer, stepping, trainer)
     check_output_dir(run_dir, model, epochs * steps_per_epoch)
     forward = torch.compile(model) if trainer.compile else model
+    every_epoch = trainer.test_every_epoch and parts.test is not None
 
     groups = param_groups.names(optimizer)
-    console = RunConsole(metrics_columns(len(groups)), epochs, steps_per_epoch,
-                         trainer.progress, lr_labels(groups))  # fmt: skip
-    speed = header.speed(data_path, trainer, memory_format, kept)
+    columns = metrics_columns(len(groups))
+    shown = [c for c in columns if every_epoch or not c.startswith("test_")]
+    console = RunConsole(shown, epochs, steps_per_epoch, trainer.progress, lr_labels(groups))
+    speed = header.speed(parts.data_path, trainer, parts.memory_format, kept)
     tracked = open_trackers(trainer, run_dir, groups, step if saved else None)
     try:  # from here on a tracker run is open: it must not be left "running"
         tracked.log_config(flatten(settings.plain))
         console.header(
-            header.header(settings, model, optimizer, stepping, data, steps_per_epoch)
-            | {"device": f"{device} ({speed})", "run dir": _short(run_dir)}
+            header.header(settings, parts, stepping, steps_per_epoch)
+            | {"device": f"{device} ({speed})", "run dir": short(run_dir)}
             | ({"resumed": f"after epoch {start_epoch - 1} (step {step})"} if saved else {})
             | tracked.header()
         )
         for warning in lint(stepping, epochs, steps_per_epoch):
             print_warning(warning)
         keep = start_epoch - 1 if saved else None  # resume: a half-done epoch's rows go
-        metrics = CSVLog(run_dir / "metrics.csv", metrics_columns(len(groups)), keep)
+        metrics = CSVLog(run_dir / "metrics.csv", columns, keep)
         steps = CSVLog(run_dir / "steps.csv", steps_columns(len(groups), stepping.momentum), keep)
         events = CSVLog(run_dir / "events.csv", EVENT_COLUMNS, keep)
     except BaseException as exc:
@@ -132,7 +122,7 @@ def run(
         metrics.write(row)
         last_row = row
         console.epoch_end(row)
-        if best is None or row["val_acc"] > best[0]:
+        if best is None or row["val_acc"] > best[0]:  # chosen on the val split only
             best = (row["val_acc"], row["epoch"])
 
     def epoch_done(epoch: int, step: int) -> None:
@@ -162,20 +152,24 @@ def run(
 
     hooks = Hooks(epoch_start, console.step_update, epoch_end, epoch_done)
     write_status(run_dir, "running", epoch=start_epoch - 1, step=step, param_groups=groups,
-                 **tracked.ids())  # fmt: skip
+                 data=header.data_facts(parts), **tracked.ids())  # fmt: skip
     history: list[dict[str, Any]] = []
-    outcome = "ok"
+    outcome, tested = "ok", None
     try:
         history = fit(
-            forward, train_batches, val_batches, optimizer, stepping, recorder, epochs,
+            forward, parts.train, parts.val, optimizer, stepping, recorder, epochs,
             start_epoch=start_epoch, step=step, autocast=autocast, hooks=hooks,
             stop_on_nonfinite=trainer.stop_on_nonfinite,
+            test_batches=parts.test if every_epoch else None,
         )  # fmt: skip
+        if parts.test is not None and not every_epoch:
+            tested = final_test.test_selected(model, forward, parts.test, autocast, run_dir,
+                                              epochs, trainer.save_best)  # fmt: skip
     except BaseException as exc:
         outcome = _failure(exc)
         write_status(run_dir, outcome, message=str(exc) or type(exc).__name__)
         if isinstance(exc, Diverged):
-            _plot(run_dir, trainer)
+            plot(run_dir, trainer)
         raise
     finally:  # whatever happens, every step taken is on disk (and in the trackers)
         recorder.flush()
@@ -185,44 +179,17 @@ def run(
         events.close()
         console.close()
         if outcome != "ok":
-            tracked.close(outcome, _artifacts(run_dir))
-    write_status(run_dir, "ok")  # epoch and step: from the last epoch_done
-    _plot(run_dir, trainer)
-    tracked.close("ok", _artifacts(run_dir))
+            tracked.close(outcome, artifacts(run_dir))
+    if tested is not None:
+        final_test.write_into_metrics(run_dir, tested)
+        tracked.test(tested, tested["epoch"] * steps_per_epoch)
+        console.line(final_test.line(tested))
+    write_status(run_dir, "ok", test=tested)  # epoch and step: from the last epoch_done
+    plot(run_dir, trainer)
+    tracked.close("ok", artifacts(run_dir))
     history = previous + history
-    console.finish(history, _short(run_dir))
+    console.finish(history, short(run_dir))
     return history
-
-
-def process_age() -> float:
-    """Seconds since this process started (Linux /proc; else since lrrun was imported)."""
-    try:
-        ticks = os.sysconf("SC_CLK_TCK")
-        with open("/proc/self/stat") as f:
-            started = int(f.read().rsplit(")", 1)[1].split()[19]) / ticks
-        with open("/proc/uptime") as f:
-            return float(f.read().split()[0]) - started
-    except (OSError, ValueError, IndexError):
-        return time.perf_counter() - _IMPORTED
-
-
-_IMPORTED = time.perf_counter()
-
-
-def _plot(run_dir: Path, trainer: TrainerSettings) -> None:
-    """curves.png (lr per step, loss and accuracy per epoch); a failure here only warns."""
-    if not trainer.plot:
-        return
-    try:
-        from lrrun.logs.plots import plot_run_dir
-
-        plot_run_dir(run_dir)
-    except Exception as exc:
-        print_warning(f"curves.png was not written ({root_cause(exc)}); try lrrun-report {run_dir}")
-
-
-def _artifacts(run_dir: Path) -> list[Path]:
-    return [run_dir / name for name in ("curves.png", "metrics.csv", "steps.csv")]
 
 
 def _failure(exc: BaseException) -> str:
@@ -231,32 +198,3 @@ def _failure(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     return "failed"
-
-
-def check_output_dir(run_dir: Path, model: nn.Module, total_steps: int) -> None:
-    """Fail at start, not at epoch 37, if the run dir cannot take the run's files."""
-    hint = "Choose another with hydra.run.dir=... (sweeps: hydra.sweep.dir=...)."
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test."):
-            pass
-        free = shutil.disk_usage(run_dir).free
-    except OSError as exc:
-        raise ConfigError(
-            f"run dir {run_dir} is not writable ({exc.strerror or exc}). {hint}"
-        ) from None
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    need = 4 * params + 100 * total_steps + (1 << 20)  # 2 checkpoints (+ momenta), steps.csv
-    if free < need:
-        raise ConfigError(
-            f"run dir {run_dir} has {free / 2**20:.1f} MiB free; this run needs about "
-            f"{need / 2**20:.1f} MiB (checkpoints and CSVs). Free some space. {hint}"
-        )
-
-
-def _short(path: Path) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if rel.startswith("..") else rel

@@ -15,16 +15,21 @@ import torch.optim.lr_scheduler as lrs
 
 from lrrun.config.location import config_dir
 from lrrun.config.settings import read
+from lrrun.data.batches import probe_batch
 from lrrun.data.load import load_data
+from lrrun.models.adapt import facts_of
 from lrrun.schedule.build import Stepping, build_scheduler
 from lrrun.train.parts import build_model, build_optimizer
 from tests.conftest import TINY_STEPS_PER_EPOCH
 from tests.idx import write_idx_set
+from tests.sources import write_folder, write_npz
+
+MNIST_FACTS = facts_of(10, (1, 28, 28))
 
 CLASS_DIR = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 
 CONF = config_dir()
-GROUPS = ["dataset", "model", "optimizer", "scheduler", "trainer"]
+GROUPS = ["dataset", "augment", "model", "optimizer", "scheduler", "trainer"]
 CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -48,22 +53,45 @@ def test_every_torch_scheduler_has_a_config() -> None:
     assert "none" in files
 
 
+def dataset_overrides(choice: str, tmp_path: Path) -> list[str]:
+    """Data on disk for each dataset choice (nothing can be downloaded here)."""
+    if choice in CLASS_DIR:  # real layout, generated IDX files
+        write_idx_set(tmp_path / CLASS_DIR[choice] / "raw", gz=False)
+        return [f"dataset.root={tmp_path}", "dataset.download=false", "dataset.val_split=8"]
+    if choice == "torchvision":
+        write_idx_set(tmp_path / "FashionMNIST" / "raw", gz=False)
+        return ["dataset.name=FashionMNIST", f"dataset.root={tmp_path}"]
+    if choice == "image_folder":
+        return [f"dataset.root={write_folder(tmp_path / 'images')}"]
+    if choice == "tensors":
+        return [f"dataset.path={write_npz(tmp_path / 'd.npz')}"]
+    if choice == "custom":
+        return ["dataset._target_=tests.sources.build_datasets"]
+    return []
+
+
 @pytest.mark.parametrize(("group", "choice"), CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
 def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: Path) -> None:
-    if group == "dataset":  # real datasets read generated IDX files from tmp_path
-        cfg = compose_cfg(f"dataset={choice}", tiny=False)
-        if choice != "synthetic":
-            written = write_idx_set(tmp_path / CLASS_DIR[choice] / "raw", gz=False)
-            cfg.dataset.root, cfg.dataset.download = str(tmp_path), False
-            data = load_data(dict(cfg.dataset))
-            assert len(data.train) == len(written["train-labels-idx1-ubyte"])
+    """Each config with data of its kind: the data loads, the model built for it returns
+    (batch, classes) logits, the optimizer and scheduler build on it."""
+    if group == "dataset":
+        cfg = compose_cfg(f"dataset={choice}", *dataset_overrides(choice, tmp_path), tiny=False)
+    elif group == "augment":  # crop_flip is the 32x32 recipe
+        root = write_folder(tmp_path / "images", size=32)
+        cfg = compose_cfg(f"augment={choice}", "dataset=image_folder", f"dataset.root={root}",
+                          tiny=False)  # fmt: skip
+    elif choice == "custom":
+        cfg = compose_cfg("model=custom", "model._target_=tests.sources.TinyNet")
     else:
         cfg = compose_cfg(f"{group}={choice}")
-    assert cfg[group] is not None
+    assert cfg[group] is not None if group != "augment" else "transforms" in cfg.dataset
     settings = read(cfg)
-    model = build_model(settings.model)
-    out = model(torch.zeros(2, 1, 28, 28))
-    assert out.shape == (2, 10)
+    data = load_data(settings.dataset)
+    assert len(data.train) and len(data.val) and data.selection == "val"
+    model, given = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
+    batch = probe_batch(data, torch.device("cpu"), torch.contiguous_format)
+    assert model.eval()(batch).shape == (len(batch), data.num_classes)
+    assert given.get("num_classes", data.num_classes) == data.num_classes
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
     assert optimizer.param_groups[0]["lr"] > 0
     stepping = build_scheduler(
@@ -76,14 +104,13 @@ def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: 
         assert type(stepping.scheduler).__name__ == target
         assert snake(target) == choice
     if group == "dataset" and choice == "synthetic":
-        data = load_data(dict(cfg.dataset))
         assert data.train.images.shape == (cfg.dataset.train_size, 1, 28, 28)
         assert set(data.train.labels.tolist()) == set(range(10))
 
 
 def test_policy_keys_never_reach_torch(compose_cfg) -> None:
     s = read(compose_cfg("scheduler=reduce_lr_on_plateau", "scheduler.monitor=val_acc"))
-    model = build_model(s.model)
+    model, _ = build_model(s.model, MNIST_FACTS)
     stepping = build_scheduler(s.scheduler, build_optimizer(s.optimizer, [], model), 3, 4)
     assert stepping.monitor == "val_acc"
     assert stepping.scheduler.mode == "max"  # mode=auto: accuracy is maximised
@@ -98,7 +125,7 @@ def test_every_scheduler_config_has_warmup_off(compose_cfg, choice: str) -> None
 
 
 def test_derived_lengths(compose_cfg) -> None:
-    model = build_model(read(compose_cfg()).model)
+    model, _ = build_model(read(compose_cfg()).model, MNIST_FACTS)
 
     def build(*overrides: str) -> torch.optim.lr_scheduler.LRScheduler:
         s = read(compose_cfg(*overrides))

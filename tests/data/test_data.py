@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchvision.datasets
 
+from lrrun.config.dataset import DataSpec, read_dataset
 from lrrun.data.base import normalise
 from lrrun.data.idx import IDX_FILES, ensure_idx_files
 from lrrun.data.load import load_data
@@ -16,13 +17,16 @@ from lrrun.errors import DataError
 from tests.idx import write_idx_set
 
 
-def fashion(root: Path, system_dir: Path | None = None, download: bool = False) -> dict:
-    return {
+def fashion(root: Path, system_dir: Path | None = None, download: bool = False) -> DataSpec:
+    """FashionMNIST's node with every train image kept for training (val_split=0)."""
+    return read_dataset({
+        "source": "idx",
         "name": "fashion_mnist",
         "root": str(root),
-        "system_dir": system_dir,
+        "system_dir": None if system_dir is None else str(system_dir),
         "download": download,
-    }
+        "val_split": 0,
+    })  # fmt: skip
 
 
 def test_files_already_under_root(tmp_path: Path) -> None:
@@ -35,11 +39,11 @@ def test_files_already_under_root(tmp_path: Path) -> None:
     assert torch.equal(data.train.labels, written["train-labels-idx1-ubyte"].long())
     # Normalisation constants are measured from the generated training images...
     raw = written["train-images-idx3-ubyte"].float() / 255
-    assert data.mean == pytest.approx(raw.mean().item(), rel=1e-6)
-    assert data.std == pytest.approx(raw.std().item(), rel=1e-6)
+    assert data.mean == pytest.approx((raw.mean().item(),), rel=1e-6)
+    assert data.std == pytest.approx((raw.std().item(),), rel=1e-6)
     # ...and normalise() is ToTensor() + Normalize() with them.
     x = normalise(data.train.images, data.mean, data.std)
-    torch.testing.assert_close(x.squeeze(1), (raw - data.mean) / data.std)
+    torch.testing.assert_close(x.squeeze(1), (raw - data.mean[0]) / data.std[0])
     assert abs(x.mean().item()) < 1e-5 and x.std().item() == pytest.approx(1.0, rel=1e-4)
 
 
@@ -50,15 +54,15 @@ def test_gz_files_in_system_dir_are_prepared_into_root(tmp_path: Path) -> None:
     raw = tmp_path / "data" / "FashionMNIST" / "raw"
     assert data.source == f"{system} (prepared into {raw})"
     assert sorted(p.name for p in raw.iterdir()) == sorted(IDX_FILES)
-    assert torch.equal(data.test.labels, written["t10k-labels-idx1-ubyte"].long())
+    assert torch.equal(data.val.labels, written["t10k-labels-idx1-ubyte"].long())  # val_split=0
     # A second run finds the prepared files under root.
     assert ensure_idx_files("fashion_mnist", tmp_path / "data", system, False) == str(raw)
 
 
 def test_gz_files_copied_into_root_are_unpacked(tmp_path: Path) -> None:
     write_idx_set(tmp_path / "MNIST" / "raw", gz=True)
-    data = load_data({"name": "mnist", "root": str(tmp_path), "download": False})
-    assert "unpacked" in data.source and len(data.test) == 20
+    data = load_data(read_dataset({"name": "mnist", "root": str(tmp_path), "download": False}))
+    assert "unpacked" in data.source and len(data.val) == 20 and data.test is None
 
 
 def test_broken_gz_leaves_no_partial_file(tmp_path: Path) -> None:
@@ -144,3 +148,10 @@ def test_image_and_label_counts_must_agree(tmp_path: Path) -> None:
     assert len(other["train-labels-idx1-ubyte"]) == 41
     with pytest.raises(DataError, match="train-images has 40 images but train-labels has 41"):
         load_data(fashion(tmp_path))
+
+
+@pytest.mark.parametrize(("name", "cls"), [("fashion_mnist", "FashionMNIST"), ("mnist", "MNIST")])
+def test_class_names_are_torchvisions(name: str, cls: str) -> None:
+    from lrrun.data.idx import CLASSES
+
+    assert list(CLASSES[name]) == getattr(torchvision.datasets, cls).classes

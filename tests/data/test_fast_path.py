@@ -9,13 +9,15 @@ import pytest
 import torch
 
 import lrrun.data.batches
+import lrrun.data.idx
 import lrrun.data.load
 import lrrun.train.runner
+from lrrun.config.dataset import read_dataset
 from lrrun.data.batches import (
     LoaderBatches,
+    SampleDataset,
     TensorBatches,
     epoch_order,
-    loader_dataset,
     make_batches,
 )
 from lrrun.data.load import load_data
@@ -39,7 +41,14 @@ def idx_overrides(root: Path) -> list[str]:
         f"dataset.root={root}",
         "dataset.system_dir=null",
         "dataset.download=false",
+        "dataset.val_split=40",  # 160 train samples
     ]
+
+
+def idx_data(root: Path, **keys):
+    node = {"source": "idx", "name": "fashion_mnist", "root": str(root), "system_dir": None,
+            "download": False, "val_split": 0} | keys  # fmt: skip
+    return load_data(read_dataset(node))
 
 
 def test_epoch_order_is_the_documented_randperm() -> None:
@@ -54,11 +63,9 @@ def test_epoch_order_is_the_documented_randperm() -> None:
 
 def test_both_paths_yield_identical_batches(idx_root: Path) -> None:
     """Same order, same pixels: index_select + normalise == ToTensor + Normalize per sample."""
-    data = load_data(
-        {"name": "fashion_mnist", "root": str(idx_root), "system_dir": None, "download": False}
-    )
+    data = idx_data(idx_root)
     fast = TensorBatches(data.train, 64, CPU, data.mean, data.std, shuffle_seed=7)
-    slow = LoaderBatches(loader_dataset(data, True), 64, CPU, shuffle_seed=7, num_workers=0)
+    slow = LoaderBatches(SampleDataset(data, data.train, True, 7), 64, CPU, 7, num_workers=0)
     assert len(fast) == len(slow) == 4  # 200 = 3 x 64 + 8
     for epoch in (1, 2):
         fast.set_epoch(epoch)
@@ -69,16 +76,17 @@ def test_both_paths_yield_identical_batches(idx_root: Path) -> None:
         for (fx, fy), (sx, sy) in pairs:
             assert fx.dtype == sx.dtype == torch.float32
             assert torch.equal(fx, sx) and torch.equal(fy, sy)
-    # Evaluation batches: in order, nothing dropped.
-    test, _, _ = make_batches(data, CPU, 64, 16, 7, "tensor")[1], None, None
-    assert torch.equal(torch.cat([y for _, y in test]), data.test.labels)
+    # Evaluation batches: in order, nothing dropped (val_split=0: the test split selects).
+    val = make_batches(data, CPU, 64, 16, 7, "tensor")[1]
+    assert data.test is None and data.selection == "test"
+    assert torch.equal(torch.cat([y for _, y in val]), data.val.labels)
 
 
 @pytest.mark.parametrize("model", ["feedforward", "fashion_mnist_net"])
 def test_fast_and_loader_paths_train_to_the_same_losses(
     compose_cfg, idx_root: Path, tmp_path: Path, model: str
 ) -> None:
-    """Whole runs on real IDX files (torchvision's transforms on the loader path, with 2
+    """Whole runs on real IDX files (per-sample normalisation on the loader path, with 2
     workers): steps.csv and metrics.csv agree."""
     runs = {}
     for path, workers in (("tensor", 0), ("loader", 2)):
@@ -94,24 +102,30 @@ def test_fast_and_loader_paths_train_to_the_same_losses(
         run(cfg, out)
         runs[path] = (read_csv(out / "steps.csv"), read_csv(out / "metrics.csv"))
     (fast_steps, fast_metrics), (slow_steps, slow_metrics) = runs["tensor"], runs["loader"]
-    assert len(fast_steps) == len(slow_steps) == 3 * 7  # 200 / 32 -> 7 steps per epoch
+    assert len(fast_steps) == len(slow_steps) == 3 * 5  # 160 / 32 -> 5 steps per epoch
     assert [r["lr"] for r in fast_steps] == [r["lr"] for r in slow_steps]
     fast_loss = torch.tensor([float(r["loss"]) for r in fast_steps])
     slow_loss = torch.tensor([float(r["loss"]) for r in slow_steps])
     torch.testing.assert_close(fast_loss, slow_loss, rtol=1e-5, atol=1e-6)
-    for key in ("train_loss", "val_loss", "val_acc"):
-        fast_v = [float(r[key]) for r in fast_metrics]
-        slow_v = [float(r[key]) for r in slow_metrics]
-        assert fast_v == pytest.approx(slow_v, rel=1e-5, abs=1e-6), key
+    for key in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc"):
+        fast_v = [float(r[key] or "nan") for r in fast_metrics]
+        slow_v = [float(r[key] or "nan") for r in slow_metrics]
+        assert fast_v == pytest.approx(slow_v, rel=1e-5, abs=1e-6, nan_ok=True), key
 
 
-def test_auto_chooses_the_loader_when_the_split_does_not_fit(idx_root: Path, monkeypatch) -> None:
-    data = load_data(
-        {"name": "fashion_mnist", "root": str(idx_root), "system_dir": None, "download": False}
-    )
-    assert make_batches(data, CPU, 32, 32, 0, "auto")[2] == "tensor"
-    monkeypatch.setattr(lrrun.data.batches, "fits_on", lambda device, nbytes: False)
-    train, _, path = make_batches(data, CPU, 32, 32, 0, "auto")
+def test_auto_keeps_files_on_disk_when_they_do_not_fit(idx_root: Path, monkeypatch) -> None:
+    """Per-sample sources are decoded into memory only when they fit; then auto picks the
+    tensor path, else the DataLoader reads the files."""
+    from tests.sources import write_folder
+
+    root = write_folder(idx_root / "images", classes=2, per_class=6, size=8)
+    spec = read_dataset({"source": "image_folder", "root": str(root), "val_split": 2})
+    data = load_data(spec, memory=None, device=CPU)
+    assert data.train.in_memory and make_batches(data, CPU, 32, 32, 0, "auto")[3] == "tensor"
+    monkeypatch.setattr(lrrun.data.load, "fits_on", lambda device, nbytes: False)
+    data = load_data(spec, memory=None, device=CPU)
+    assert not data.train.in_memory
+    train, _, _, path = make_batches(data, CPU, 32, 32, 0, "auto")
     assert path == "loader" and isinstance(train, LoaderBatches)
 
 
@@ -159,9 +173,9 @@ def test_dataset_is_loaded_once_per_process(
 ) -> None:
     """Sweep jobs in one process (Hydra's basic launcher) share the prepared dataset."""
     reads = []
-    original = lrrun.data.load.read_idx_split
+    original = lrrun.data.idx.read_idx_split
     monkeypatch.setattr(
-        lrrun.data.load, "read_idx_split", lambda *a, **k: reads.append(a) or original(*a, **k)
+        lrrun.data.idx, "read_idx_split", lambda *a, **k: reads.append(a) or original(*a, **k)
     )
     lrrun.data.load._CACHE.clear()
     for gamma in (0.5, 0.9):

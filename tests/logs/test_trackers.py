@@ -65,6 +65,8 @@ def expected(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
         last[int(r["epoch"])] = int(r["step"])
     for col, name in EPOCH_KEYS.items():
         out[name] = [(last[int(r["epoch"])], float(r[col])) for r in metrics]
+    for col, name in (("test_loss", "test/loss"), ("test_acc", "test/acc")):  # the tested epoch
+        out[name] = [(last[int(r["epoch"])], float(r[col])) for r in metrics if r[col]]
     return out
 
 
@@ -118,7 +120,9 @@ def test_a_run_reads_back_exactly(tmp_path: Path) -> None:
     assert_ok(proc)
     run_dir = tmp_path / "run"
     want = expected(run_dir)
-    assert set(want) == {"lr", "lr_head", "momentum", "train/loss", *EPOCH_KEYS.values()}
+    assert set(want) == {"lr", "lr_head", "momentum", "train/loss", "test/loss", "test/acc",
+                         *EPOCH_KEYS.values()}  # fmt: skip
+    assert len(want["test/acc"]) == 1  # the test split once, for the best val_acc epoch
     assert len(want["lr"]) == 6 * TINY_STEPS_PER_EPOCH
     assert want["val/acc"][0][0] == TINY_STEPS_PER_EPOCH  # epoch 1 at its last step
 

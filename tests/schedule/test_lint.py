@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lrrun.config.settings import read
+from lrrun.models.adapt import facts_of
 from lrrun.schedule.build import build_scheduler
 from lrrun.schedule.lint import lint
 from lrrun.train.parts import build_model, build_optimizer
@@ -37,7 +38,8 @@ CASES = [
 
 def warnings_for(compose_cfg, *overrides: str) -> list[str]:
     s = read(compose_cfg(*overrides))
-    optimizer = build_optimizer(s.optimizer, s.param_groups, build_model(s.model))
+    model, _ = build_model(s.model, facts_of(10, (1, 28, 28)))
+    optimizer = build_optimizer(s.optimizer, s.param_groups, model)
     stepping = build_scheduler(s.scheduler, optimizer, s.trainer.epochs, TINY_STEPS_PER_EPOCH)
     return lint(stepping, s.trainer.epochs, TINY_STEPS_PER_EPOCH)
 

@@ -16,7 +16,7 @@ import torch
 import torch.optim.lr_scheduler as lrs
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lrrun.config.location import config_dir
@@ -95,6 +95,9 @@ def test_logged_lr_equals_torch(schedule: tuple[str, type, dict[str, Any]], inte
     name, cls, kwargs = schedule
     if name == "one_cycle_lr":
         interval = "step"  # total_steps counts optimizer steps
+        # torch divides by zero when the rising phase ends at step 0 (lrrun refuses it:
+        # tests/test_cli.py); the property holds for the schedules torch can compute
+        assume(kwargs["pct_start"] * kwargs["total_steps"] != 1)
     overrides = [f"scheduler={name}", f"scheduler.interval={interval}", f"trainer.epochs={EPOCHS}"]
     overrides += [override(k, v) for k, v in kwargs.items()]
     with composer() as cfg_for, TemporaryDirectory() as tmp:

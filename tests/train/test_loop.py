@@ -7,17 +7,18 @@ from pathlib import Path
 import pytest
 from torch import nn
 
+import lrrun.train.assembly
 import lrrun.train.runner
 from tests.conftest import TINY_STEPS_PER_EPOCH, read_csv
 
 
 def test_interrupt_keeps_every_logged_row(compose_cfg, tmp_path: Path, monkeypatch) -> None:
     """Ctrl-C in epoch 2, step 3: epoch 1's metrics row and all 6 taken steps are on disk."""
-    build = lrrun.train.runner.build_model
+    build = lrrun.train.assembly.build_model
     stop_at = TINY_STEPS_PER_EPOCH + 3  # the 3rd training forward pass of epoch 2
 
-    def interrupting(node) -> nn.Module:
-        model = build(node)
+    def interrupting(node, facts) -> tuple[nn.Module, dict]:
+        model, given = build(node, facts)
         calls = {"train": 0}
 
         def hook(module: nn.Module, args) -> None:
@@ -27,9 +28,9 @@ def test_interrupt_keeps_every_logged_row(compose_cfg, tmp_path: Path, monkeypat
                     raise KeyboardInterrupt
 
         model.register_forward_pre_hook(hook)
-        return model
+        return model, given
 
-    monkeypatch.setattr(lrrun.train.runner, "build_model", interrupting)
+    monkeypatch.setattr(lrrun.train.assembly, "build_model", interrupting)
     with pytest.raises(KeyboardInterrupt):
         lrrun.train.runner.run(compose_cfg("scheduler=exponential_lr"), tmp_path)
     metrics = read_csv(tmp_path / "metrics.csv")
@@ -49,7 +50,7 @@ def test_multiple_param_groups_get_their_own_lr_columns(compose_cfg, tmp_path, m
             lr=0.1,
         )
 
-    monkeypatch.setattr(lrrun.train.runner, "build_optimizer", two_groups)
+    monkeypatch.setattr(lrrun.train.assembly, "build_optimizer", two_groups)
     lrrun.train.runner.run(compose_cfg("scheduler=step_lr", "trainer.epochs=2"), tmp_path)
     metrics = read_csv(tmp_path / "metrics.csv")
     assert [(float(r["lr"]), float(r["lr_1"])) for r in metrics] == [

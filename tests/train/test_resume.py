@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import lrrun.train.checkpoint
+import lrrun.train.run_dir
 import lrrun.train.runner
 from lrrun.errors import ConfigError
 from lrrun.train.runner import run
@@ -157,7 +158,7 @@ def test_full_disk_is_refused_at_start(compose_cfg, tmp_path: Path, monkeypatch)
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(
-        lrrun.train.runner.shutil, "disk_usage", lambda p: usage._replace(free=100_000)
+        lrrun.train.run_dir.shutil, "disk_usage", lambda p: usage._replace(free=100_000)
     )
     with pytest.raises(ConfigError, match=r"has 0.1 MiB free; this run needs about"):
         run(compose_cfg(), tmp_path)

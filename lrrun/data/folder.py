@@ -1,0 +1,134 @@
+"""``dataset=image_folder``: torchvision's ImageFolder layout, class names from folder names.
+
+    root/train/<class>/*.png   root/val/<class>/...   root/test/<class>/...   (val, test optional)
+    root/<class>/*.png                                   (one folder: dataset.val_split holds out val)
+
+Images are listed with torchvision's own ``find_classes`` / ``make_dataset`` (its extensions)
+and decoded with PIL, as ImageFolder does (uint8, C x H x W; grey or RGB as
+``dataset.channels`` says, else as the first image), resized to ``dataset.image_size`` when
+it is set. (torchvision 0.29 deprecates its own torchvision.io decoders.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrrun.config.dataset import DataSpec
+from lrrun.data.base import Loaded, Split
+from lrrun.errors import DataError, root_cause
+
+SPLITS = ("train", "val", "test")
+
+
+class FolderItems(torch.utils.data.Dataset):
+    """(uint8 image, class index) per file, decoded when asked for."""
+
+    def __init__(self, samples: list[tuple[str, int]], channels: int, size: Any) -> None:
+        self.samples, self.channels, self.size = samples, channels, size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[i]
+        return decode(path, self.channels, self.size), label
+
+
+def decode(path: str, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
+    from PIL import Image
+
+    from lrrun.data.items import as_tensor
+
+    try:
+        with Image.open(path) as image:
+            return as_tensor(image.convert("L" if channels == 1 else "RGB"), channels, size)
+    except OSError as exc:
+        raise DataError(
+            f"{path} could not be decoded as an image ({root_cause(exc)}). Replace or remove it."
+        ) from None
+
+
+def load_folder(spec: DataSpec) -> Loaded:
+    """The folder's splits, per sample (lrrun.data.memory decodes them once when they fit)."""
+    root = Path(spec.options["root"]).expanduser()
+    if not root.is_dir():
+        raise DataError(
+            f"dataset.root={spec.options['root']}: {'not a folder' if root.exists() else 'no such folder'}. "
+            "Give a folder of class folders (or of train/, val/, test/ holding class folders)."
+        )
+    split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir()}
+    if "train" not in split_dirs:
+        if split_dirs:
+            raise DataError(
+                f"dataset.root={root} has {', '.join(f'{s}/' for s in split_dirs)} but no "
+                "train/: add train/ (with class folders), or put the class folders in root."
+            )
+        split_dirs = {"train": root}
+    classes = _classes(split_dirs["train"], root)
+    index = {name: i for i, name in enumerate(classes)}
+    listed = {s: _samples(d, index, root) for s, d in split_dirs.items()}
+    first = listed["train"][0][0]
+    channels = spec.channels or _channels_of(first)
+    splits = {
+        s: Split(None, torch.tensor([c for _, c in found], dtype=torch.long),
+                 FolderItems(found, channels, spec.image_size))
+        for s, found in listed.items()
+    }  # fmt: skip
+    counts = ", ".join(f"{s}/ {len(v)}" for s, v in splits.items())
+    return Loaded(splits["train"], splits.get("val"), splits.get("test"), tuple(classes),
+                  f"{root} ({counts} images)", root)  # fmt: skip
+
+
+def _classes(folder: Path, root: Path) -> list[str]:
+    from torchvision.datasets.folder import find_classes
+
+    try:
+        return find_classes(str(folder))[0]
+    except FileNotFoundError:
+        raise DataError(
+            f"dataset.root={root}: {folder} has no class folders. Put each class's images in "
+            "a folder named after the class (root/<class>/*.png or root/train/<class>/...)."
+        ) from None
+
+
+def _samples(folder: Path, index: dict[str, int], root: Path) -> list[tuple[str, int]]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    where = folder.relative_to(root) if folder != root else Path(".")
+    if folder.name in ("val", "test"):
+        extra = sorted(set(find_classes(str(folder))[0]) - set(index)) if _has_dirs(folder) else []
+        if extra:
+            raise DataError(
+                f"dataset.root={root}: {where}/ has class folders train/ lacks ({', '.join(extra)}). "
+                "Every class must have training images: add them to train/ or remove these."
+            )
+    present = {c: i for c, i in index.items() if (folder / c).is_dir()}
+    try:
+        found = make_dataset(str(folder), present, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as exc:  # a class folder without a single image
+        empty = sorted(c for c in present if not any(
+            p.suffix.lower() in IMG_EXTENSIONS for p in (folder / c).rglob("*")))  # fmt: skip
+        raise DataError(
+            f"dataset.root={root}: class folder {where / empty[0] if empty else where} has no "
+            f"images ({', '.join(IMG_EXTENSIONS)}). Add images or remove the folder."
+        ) from exc
+    if not found:
+        raise DataError(f"dataset.root={root}: {where}/ holds no images.")
+    return found
+
+
+def _has_dirs(folder: Path) -> bool:
+    return any(p.is_dir() for p in folder.iterdir())
+
+
+def _channels_of(path: str) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return 1 if image.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+    except OSError as exc:
+        raise DataError(f"{path} could not be decoded as an image ({root_cause(exc)}).") from None

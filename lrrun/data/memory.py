@@ -1,0 +1,110 @@
+"""Decode a per-sample split once into one tensor, so training needs no per-sample work.
+
+Files are decoded on threads (PIL's decoders run outside Python's lock) into one uint8
+tensor. An image folder's decoded splits are kept in a cache file (``$XDG_CACHE_HOME``
+or ``~/.cache``, ``lrrun/images/``), stamped with every file's name, size and mtime and the
+decoding settings, so the next run (or a sweep's other processes) loads them in a blink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrrun.data.base import Split
+from lrrun.data.folder import FolderItems
+from lrrun.errors import DataError
+from lrrun.files import atomic_write
+
+
+def fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether ``nbytes`` may live on ``device``: at most half of its free memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= free // 2
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        free = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return True  # not Linux: assume it fits
+    return nbytes <= free // 2
+
+
+def estimate_nbytes(split: Split) -> int:
+    """A split's size in memory: exact when it is there, else from its first sample."""
+    if split.in_memory:
+        return split.nbytes
+    sample = split.items[0][0]
+    return len(split) * torch.as_tensor(sample).nbytes + split.labels.nbytes
+
+
+def decode_all(split: Split, what: str) -> Split:
+    """``split`` with its samples in memory (``what``: its name in messages, e.g. train/)."""
+    if split.in_memory:
+        return split
+    items = split.items
+    cache = _cache_path(items) if isinstance(items, FolderItems) else None
+    if cache is not None:
+        try:
+            saved = torch.load(cache, weights_only=True)
+            if torch.equal(saved["labels"], split.labels):
+                return Split(saved["images"], split.labels)
+        except Exception:  # no cache yet, or an unreadable one: decode
+            pass
+    first = torch.as_tensor(items[0][0])
+    images = torch.empty((len(split), *first.shape), dtype=first.dtype)
+
+    def fill(i: int) -> None:
+        sample = torch.as_tensor(items[i][0])
+        if sample.shape != first.shape:
+            raise DataError(
+                f"{what}: {_name(items, i)} is {_shape(sample)}, {_name(items, 0)} is "
+                f"{_shape(first)}: samples of one batch must have one size. Set "
+                "dataset.image_size=[height,width] (or one number) to resize every image."
+            )
+        images[i] = sample
+
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        list(pool.map(fill, range(len(split))))
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(cache, "wb") as f:
+                torch.save({"images": images, "labels": split.labels}, f)
+        except OSError:  # a read-only cache dir: decode again next time
+            pass
+    return Split(images, split.labels)
+
+
+def _cache_path(items: FolderItems) -> Path | None:
+    """The cache file of a folder's decoded images: named by everything the pixels depend on."""
+    digest = hashlib.sha256(repr((items.channels, items.size)).encode())
+    try:
+        for path, label in items.samples:
+            st = os.stat(path)
+            digest.update(
+                f"{os.path.abspath(path)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+            )
+    except OSError:
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "lrrun" / "images" / f"{digest.hexdigest()[:32]}.pt"
+
+
+def _name(items: Any, i: int) -> str:
+    """A sample's file when there is one (through Subsets), else its index."""
+    while isinstance(items, torch.utils.data.Subset):
+        items, i = items.dataset, items.indices[i]
+    if isinstance(items, FolderItems):
+        return items.samples[i][0]
+    return f"sample {i}"
+
+
+def _shape(x: torch.Tensor) -> str:
+    return "x".join(map(str, x.shape))

@@ -1,0 +1,53 @@
+"""A run's parts, assembled from its Settings in the order each needs the one before: the
+data (its facts size the model), the model (checked on one batch of the data before epoch
+1), the optimizer, the batches. lrrun.train.runner and lrrun-find-lr start the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from lrrun.config.settings import Settings
+from lrrun.data.base import Data
+from lrrun.data.batches import Batches, make_batches, probe_batch
+from lrrun.data.load import load_data
+from lrrun.models.adapt import facts_of, probe
+from lrrun.train.parts import build_model, build_optimizer, memory_format_for
+
+# trainer.data_path -> load_data's memory: decode per-sample sources into memory or not
+MEMORY = {"tensor": True, "loader": False, "auto": None}
+
+
+@dataclass
+class Parts:
+    data: Data
+    model: nn.Module
+    model_args: dict[str, Any]  # the data's facts the model's constructor was given
+    memory_format: torch.memory_format
+    optimizer: Optimizer
+    train: Batches
+    val: Batches
+    test: Batches | None
+    data_path: str  # tensor or loader
+
+
+def assemble(settings: Settings, device: torch.device) -> Parts:
+    trainer = settings.trainer
+    data = load_data(settings.dataset, MEMORY[trainer.data_path], device)
+    model, model_args = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
+    model = model.to(device)
+    memory_format = memory_format_for(trainer.channels_last, model)
+    model = model.to(memory_format=memory_format)
+    probe(model, probe_batch(data, device, memory_format), data.num_classes,
+          settings.model["_target_"])  # fmt: skip
+    optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
+    train, val, test, data_path = make_batches(
+        data, device, trainer.batch_size, trainer.eval_batch_size, trainer.seed,
+        trainer.data_path, trainer.num_workers, memory_format, trainer.pin_memory,
+        trainer.persistent_workers,
+    )  # fmt: skip
+    return Parts(data, model, model_args, memory_format, optimizer, train, val, test, data_path)
