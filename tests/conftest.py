@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,10 +21,14 @@ from omegaconf import DictConfig
 
 from lrrun.config.location import config_dir
 
+# Decoded image folders are cached under XDG_CACHE_HOME: keep the tests' out of ~/.cache.
+os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="lrrun-test-cache-"))
+
 # 128 train samples / batch 32 = 4 steps per epoch; tiny but every code path runs.
 TINY = [
     "dataset=synthetic",
     "dataset.train_size=128",
+    "dataset.val_size=64",
     "dataset.test_size=64",
     "trainer.batch_size=32",
     "trainer.epochs=6",

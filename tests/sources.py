@@ -50,12 +50,12 @@ def write_folder(
     return root
 
 
-def write_npz(path: Path, n: int = 60, classes: int = 3, layout: str = "nchw", **extra) -> Path:
+def write_npz(path: Path, n: int = 60, n_classes: int = 3, layout: str = "nchw", **extra) -> Path:
     """x_train/y_train (n samples) and x_test/y_test (n // 2) as ``layout``: nchw, nhwc
     (uint8 images), or flat (float vectors)."""
     arrays = {}
     for role, count, seed in (("train", n, 0), ("test", n // 2, 1)):
-        x, y = images(count, classes, 8, 3, seed)
+        x, y = images(count, n_classes, 8, 3, seed)
         if layout == "nhwc":
             x = x.permute(0, 2, 3, 1)
         elif layout == "flat":

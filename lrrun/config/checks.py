@@ -65,3 +65,22 @@ def show(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
     return str(value)
+
+
+def locate(target: str) -> Any:
+    """The object a ``_target_`` names (``mypkg.net.Net``), imported as Hydra would, but
+    without Hydra's error log line: the caller turns a failure into one message."""
+    import importlib
+
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and not ".".join(parts[:cut]).startswith(exc.name):
+                raise  # the module exists but imports something missing: say that
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(f"no module named {parts[0]!r}")

@@ -27,6 +27,7 @@ def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
         overrides = OverridesParser.create().parse_overrides(plain)
     except Exception:
         return  # Hydra reports syntax errors itself
+    dirs = [*user_config_dirs(args), config_dir()]
     root = OmegaConf.load(config_dir() / "config.yaml")
     defaults = {k: v for d in root.defaults if isinstance(d, DictConfig) for k, v in d.items()}
     choices: dict[str, list[str]] = {g: [str(defaults[g])] for g in GROUPS if g in defaults}
@@ -35,7 +36,7 @@ def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
             values = _values(o)
             if values is None:
                 continue
-            available = sorted(p.stem for p in (config_dir() / o.key_or_group).glob("*.yaml"))
+            available = sorted({p.stem for d in dirs for p in (d / o.key_or_group).glob("*.yaml")})
             for value in values:
                 if value not in available:
                     raise ConfigError(
@@ -56,8 +57,20 @@ def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
                 f"Groups: {', '.join(GROUPS)}."
             )
         for choice in choices.get(group, []):
-            node = OmegaConf.load(config_dir() / group / f"{choice}.yaml")
-            _check_path(node, path.split("."), group, choice)
+            found = next(d / group / f"{choice}.yaml" for d in dirs
+                         if (d / group / f"{choice}.yaml").is_file())  # fmt: skip
+            _check_path(OmegaConf.load(found), path.split("."), group, choice)
+
+
+def user_config_dirs(args: list[str]) -> list[Path]:
+    """Config dirs the user adds with Hydra's --config-dir (-cd): their choices count too."""
+    found = []
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            found.append(Path(args[i + 1]).expanduser())
+        elif arg.startswith("--config-dir="):
+            found.append(Path(arg.split("=", 1)[1]).expanduser())
+    return found
 
 
 def _values(o: Any) -> list[str] | None:
@@ -74,14 +87,14 @@ def _check_path(node: Any, parts: list[str], group: str, choice: str) -> None:
     for part in parts:
         if not isinstance(node, DictConfig):
             return  # indexing into a list or a value: Hydra's business
-        if part not in node:
-            keys = sorted(str(k) for k in node)
+        keys = sorted(str(k) for k in node.keys())  # noqa: SIM118 - `in node` skips '???' keys
+        if part not in keys:
             raise ConfigError(
                 f"{done}.{part} is not a key of {group}={choice}"
                 f"{_did_you_mean(part, keys, prefix=done + '.')} Its keys: {', '.join(keys)}. "
                 f"To add a new key on purpose, write +{done}.{part}=..."
             )
-        node, done = node[part], f"{done}.{part}"
+        node, done = node._get_node(part), f"{done}.{part}"
 
 
 def _did_you_mean(word: str, options: Iterable[str], prefix: str = "") -> str:
@@ -115,3 +128,21 @@ def check_output_location(args: list[str]) -> None:
             f"{key}={target}: cannot create the run dir there ({problem}). "
             f"Choose another with {key}=..."
         )
+    finished = finished_run(path) if key == "hydra.run.dir" else None
+    if finished and not any(a.lstrip("+").startswith("trainer.resume=") for a in args):
+        raise ConfigError(
+            f"{key}={target} holds a finished run (status {finished}); a new run there would "
+            f"overwrite its CSVs. Resume it with trainer.resume={target}, or choose another "
+            f"run dir with {key}=..."
+        )
+
+
+def finished_run(path: Path) -> str | None:
+    """The status of the run that ended in ``path`` (None: no run, or one still running)."""
+    import json
+
+    try:
+        status = json.loads((path / "status.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if status not in (None, "running") and (path / "metrics.csv").is_file() else None

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrrun.config.checks import locate
 from lrrun.config.dataset import DataSpec
 from lrrun.data.base import Loaded, Split
 from lrrun.data.items import TensorItems, class_names, labels_of
@@ -56,13 +57,11 @@ def load_torchvision(spec: DataSpec) -> Loaded:
 
 
 def load_callable(spec: DataSpec) -> Loaded:
-    import hydra.utils
-
     options = dict(spec.options)
     target = options.pop("_target_")
     where = f"dataset._target_={target}"
     try:
-        build = hydra.utils.get_object(target)
+        build = locate(target)
     except Exception as exc:
         raise DataError(
             f"{where} cannot be imported ({root_cause(exc)}). The current directory is on "

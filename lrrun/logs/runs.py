@@ -36,8 +36,19 @@ class Job:
     steps_per_epoch: int = 1
     seed: int | None = None
     events: list[tuple[int, str]] = field(default_factory=list)  # (step, event) of events.csv
+    selection: str = "val"  # the split that chose: "test" when dataset.val_split=0
 
     label: str = ""  # the overrides that tell this job from the others in its sweep
+
+    @property
+    def best(self) -> dict[str, float] | None:
+        """The metrics row of the best val_acc (the epoch the run chose), if any."""
+        return max(self.metrics, key=lambda r: r["val_acc"]) if self.metrics else None
+
+    @property
+    def test_acc(self) -> float | None:
+        """The test accuracy of the chosen epoch (reported only; None if not tested)."""
+        return self.best.get("test_acc") if self.best else None
 
 
 def read_rows(path: Path) -> list[dict[str, float]]:
@@ -125,6 +136,7 @@ def load_job(job_dir: Path) -> Job:
         steps_per_epoch=per_epoch,
         seed=_seed(job_dir, overrides),
         events=_events(job_dir / "events.csv"),
+        selection=str((status.get("data") or {}).get("selection", "val")),
     )
 
 

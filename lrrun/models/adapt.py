@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrrun.config.checks import locate
 from lrrun.errors import ConfigError, root_cause
 
 FACTS = ("num_classes", "in_channels", "in_chans", "input_shape", "input_dim", "image_size")
@@ -41,10 +42,8 @@ def facts_of(num_classes: int, input_shape: tuple[int, ...]) -> dict[str, Any]:
 
 def fill(node: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     """The facts ``node``'s target takes and leaves unset; explicit values must agree."""
-    import hydra.utils
-
     try:
-        params = inspect.signature(hydra.utils.get_object(node["_target_"])).parameters
+        params = inspect.signature(locate(node["_target_"])).parameters
     except Exception:  # not importable (instantiate says why) or no signature: pass nothing
         return {}
     filled = {}

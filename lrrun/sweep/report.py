@@ -25,7 +25,7 @@ from lrrun.sweep import replicates
 from lrrun.sweep.replicates import Config
 
 SUMMARY_FIELDS = (
-    "best_val_acc", "best_epoch", "final_val_acc", "final_val_loss", "final_lr",
+    "best_val_acc", "best_epoch", "test_acc", "final_val_acc", "final_val_loss", "final_lr",
     "epochs", "wall_time_s", "status",
 )  # fmt: skip
 
@@ -34,13 +34,13 @@ def summary(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
     axes = job_axes(jobs)
     rows = []
     for job in jobs:
-        m = job.metrics
-        best = max(m, key=lambda r: r["val_acc"]) if m else None
+        m, best = job.metrics, job.best
         rows.append({
             "job": job.name,
             **{k: job.overrides.get(k, "") for k in axes},
             "best_val_acc": best["val_acc"] if best else "",
             "best_epoch": best["epoch"] if best else "",
+            "test_acc": "" if job.test_acc is None else job.test_acc,
             "final_val_acc": m[-1]["val_acc"] if m else "",
             "final_val_loss": m[-1]["val_loss"] if m else "",
             "final_lr": job.lrs[-1][1] if job.lrs else "",

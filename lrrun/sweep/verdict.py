@@ -47,8 +47,31 @@ def verdict(ranked: list[Config], noise: Noise, jobs: list[Job], axes: list[str]
         lines.append(_winner(scored, ranked))
         lines.append(_noise(noise))
         lines.append(_power(noise, scored))
+    lines += _selection(scored, jobs)
     lines += _not_ok(ranked)
     return lines
+
+
+def _selection(scored: list[Config], jobs: list[Job]) -> list[str]:
+    """Which split ranked the configs, and the winner's test accuracy (reported only)."""
+    on_test = [j for j in jobs if j.selection == "test"]
+    if on_test:
+        return [
+            f"selected on the test split: {_n(len(on_test), 'job')} ran with "
+            "dataset.val_split=0, so this ranking chose on the split meant for the final "
+            "report; the winner's numbers are optimistic and no untouched test result is "
+            "left. Hold out a val split (e.g. dataset.val_split=5000) to choose on."
+        ]
+    tested = [j.test_acc for j in scored[0].ok if j.test_acc is not None] if scored else []
+    if not tested:
+        return []
+    from lrrun.sweep.stats import describe
+
+    s = describe(tested)
+    return [
+        f"test: the best config's test accuracy is {pm(s.mean, s.ci95)} (n={s.n}); it is "
+        "reported only: every choice above was made on the val split."
+    ]
 
 
 def _winner(scored: list[Config], ranked: list[Config]) -> str:

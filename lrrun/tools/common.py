@@ -23,21 +23,27 @@ EXIT_TERMINATED = 143
 
 
 def fail_job(exc: LrrunError, out: Path) -> None:
-    """A user error ends this job: one line on stderr and status "failed"; exit 2, unless it
-    is one job of a sweep, which goes on."""
+    """A user error ends this job: one line on stderr and status "failed" (never over the
+    status of a run that finished there before); exit 2, unless it is one job of a sweep,
+    which goes on."""
+    from lrrun.config.overrides import finished_run
     from lrrun.logs.console import print_error
     from lrrun.logs.csv_log import write_status
 
     print_error(str(exc))
-    write_status(out, "failed", message=str(exc))
+    if not finished_run(out):
+        write_status(out, "failed", message=str(exc))
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         raise SystemExit(EXIT_USER_ERROR) from None
 
 
 def precheck(args: list[str], extra_roots: tuple[str, ...] = ()) -> None:
-    """Checks that must run before Hydra composes (typos, run dir); exit 2 on failure."""
+    """Checks that must run before Hydra composes (typos, run dir); exit 2 on failure. Also
+    makes the current directory importable, so a ``_target_`` in the user's own package
+    beside their configs (mypkg/net.py) works without installing it, as torchtune does."""
     from lrrun.config.overrides import check_output_location, check_overrides
 
+    user_code_importable()
     try:
         check_overrides(args, extra_roots)
         check_output_location(args)
@@ -46,3 +52,17 @@ def precheck(args: list[str], extra_roots: tuple[str, ...] = ()) -> None:
 
         print_error(str(exc))
         raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def user_code_importable() -> None:
+    """The current directory first on the import path, for this process and for the
+    processes a launcher starts (joblib, submitit) through PYTHONPATH."""
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if cwd not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([cwd, *filter(None, paths)])

@@ -214,3 +214,37 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()  # nothing ran
     after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     assert after == before  # nothing overwritten
+
+
+CROP_FLIP = ["augment=crop_flip", "dataset.transforms.train.0.size=8",
+             "dataset.transforms.train.0.padding=2"]  # fmt: skip
+JITTER = [
+    "dataset.transforms.train=[{_target_:torchvision.transforms.v2.ColorJitter,brightness:0.4}]"
+]
+
+
+@pytest.mark.parametrize(
+    ("augment", "path"), [(CROP_FLIP, "tensor"), (JITTER, "loader")], ids=["batched", "per-sample"]
+)
+def test_resume_is_exact_with_your_data_and_augmentation(
+    compose_cfg, tmp_path: Path, augment: list[str], path: str
+) -> None:
+    """An image folder, a user's model, and augmentation drawn on the device (tensor path) or
+    per sample (loader path): 2 epochs resumed to 4 equal 4."""
+    from tests.sources import write_folder
+
+    root = write_folder(tmp_path / "img", classes=3, per_class=16, size=8)
+    args = ["dataset=image_folder", f"dataset.root={root}", "dataset.val_split=6",
+            "model=custom", "model._target_=tests.sources.TinyNet", "optimizer.lr=0.05",
+            "trainer.batch_size=8", f"trainer.data_path={path}", *augment]  # fmt: skip
+    run(compose_cfg(*args, "trainer.epochs=4", tiny=False), tmp_path / "full")
+    run(compose_cfg(*args, "trainer.epochs=2", tiny=False), tmp_path / "part")
+    status = json.loads((tmp_path / "part" / "status.json").read_text())
+    run(compose_cfg(*args, "trainer.epochs=4", f"trainer.resume={tmp_path / 'part'}", tiny=False),
+        tmp_path / "elsewhere")  # fmt: skip
+    assert read_csv(tmp_path / "part" / "steps.csv") == read_csv(tmp_path / "full" / "steps.csv")
+    full, part = (read_csv(tmp_path / d / "metrics.csv") for d in ("full", "part"))
+    assert without_time(part) == without_time(full)
+    assert status["data"]["train"] == 42 and len(read_csv(tmp_path / "full" / "steps.csv")) == 4 * 6
+    header = (tmp_path / "full" / "status.json").read_text()
+    assert json.loads(header)["data"]["model_args"] == {"num_classes": 3, "in_channels": 3}
