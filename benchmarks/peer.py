@@ -72,7 +72,7 @@ def plain(model_name: str, epochs: int, device: torch.device, data_root: str) ->
         model = ExamplesNet()
         data = load_data(_dataset_cfg(data_root))  # the same measured constants lrrun uses
         transform = transforms.Compose(
-            [transforms.ToTensor(), transforms.Normalize((data.mean,), (data.std,))]
+            [transforms.ToTensor(), transforms.Normalize(data.mean, data.std)]
         )
     model = model.to(device)
     cuda = device.type == "cuda"
@@ -122,6 +122,7 @@ def lrrun(model_name: str, epochs: int, device: torch.device, data_root: str, pr
     overrides = [
         "dataset=fashion_mnist",
         f"dataset.root={data_root}",
+        "dataset.val_split=0",  # the tutorial trains on all 60,000 and evaluates on the test set
         # the plain MLP loop feeds ToTensor() pixels in [0, 1]; the CNN loop normalises
         f"dataset.normalize={model_name != 'feedforward'}",
         f"model={model_name}",
@@ -151,8 +152,12 @@ def lrrun(model_name: str, epochs: int, device: torch.device, data_root: str, pr
     }
 
 
-def _dataset_cfg(root: str) -> dict:
-    return {"name": "fashion_mnist", "root": root, "system_dir": SYSTEM_DIR, "download": False}
+def _dataset_cfg(root: str):
+    """FashionMNIST as both loops train on it: all 60,000 (no val split held out)."""
+    from lrrun.config.dataset import read_dataset
+
+    return read_dataset({"source": "idx", "name": "fashion_mnist", "root": root,
+                         "system_dir": str(SYSTEM_DIR), "download": False, "val_split": 0})  # fmt: skip
 
 
 def worker(args: argparse.Namespace) -> None:

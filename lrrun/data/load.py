@@ -87,7 +87,8 @@ def _load(spec: DataSpec, loaded: Loaded, memory: bool, measure: bool = True) ->
     val, test = (_pre_applied(s, eval_steps) if s else None for s in (val, test))
     mean, std = (), ()
     if spec.normalize and not loaded.normalised and measure:
-        mean, std = channel_stats(_stats_sample(train, spec.split_seed))
+        sampled = not loaded.train.in_memory  # a per-sample source, whichever path reads it
+        mean, std = channel_stats(_stats_sample(train, spec.split_seed, sampled))
     augment = build(spec.train_transforms, "train")
     shape = _input_shape(train, val, augment, eval_steps)
     return Data(
@@ -115,14 +116,18 @@ def _pre_applied(split: Split, steps: list) -> Split:
     return Split(torch.stack([apply(steps, x) for x in split.images]), split.labels)
 
 
-def _stats_sample(train: Split, seed: int) -> torch.Tensor:
-    """The train samples normalisation is measured on: all of them in memory, else a seeded
-    sample of STATS_SAMPLES, decoded."""
-    if train.in_memory:
+def _stats_sample(train: Split, seed: int, sampled: bool) -> torch.Tensor:
+    """The train samples normalisation is measured on: all of an array source's; for a
+    per-sample source (files, other datasets) a seeded sample of STATS_SAMPLES, the same
+    whether the split was decoded into memory or not, so both data paths normalise alike."""
+    if not sampled:
         return train.images
     n = len(train)
     index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:STATS_SAMPLES]
-    return torch.stack([torch.as_tensor(train.items[i][0]) for i in index.sort().values.tolist()])
+    index = index.sort().values
+    if train.in_memory:
+        return train.images[index]
+    return torch.stack([torch.as_tensor(train.items[i][0]) for i in index.tolist()])
 
 
 def _input_shape(train: Split, val: Split, train_steps: list, eval_steps: list) -> tuple[int, ...]:

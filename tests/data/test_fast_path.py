@@ -231,3 +231,23 @@ def test_compile_gives_the_same_losses(compose_cfg, tmp_path: Path) -> None:
     for a, b in zip(eager, compiled, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["lr"] == b["lr"]
+
+
+def test_an_image_folder_trains_alike_on_both_paths(compose_cfg, tmp_path: Path) -> None:
+    """Decoded once into memory (tensor path) or read from the files in 2 workers (loader
+    path): the same samples, in the same order, normalised alike, train to the same losses."""
+    from tests.sources import write_folder
+
+    root = write_folder(tmp_path / "img", classes=3, per_class=24, size=8)
+    runs = {}
+    for path, workers in (("tensor", 0), ("loader", 2)):
+        cfg = compose_cfg("dataset=image_folder", f"dataset.root={root}", "dataset.val_split=12",
+                          "model=custom", "model._target_=tests.sources.TinyNet",
+                          f"trainer.data_path={path}", f"trainer.num_workers={workers}",
+                          "trainer.epochs=2", "trainer.batch_size=16", tiny=False)  # fmt: skip
+        run(cfg, tmp_path / path)
+        runs[path] = read_csv(tmp_path / path / "steps.csv")
+    assert [r["lr"] for r in runs["tensor"]] == [r["lr"] for r in runs["loader"]]
+    torch.testing.assert_close(torch.tensor([float(r["loss"]) for r in runs["tensor"]]),
+                               torch.tensor([float(r["loss"]) for r in runs["loader"]]),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip

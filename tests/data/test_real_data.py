@@ -56,3 +56,29 @@ def test_fashion_mnist_net_one_epoch_on_real_data(tmp_path: Path) -> None:
     assert "FashionMNISTNet, 1,199,882 parameters" in proc.stdout
     (row,) = read_csv(tmp_path / "run" / "metrics.csv")
     assert float(row["val_acc"]) > 0.8
+
+
+def test_fashion_mnist_as_png_folders_trains_like_the_idx_files(tmp_path: Path) -> None:
+    """The same 70,000 images as PNG class folders (image_folder) and as IDX files, the same
+    seed and the same size of held-out val split: the same accuracy to within noise (the
+    folder lists the images by class, so the held-out samples and batches differ)."""
+    from benchmarks.fashion_png import export
+
+    root = export(REPO_DATA / "fashion-png", REPO_DATA)
+    common = ["model=feedforward", "trainer.epochs=2", "trainer.device=cpu", "dataset.val_split=5000",
+              "trainer.progress=false", "trainer.plot=false"]  # fmt: skip
+    sources = {"idx": ["dataset=fashion_mnist", f"dataset.root={REPO_DATA}"],
+               "png": ["dataset=image_folder", f"dataset.root={root}"]}  # fmt: skip
+    acc = {}
+    for name, source in sources.items():
+        proc = run_cli([*source, *common, f"hydra.run.dir={name}"], tmp_path, timeout=900)
+        assert_ok(proc)
+        assert "55,000 train / 5,000 val / 10,000 test, 10 classes" in " ".join(proc.stdout.split())
+        rows = read_csv(tmp_path / name / "metrics.csv")
+        (tested,) = [r for r in rows if r["test_acc"]]
+        acc[name] = {"val_acc": float(rows[-1]["val_acc"]), "test_acc": float(tested["test_acc"])}
+        assert len(read_csv(tmp_path / name / "steps.csv")) == 2 * 860
+    for key in ("val_acc", "test_acc"):
+        idx, png = acc["idx"][key], acc["png"][key]
+        assert idx > 0.82 and png > 0.82
+        assert abs(idx - png) < 0.015, (key, idx, png)

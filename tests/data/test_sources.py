@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import lrrun.data.load
 import lrrun.data.memory
 from lrrun.config.dataset import read_dataset
 from lrrun.data.load import _CACHE, load_data
@@ -196,3 +197,15 @@ def test_a_users_callable(with_val: bool) -> None:
 def test_a_callable_that_goes_wrong(target: str, message: str) -> None:
     with pytest.raises(DataError, match=message):
         load(source="callable", _target_=target, val_split=0.5)
+
+
+def test_both_paths_normalise_a_folder_alike(tmp_path: Path, monkeypatch) -> None:
+    """Per-sample sources are measured on a seeded sample, decoded into memory or not."""
+    monkeypatch.setattr(lrrun.data.load, "STATS_SAMPLES", 20)
+    root = write_folder(tmp_path / "img", classes=3, per_class=30, size=8)
+    spec = read_dataset({"source": "image_folder", "root": str(root), "val_split": 10})
+    _CACHE.clear()
+    memory, files = load_data(spec, memory=True), load_data(spec, memory=False)
+    assert memory.train.in_memory and not files.train.in_memory
+    assert (memory.mean, memory.std) == (files.mean, files.std)
+    assert torch.equal(memory.val.labels, files.val.labels)  # the same held-out samples
