@@ -71,8 +71,8 @@ def test_console_plain_output(tmp_path: Path) -> None:
     assert "cpu (data_path=tensor, precision=fp32" in device
     assert "malloc keeps freed memory" in device  # lrrun.train.allocator on glibc's Linux
     header = next(line for line in out.splitlines() if line.strip().startswith("epoch"))
-    assert header.split() == [
-        "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"
+    assert header.split() == [  # top-5 accuracy: the data has more than 5 classes
+        "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "epoch_time_s"
     ]  # fmt: skip
     rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
     metrics = read_csv(tmp_path / "run" / "metrics.csv")

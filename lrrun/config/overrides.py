@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from lrrun.config.location import config_dir
 from lrrun.errors import ConfigError
 
-GROUPS = ("dataset", "augment", "model", "optimizer", "scheduler", "trainer")
+GROUPS = ("dataset", "augment", "model", "loss", "mix", "optimizer", "scheduler", "trainer")
 
 
 def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:

@@ -78,6 +78,10 @@ TRAINER_RULES: dict[str, Rule] = {
     "eval_batch_size": (lambda v: v == "auto" or INT_GE1[0](v), "auto or an integer >= 1"),
     "device": STRING,
     "seed": INT,
+    "accumulate": INT_GE1,
+    "clip_grad_norm": (lambda v: v is None or POSITIVE[0](v), "a number > 0, or null (off)"),
+    "clip_grad_value": (lambda v: v is None or POSITIVE[0](v), "a number > 0, or null (off)"),
+    "log_grad_norm": BOOL,
     "num_workers": INT_GE0,
     "pin_memory": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
     "persistent_workers": BOOL,
@@ -147,6 +151,11 @@ MODEL_RULES: dict[str, Rule] = {
     "dropout1": UNIT_HALF_OPEN,
     "dropout2": UNIT_HALF_OPEN,
 }
+LOSS_RULES: dict[str, Rule] = {"label_smoothing": UNIT_HALF_OPEN}
+MIX_RULES: dict[str, Rule] = {
+    "alpha": POSITIVE,
+    "off_epoch": (lambda v: v is None or INT_GE1[0](v), "an integer >= 1, or null (always)"),
+}
 OPTIMIZER_RULES: dict[str, Rule] = {
     "lr": POSITIVE,
     "momentum": UNIT_HALF_OPEN,
@@ -158,6 +167,9 @@ OPTIMIZER_RULES: dict[str, Rule] = {
     "amsgrad": BOOL,
     "alpha": UNIT_CLOSED,
     "centered": BOOL,
+    "warmup_steps": INT_GE0,
+    "r": NON_NEGATIVE,
+    "weight_lr_power": NON_NEGATIVE,
 }
 SCHEDULER_RULES: dict[str, Rule] = {
     "interval": choice(*INTERVALS),

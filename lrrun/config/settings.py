@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from lrrun.config import param_groups
 from lrrun.config.checks import check_known, check_node
 from lrrun.config.dataset import DataSpec, read_dataset
-from lrrun.config.rules import MODEL_RULES, OPTIMIZER_RULES, TRAINER_RULES
+from lrrun.config.rules import LOSS_RULES, MIX_RULES, MODEL_RULES, OPTIMIZER_RULES, TRAINER_RULES
 from lrrun.config.scheduler import check_scheduler
 from lrrun.errors import ConfigError
 
@@ -41,6 +41,10 @@ class TrainerSettings:
     eval_batch_size: int | str = "auto"
     device: str = "auto"
     seed: int = 42
+    accumulate: int = 1
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
+    log_grad_norm: bool = False
     progress: bool = True
     plot: bool = True
     data_path: str = "auto"
@@ -73,6 +77,8 @@ class Settings:
     optimizer: dict[str, Any]
     param_groups: list[dict[str, Any]]
     scheduler: dict[str, Any]
+    loss: dict[str, Any]  # the training loss node (conf/loss)
+    mix: dict[str, Any]  # MixUp / CutMix node ({} for none; conf/mix)
     plain: dict[str, Any]  # the whole resolved config: the checkpoint's plan, the trackers
     choices: dict[str, str] = field(default_factory=dict)  # Hydra's group choices (header)
 
@@ -94,7 +100,24 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     optimizer = dict(plain["optimizer"])
     check_node("optimizer", optimizer, OPTIMIZER_RULES)
     groups = param_groups.check(optimizer.pop(param_groups.KEY, None))
+    if str(optimizer.get("_target_", "")).startswith("schedulefree."):
+        import importlib.util
+
+        if importlib.util.find_spec("schedulefree") is None:
+            raise ConfigError(
+                f"optimizer._target_={optimizer['_target_']} needs the schedulefree package. "
+                "Install it with: pip install 'lrrun[schedulefree]'"
+            )
     check_scheduler(plain["scheduler"])
+    loss = plain.get("loss") or {"_target_": "torch.nn.CrossEntropyLoss"}
+    check_node("loss", loss, LOSS_RULES)
+    mix = plain.get("mix") or {}
+    check_node("mix", mix, MIX_RULES)
+    if trainer.get("clip_grad_norm") is not None and trainer.get("clip_grad_value") is not None:
+        raise ConfigError(
+            f"trainer.clip_grad_norm={trainer['clip_grad_norm']} and trainer.clip_grad_value="
+            f"{trainer['clip_grad_value']} are both set: clip one way. Set the other to null."
+        )
     return Settings(
         trainer=dataclasses.replace(TrainerSettings(), **trainer),
         dataset=dataset,
@@ -102,6 +125,8 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
         optimizer=optimizer,
         param_groups=groups,
         scheduler=plain["scheduler"],
+        loss=loss,
+        mix=mix,
         plain=plain,
         choices={str(k): str(v) for k, v in (choices or {}).items() if v is not None},
     )

@@ -29,6 +29,8 @@ _FORMATS = {
     "val_acc": ("{:>9.4f}", 9),
     "test_loss": ("{:>10.4f}", 10),
     "test_acc": ("{:>9.4f}", 9),
+    "val_top5": ("{:>9.4f}", 9),
+    "test_top5": ("{:>9.4f}", 9),
     "epoch_time_s": ("{:>12.2f}", 12),
 }
 _LR_FORMAT = ("{:>11.4e}", 11)  # scientific: 1e-4 must never print as 0.000

@@ -1,14 +1,18 @@
 """The run's two CSVs. Every row is flushed as written, so a crash or Ctrl-C loses nothing
 that was logged.
 
-metrics.csv: epoch, lr[, lr_1, ...], train_loss, train_acc, val_loss, val_acc, test_loss,
-             test_acc, epoch_time_s (test_*: empty but for the epoch the test split was
-             evaluated for, or every epoch with trainer.test_every_epoch)
-steps.csv:   epoch, step, lr[, lr_1, ...][, momentum], loss
+metrics.csv: epoch, lr[, lr_1, ...], train_loss, train_acc, val_loss, val_acc[, val_top5],
+             test_loss, test_acc[, test_top5], epoch_time_s (test_*: empty but for the epoch
+             the test split was evaluated for, or every epoch with trainer.test_every_epoch;
+             *_top5 when the data has more than 5 classes)
+steps.csv:   epoch, step, lr[, lr_1, ...][, momentum], loss[, grad_norm]
 
 ``lr_1``, ``lr_2``, ...: the lrs of optimizer.param_groups (lrrun.config.param_groups).
 ``momentum``: only when the schedule cycles it (one_cycle / cyclic with cycle_momentum);
 group 0's momentum, or beta1 for Adam-style optimizers, at that optimizer step.
+``loss``: the step's loss (with trainer.accumulate: the mean over its batches).
+``grad_norm``: the gradients' total 2-norm before clipping (when clipping, or with
+trainer.log_grad_norm).
 """
 
 from __future__ import annotations
@@ -42,22 +46,16 @@ def lr_labels(group_names: list[str]) -> dict[str, str]:
     }
 
 
-def metrics_columns(n_groups: int) -> list[str]:
-    return [
-        "epoch",
-        *lr_columns(n_groups),
-        "train_loss",
-        "train_acc",
-        "val_loss",
-        "val_acc",
-        "test_loss",
-        "test_acc",
-        "epoch_time_s",
-    ]
+def metrics_columns(n_groups: int, top5: bool = False) -> list[str]:
+    """``*_top5``: top-5 accuracy, when the data has more than 5 classes."""
+    evaluated = [f"{split}_{m}" for split in ("val", "test")
+                 for m in ("loss", "acc", *(["top5"] if top5 else []))]  # fmt: skip
+    return ["epoch", *lr_columns(n_groups), "train_loss", "train_acc", *evaluated, "epoch_time_s"]
 
 
-def steps_columns(n_groups: int, momentum: bool = False) -> list[str]:
-    return ["epoch", "step", *lr_columns(n_groups), *(["momentum"] if momentum else []), "loss"]
+def steps_columns(n_groups: int, momentum: bool = False, grad_norm: bool = False) -> list[str]:
+    return ["epoch", "step", *lr_columns(n_groups), *(["momentum"] if momentum else []), "loss",
+            *(["grad_norm"] if grad_norm else [])]  # fmt: skip
 
 
 def parse_row(row: dict[str, str]) -> dict[str, Any]:
@@ -121,9 +119,9 @@ class CSVLog:
 class StepRecorder:
     """Collect one row per optimizer step; write them when the epoch ends.
 
-    The lr is a host float; the loss stays a device tensor until ``flush()``, so logging
-    every step costs no host sync (one ``tolist()`` per epoch). ``flush()`` also runs when
-    a run fails or is interrupted, so every step taken is on disk.
+    The lr is a host float; the loss (and the gradient norm) stay device tensors until
+    ``flush()``, so logging every step costs no host sync (one ``tolist()`` per epoch).
+    ``flush()`` also runs when a run fails or is interrupted, so every step taken is on disk.
     """
 
     def __init__(
@@ -131,7 +129,9 @@ class StepRecorder:
     ) -> None:
         """``on_flush``: also handed each batch of rows written (lrrun.logs.trackers)."""
         self.log, self.on_flush = log, on_flush
-        self._pending: list[tuple[int, int, list[float], torch.Tensor]] = []
+        self.grad_norm = "grad_norm" in log.columns
+        self.names = log.columns[2 : log.columns.index("loss")]  # the lr columns [, momentum]
+        self._pending: list[tuple[int, int, list[float], list[torch.Tensor]]] = []
 
     def record(
         self,
@@ -140,9 +140,15 @@ class StepRecorder:
         lrs: list[float],
         loss: torch.Tensor,
         momentum: float | None = None,
+        grad_norm: torch.Tensor | None = None,
     ) -> None:
         values = lrs if momentum is None else [*lrs, momentum]
-        self._pending.append((epoch, step, values, loss.detach()))
+        tensors = [loss.detach()]
+        if self.grad_norm:
+            tensors.append(
+                grad_norm.detach() if grad_norm is not None else loss.new_tensor(float("nan"))
+            )
+        self._pending.append((epoch, step, values, tensors))
 
     def flush(self) -> list[dict[str, Any]]:
         """Write the pending rows; return them (losses as floats)."""
@@ -150,12 +156,15 @@ class StepRecorder:
             return []
         import torch
 
-        losses = torch.stack([p[3] for p in self._pending]).float().tolist()
-        names = self.log.columns[2:-1]  # the lr columns [, momentum]
-        rows = [
-            {"epoch": epoch, "step": step, **dict(zip(names, values, strict=True)), "loss": loss}
-            for (epoch, step, values, _), loss in zip(self._pending, losses, strict=True)
-        ]
+        read = torch.stack([t.float() for p in self._pending for t in p[3]]).tolist()
+        width = 2 if self.grad_norm else 1
+        rows = []
+        for i, (epoch, step, values, _) in enumerate(self._pending):
+            row = {"epoch": epoch, "step": step, **dict(zip(self.names, values, strict=True)),
+                   "loss": read[i * width]}  # fmt: skip
+            if self.grad_norm:
+                row["grad_norm"] = read[i * width + 1]
+            rows.append(row)
         self._pending.clear()
         self.log.write_many(rows)
         if self.on_flush is not None:

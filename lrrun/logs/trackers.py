@@ -5,10 +5,11 @@ keep their runs there. Both get, behind one small interface (like torchtune's Me
 
 - the resolved config, flattened (``scheduler.gamma``), as params / hparams;
 - per optimizer step, at the global step: ``lr`` (group 0), ``lr_<name>`` (each other param
-  group), ``momentum`` (when steps.csv has it) and ``train/loss``;
+  group), ``momentum`` and ``grad_norm`` (when steps.csv has them) and ``train/loss``;
 - per epoch, at the epoch's last step (Lightning's convention): ``train/acc``, ``val/loss``,
-  ``val/acc``, ``epoch_time_s`` and ``epoch`` (and ``test/loss``, ``test/acc``: at the
-  chosen epoch's step when the run ends, or every epoch with trainer.test_every_epoch).
+  ``val/acc`` (``val/top5``), ``epoch_time_s`` and ``epoch`` (and ``test/loss``,
+  ``test/acc``, ``test/top5``: at the chosen epoch's step when the run ends, or every epoch
+  with trainer.test_every_epoch).
 
 They are written when an epoch's rows are (steps.csv's values, no extra host sync). A resumed
 run continues where it stopped: TensorBoard purges the steps after the checkpoint (events of a
@@ -52,7 +53,7 @@ def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def step_points(rows: Sequence[dict[str, Any]], group_names: Sequence[str]) -> list[Point]:
     """steps.csv rows as tracker points: lr, lr_<group name>, momentum, train/loss."""
-    keys = {"lr": "lr", "momentum": "momentum", "loss": "train/loss"}
+    keys = {"lr": "lr", "momentum": "momentum", "loss": "train/loss", "grad_norm": "grad_norm"}
     keys |= {f"lr_{i}": f"lr_{name}" for i, name in enumerate(group_names) if i > 0}
     return [(r["step"], {keys[k]: v for k, v in r.items() if k in keys}) for r in rows]
 
@@ -60,8 +61,8 @@ def step_points(rows: Sequence[dict[str, Any]], group_names: Sequence[str]) -> l
 def epoch_point(row: dict[str, Any], step: int) -> Point:
     """A metrics.csv row at its epoch's last global step (test/* when it has them)."""
     keys = {"train_acc": "train/acc", "val_loss": "val/loss", "val_acc": "val/acc",
-            "test_loss": "test/loss", "test_acc": "test/acc",
-            "epoch_time_s": "epoch_time_s", "epoch": "epoch"}  # fmt: skip
+            "val_top5": "val/top5", "test_loss": "test/loss", "test_acc": "test/acc",
+            "test_top5": "test/top5", "epoch_time_s": "epoch_time_s", "epoch": "epoch"}  # fmt: skip
     return step, {name: float(row[k]) for k, name in keys.items() if row.get(k) is not None}
 
 
@@ -99,7 +100,8 @@ class Trackers:
     def test(self, tested: dict[str, Any], step: int) -> None:
         """The chosen epoch's test result (lrrun.train.final_test), at that epoch's step."""
         if self.trackers:
-            self._submit([(step, {"test/loss": tested["loss"], "test/acc": tested["acc"]})])
+            keys = {"loss": "test/loss", "acc": "test/acc", "top5": "test/top5"}
+            self._submit([(step, {name: tested[k] for k, name in keys.items() if k in tested})])
 
     def _submit(self, points: list[Point]) -> None:
         self._settle(wait=False)

@@ -75,6 +75,12 @@ def build_scheduler(
     interval = plain.get("interval", "epoch")
     monitor = plain.get("monitor")
     warmup = warmup_from_config(plain.get("warmup"), steps_per_epoch)
+    if "_target_" in plain and "train_mode" in optimizer.param_groups[0]:
+        raise ConfigError(
+            f"optimizer {type(optimizer).__name__} is schedule-free: it replaces the schedule, "
+            f"and scheduler._target_={plain['_target_']} would fight it. Use scheduler=none "
+            "(for a warm-up: optimizer.warmup_steps=N, its own)."
+        )
     if "_target_" not in plain:
         return Stepping(None, interval, None, "none", {}, warmup)
     cls = _scheduler_class(plain["_target_"], "scheduler._target_")

@@ -1,10 +1,12 @@
 """``lrrun-find-lr``: the LR range test (Smith 2017, "Cyclical Learning Rates").
 
-From a freshly built model and optimizer (the configured ones), the lr grows from
-``min_lr`` to ``max_lr`` over ``steps`` optimizer steps, geometrically (``mode=exp``) or
-linearly (with optimizer.param_groups: group 0's lr; the others keep their ratio to it).
-The recorded lr is read from the optimizer before each step, as in training. The loss is smoothed by a bias-corrected EMA; the test stops
-early once it exceeds ``diverge`` x its minimum (or is not finite).
+From a freshly built model and optimizer (the configured ones, with the configured recipe:
+accumulation, clipping, loss, mixing), the lr grows from ``min_lr`` to ``max_lr`` over
+``steps`` optimizer steps (of trainer.accumulate batches each), geometrically (``mode=exp``)
+or linearly (with optimizer.param_groups: group 0's lr; the others keep their ratio to it).
+The recorded lr is read from the optimizer before each step, as in training. The loss is
+smoothed by a bias-corrected EMA; the test stops early once it exceeds ``diverge`` x its
+minimum (or is not finite).
 
 Suggestions: ``steepest`` (where the smoothed loss falls fastest per log-lr), ``min_loss/10``
 (the lr of the lowest smoothed loss, divided by 10); for one_cycle_lr max_lr = min_loss/10,
@@ -63,13 +65,14 @@ def options(settings: Settings) -> dict[str, Any]:
 def range_test(settings: Settings, opts: dict[str, Any]) -> list[dict[str, float]]:
     """Rows of step, lr, loss, smoothed loss, until max_lr or divergence."""
     import torch
-    import torch.nn.functional as F
 
     from lrrun.schedule.build import current_lrs
     from lrrun.train.allocator import keep_freed_memory
     from lrrun.train.assembly import assemble
     from lrrun.train.devices import resolve_device
+    from lrrun.train.loop import groups, step_group
     from lrrun.train.parts import precision_context
+    from lrrun.train.recipe import set_mode, used_lrs
 
     trainer = settings.trainer
     torch.manual_seed(trainer.seed)
@@ -77,7 +80,7 @@ def range_test(settings: Settings, opts: dict[str, Any]) -> list[dict[str, float
     keep_freed_memory(device.type)
     autocast = precision_context(trainer.precision, device)
     parts = assemble(settings, device)  # as training starts: fresh model, same data path
-    model, optimizer, batches = parts.model, parts.optimizer, parts.train
+    model, optimizer, batches, recipe = parts.model, parts.optimizer, parts.train, parts.recipe
 
     def endless():
         epoch = 0
@@ -89,18 +92,19 @@ def range_test(settings: Settings, opts: dict[str, Any]) -> list[dict[str, float
     rows: list[dict[str, float]] = []
     avg, best = 0.0, math.inf
     model.train()
+    set_mode(optimizer, train=True)
     # optimizer.param_groups: the test sweeps group 0's lr; the others keep their ratio to it
     ratios = [g["lr"] / optimizer.param_groups[0]["lr"] for g in optimizer.param_groups]
-    for i, (images, targets) in zip(range(opts["steps"]), endless(), strict=False):
+    # one step per group of trainer.accumulate batches, made as training makes it
+    steps = groups(endless(), recipe.accumulate)
+    for i, group in zip(range(opts["steps"]), steps, strict=False):
         lr = lr_at(i, opts["steps"], opts["min_lr"], opts["max_lr"], opts["mode"])
-        for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
-            group["lr"] = lr * ratio
-        used = current_lrs(optimizer)[0]  # what this step uses, read as training reads it
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            loss = F.cross_entropy(model(images), targets)
-        loss.backward()
+        for param_group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+            param_group["lr"] = lr * ratio
+        read = current_lrs(optimizer)  # what this step uses, read as training reads it
+        loss, _ = step_group(model, group, optimizer, recipe, autocast, epoch=1)
         optimizer.step()
+        used = used_lrs(optimizer, read)[0]
         value = loss.item()  # a range test stops on the loss: it must read it every step
         avg = opts["smooth"] * avg + (1 - opts["smooth"]) * value
         smoothed = avg / (1 - opts["smooth"] ** (i + 1))

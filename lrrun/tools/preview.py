@@ -37,14 +37,17 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     from lrrun.models.adapt import facts_of
     from lrrun.schedule.build import build_scheduler, current_lrs, current_momentum
     from lrrun.schedule.events import EventWatcher
+    from lrrun.schedule.warmup import warmed_up
     from lrrun.train.loop import step_after_batch, step_after_epoch
     from lrrun.train.parts import build_model, build_optimizer
+    from lrrun.train.recipe import schedule_free, used_lrs
 
     settings = cfg if isinstance(cfg, Settings) else read(cfg)
     trainer = settings.trainer
     epochs = trainer.epochs
     data = describe(settings.dataset)  # sizes and facts; nothing decoded
-    spe = batches_per_epoch(len(data.train), trainer.batch_size)
+    batches = batches_per_epoch(len(data.train), trainer.batch_size)
+    spe = -(-batches // trainer.accumulate)  # optimizer steps: ceil(batches / accumulate)
     torch.manual_seed(trainer.seed)
     model, _ = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
@@ -53,8 +56,14 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     preview = settings.plain.get("preview") or {}
     trace = _metric_trace(preview, stepping.monitor, epochs) if stepping.monitor else None
     # No gradients exist, so optimizer.step() changes nothing; calling it once tells torch
-    # the optimizer has stepped (the scheduler would warn otherwise).
-    optimizer.step()
+    # the optimizer has stepped (the scheduler would warn otherwise). A schedule-free
+    # optimizer (no scheduler) is stepped at every step instead: its step scales the lr by
+    # its own warm-up, and the loop logs the lr it used.
+    free = schedule_free(optimizer)
+    if free:
+        optimizer.train()  # type: ignore[attr-defined]
+    else:
+        optimizer.step()
     names = lr_columns(len(optimizer.param_groups))
 
     def momentum() -> dict[str, float]:  # logged as steps.csv logs it
@@ -68,6 +77,10 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
             if stepping.per_batch:  # otherwise nothing moves the lr inside an epoch
                 scheduled, moment = current_lrs(optimizer), momentum()
             lrs = stepping.warmup.lrs(scheduled, step)  # as loop.train_one_epoch applies it
+            if free:
+                with warmed_up(optimizer, stepping.warmup.factor(step)):
+                    optimizer.step()
+                lrs = used_lrs(optimizer, lrs)
             rows.append({"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True)),
                          **moment})  # fmt: skip
             step_after_batch(stepping, epoch, step)

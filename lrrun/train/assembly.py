@@ -17,6 +17,7 @@ from lrrun.data.batches import Batches, make_batches, probe_batch
 from lrrun.data.load import load_data
 from lrrun.models.adapt import facts_of, probe
 from lrrun.train.parts import build_model, build_optimizer, memory_format_for
+from lrrun.train.recipe import Recipe, build_recipe
 
 # trainer.data_path -> load_data's memory: decode per-sample sources into memory or not
 MEMORY = {"tensor": True, "loader": False, "auto": None}
@@ -33,6 +34,17 @@ class Parts:
     val: Batches
     test: Batches | None
     data_path: str  # tensor or loader
+    recipe: Recipe  # how a step is made (accumulation, clipping, loss, mixing)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch: ceil(batches / trainer.accumulate)."""
+        return self.recipe.steps_per_epoch(len(self.train))
+
+    @property
+    def top5(self) -> bool:
+        """metrics.csv has top-5 accuracy columns when the data has more than 5 classes."""
+        return self.data.num_classes > 5
 
 
 def assemble(settings: Settings, device: torch.device) -> Parts:
@@ -50,4 +62,6 @@ def assemble(settings: Settings, device: torch.device) -> Parts:
         trainer.data_path, trainer.num_workers, memory_format, trainer.pin_memory,
         trainer.persistent_workers,
     )  # fmt: skip
-    return Parts(data, model, model_args, memory_format, optimizer, train, val, test, data_path)
+    recipe = build_recipe(settings, data.num_classes, device)
+    return Parts(data, model, model_args, memory_format, optimizer, train, val, test, data_path,
+                 recipe)  # fmt: skip

@@ -19,7 +19,8 @@ from torch import nn
 from lrrun.data.batches import Batches
 from lrrun.files import atomic_write
 from lrrun.train import checkpoint
-from lrrun.train.loop import Autocast, evaluate
+from lrrun.train.measure import evaluate
+from lrrun.train.recipe import Autocast
 
 
 def test_selected(
@@ -30,6 +31,7 @@ def test_selected(
     run_dir: Path,
     last_epoch: int,
     save_best: bool,
+    top5: bool = False,
 ) -> dict[str, Any]:
     """Load the selected epoch's weights into ``model`` and evaluate ``forward`` (the model,
     or its compiled form) on the test split."""
@@ -40,8 +42,9 @@ def test_selected(
         epoch, chosen_by = int(state["epoch"]), "best val_acc"
     else:
         epoch, chosen_by = last_epoch, "last epoch (trainer.save_best=false: no best.pt)"
-    loss, acc = evaluate(forward, batches, autocast)
-    return {"epoch": epoch, "loss": loss, "acc": acc, "chosen_by": chosen_by}
+    loss, acc, *top = evaluate(forward, batches, autocast, top5)
+    return {"epoch": epoch, "loss": loss, "acc": acc, **({"top5": top[0]} if top else {}),
+            "chosen_by": chosen_by}  # fmt: skip
 
 
 def write_into_metrics(run_dir: Path, tested: dict[str, Any]) -> None:
@@ -53,8 +56,9 @@ def write_into_metrics(run_dir: Path, tested: dict[str, Any]) -> None:
         columns, rows = list(reader.fieldnames or []), list(reader)
     for row in rows:
         mine = row["epoch"] == str(tested["epoch"])
-        row["test_loss"] = repr(tested["loss"]) if mine else ""
-        row["test_acc"] = repr(tested["acc"]) if mine else ""
+        for key in ("loss", "acc", "top5"):
+            if f"test_{key}" in row:
+                row[f"test_{key}"] = repr(tested[key]) if mine and key in tested else ""
     with atomic_write(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -62,7 +66,8 @@ def write_into_metrics(run_dir: Path, tested: dict[str, Any]) -> None:
 
 
 def line(tested: dict[str, Any]) -> str:
+    top5 = f", top-5 {tested['top5']:.4f}" if "top5" in tested else ""
     return (
-        f"test loss {tested['loss']:.4f}, acc {tested['acc']:.4f} (epoch {tested['epoch']}, "
-        f"the {tested['chosen_by']}; reported, not used to choose)"
+        f"test loss {tested['loss']:.4f}, acc {tested['acc']:.4f}{top5} (epoch "
+        f"{tested['epoch']}, the {tested['chosen_by']}; reported, not used to choose)"
     )

@@ -75,7 +75,29 @@ def header(
         **stepping.warmup.header(),
         "trainer": f"{trainer.epochs} epoch(s) x {steps_per_epoch} steps, batch "
         f"{trainer.batch_size}, seed {trainer.seed}",
+        **_recipe_line(settings, parts),
     }
+
+
+def _recipe_line(settings: Settings, parts: Parts) -> dict[str, str]:
+    """How a step is made, when it is more than one batch's cross-entropy."""
+    t, said = settings.trainer, []
+    if t.accumulate > 1:
+        said.append(f"accumulate {t.accumulate} batches per optimizer step (batch "
+                    f"{t.batch_size * t.accumulate})")  # fmt: skip
+    if t.clip_grad_norm is not None:
+        said.append(f"clip_grad_norm {t.clip_grad_norm}")
+    if t.clip_grad_value is not None:
+        said.append(f"clip_grad_value {t.clip_grad_value}")
+    loss = {k: v for k, v in settings.loss.items() if not k.startswith("_") and v}
+    if loss or settings.loss.get("_target_") != "torch.nn.CrossEntropyLoss":
+        said.append(f"loss {str(settings.loss.get('_target_')).rsplit('.', 1)[-1]}"
+                    + (f" {format_args(loss)}" if loss else ""))  # fmt: skip
+    if parts.recipe.mix is not None:
+        off = settings.mix.get("off_epoch")
+        said.append(f"mix {type(parts.recipe.mix).__name__}"
+                    + (f" until epoch {off - 1}" if off else ""))  # fmt: skip
+    return {"recipe": "; ".join(said)} if said else {}
 
 
 def _data_lines(settings: Settings, parts: Parts) -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 Stepping contract
 -----------------
-For every batch::
+For every group of ``trainer.accumulate`` batches (one batch by default; the epoch's last
+group may be shorter)::
 
-    forward -> loss -> backward
+    for each batch: forward -> loss / (batches in the group) -> backward
+    clip the gradients (trainer.clip_grad_norm / clip_grad_value), keep their norm
     lr *= w(step)                   # warm-up (lrrun.schedule.warmup; w = 1 without one or after it)
     lrs = param_groups' lr          # logged: the lr this optimizer step uses
     momentum = group 0's            # logged too when the schedule cycles it
@@ -20,46 +22,42 @@ After every epoch::
     scheduler.step(row[monitor])    # ReduceLROnPlateau (always per epoch)
 
 So the scheduler is always stepped after the optimizer (torch never warns), its counter
-``last_epoch`` equals the number of completed intervals, and a schedule f(t) gives f(0) for
-the first interval, f(1) for the second, and so on: no off-by-one. The lr is read from
-``optimizer.param_groups`` before the step, never from ``get_lr()`` (which computes the
-*next* value for chainable schedulers) nor from ``get_last_lr()`` after a step.
+``last_epoch`` equals the number of completed intervals (optimizer steps, never batches),
+and a schedule f(t) gives f(0) for the first interval, f(1) for the second, and so on: no
+off-by-one. The lr is read from ``optimizer.param_groups`` before the step, never from
+``get_lr()`` (which computes the *next* value for chainable schedulers) nor from
+``get_last_lr()`` after a step. (A schedule-free optimizer scales its lr inside its step; its
+own record of the lr it used is read right after: lrrun.train.recipe.)
 
 Host syncs
 ----------
-None per step: the lr is a Python float the host already has, the loss stays on the device
-(buffered by the StepRecorder) and so do the loss/accuracy sums. An epoch costs one sync
-when steps.csv and the metrics row are written. (The live progress bar reads the latest
-loss at most four times a second, and only on an interactive terminal.)
+None per step: the lr is a Python float the host already has, the loss and the gradient
+norm stay on the device (buffered by the StepRecorder) and so do the loss/accuracy sums. An
+epoch costs one sync when steps.csv and the metrics row are written. (The live progress bar
+reads the latest loss at most four times a second, and only on an interactive terminal.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lrrun.data.batches import Batches
-from lrrun.errors import Diverged
 from lrrun.logs.csv_log import StepRecorder, lr_columns
 from lrrun.schedule.build import Stepping, current_lrs, current_momentum
 from lrrun.schedule.warmup import warmed_up
+from lrrun.train.measure import Sums, check_finite, evaluated
+from lrrun.train.recipe import Autocast, Recipe, no_autocast, set_mode, used_lrs
 
-Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 OnStep = Callable[[int, list[float], torch.Tensor], None]
-
-
-def no_autocast() -> contextlib.AbstractContextManager[Any]:
-    return contextlib.nullcontext()
+PLAIN = Recipe()
 
 
 @dataclass
@@ -112,79 +110,73 @@ def train_one_epoch(
     autocast: Autocast = no_autocast,
     on_step: OnStep | None = None,
     stop_on_nonfinite: bool = True,
+    recipe: Recipe = PLAIN,
 ) -> TrainStats:
     model.train()
+    set_mode(optimizer, train=True)
     batches.set_epoch(epoch)
-    loss_sum = correct = None
-    seen, first_lrs = 0, None
-    for done, (images, targets) in enumerate(batches, 1):
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            logits = model(images)
-            loss = F.cross_entropy(logits, targets)
-        loss.backward()
+    sums, first_lrs, done = Sums(), None, 0
+    for group in groups(batches, recipe.accumulate):
+        loss, grad_norm = step_group(model, group, optimizer, recipe, autocast, epoch, sums)
         # warm-up: the scheduled lr x w(step) for this step only; the scheduler never sees it
         with warmed_up(optimizer, stepping.warmup.factor(step + 1)):
             lrs = current_lrs(optimizer)  # the lr this optimizer step uses
             momentum = current_momentum(optimizer) if stepping.momentum else None
             optimizer.step()
-        first_lrs = first_lrs or lrs
-        step += 1
+        lrs = used_lrs(optimizer, lrs)
+        first_lrs, step, done = first_lrs or lrs, step + 1, done + len(group)
         step_after_batch(stepping, epoch, step)
-        loss = loss.detach()
-        recorder.record(epoch, step, lrs, loss, momentum)
-        loss_sum = _add(loss_sum, loss * targets.numel())
-        correct = _add(correct, (logits.argmax(1) == targets).sum())
-        seen += targets.numel()
+        recorder.record(epoch, step, lrs, loss, momentum, grad_norm)
         if on_step is not None:
             on_step(done, lrs, loss)
     rows = recorder.flush()
     assert first_lrs is not None, "the training data yielded no batch"
     if stop_on_nonfinite:
         check_finite(rows)
-    mean_loss, acc = _means(loss_sum, correct, seen)  # the epoch's one host sync
+    mean_loss, acc, _ = sums.means()  # the epoch's one host sync
     return TrainStats(first_lrs, mean_loss, acc, step)
 
 
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module, batches: Batches, autocast: Autocast = no_autocast
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (0..1) over all batches."""
-    model.eval()
-    loss_sum = correct = None
-    seen = 0
-    for images, targets in batches:
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def groups(batches: Iterable[Batch], size: int) -> Iterator[list[Batch]]:
+    """Consecutive groups of ``size`` batches (trainer.accumulate); the last may be shorter."""
+    group: list[Batch] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def step_group(
+    model: nn.Module,
+    group: list[Batch],
+    optimizer: Optimizer,
+    recipe: Recipe,
+    autocast: Autocast,
+    epoch: int,
+    sums: Sums | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The gradients of one optimizer step: each batch's loss over the group's size, summed
+    by backward(); then clipped. The group's mean loss and the norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    total: torch.Tensor | None = None
+    for images, targets in group:
+        inputs, labels = recipe.mixed(images, targets, epoch)
         with autocast():
-            logits = model(images)
-        loss_sum = _add(loss_sum, F.cross_entropy(logits.float(), targets, reduction="sum"))
-        correct = _add(correct, (logits.argmax(1) == targets).sum())
-        seen += targets.numel()
-    return _means(loss_sum, correct, seen)
-
-
-def check_finite(rows: list[dict[str, Any]]) -> None:
-    """Raise Diverged at the first step whose loss is NaN or infinite.
-
-    Checked once per epoch, on the losses steps.csv has just received: checking per step
-    would cost a host sync per step. The rows (NaNs included) are already on disk.
-    """
-    for row in rows:
-        if not math.isfinite(row["loss"]):
-            raise Diverged(row["epoch"], row["step"], row["lr"], row["loss"])
-
-
-def _add(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
-    """Accumulate on the device (no host sync); starts from the first value's device."""
-    return value if total is None else total + value
-
-
-def _means(
-    loss_sum: torch.Tensor | None, correct: torch.Tensor | None, seen: int
-) -> tuple[float, float]:
-    assert loss_sum is not None and correct is not None and seen > 0, "no batch was seen"
-    loss, right = torch.stack([loss_sum.float(), correct.float()]).tolist()
-    return loss / seen, right / seen
+            logits = model(inputs)
+            loss = recipe.criterion(logits, labels)
+        (loss if len(group) == 1 else loss / len(group)).backward()
+        loss = loss.detach()
+        total = loss if total is None else total + loss
+        if sums is not None:
+            sums.add(loss, logits, targets)  # accuracy on the hard labels
+    assert total is not None
+    return (total if len(group) == 1 else total / len(group)), recipe.clip(optimizer)
 
 
 @dataclass
@@ -212,10 +204,12 @@ def fit(
     hooks: Hooks | None = None,
     stop_on_nonfinite: bool = True,
     test_batches: Batches | None = None,
+    recipe: Recipe = PLAIN,
+    top5: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train epochs ``start_epoch..epochs``; return their metrics rows (test_loss and
-    test_acc None unless ``test_batches`` are given: the test split is reported, never
-    used to choose, so by default it is evaluated once, at the end, lrrun.train.final_test).
+    """Train epochs ``start_epoch..epochs``; return their metrics rows (test_* None unless
+    ``test_batches`` are given: the test split is reported, never used to choose, so by
+    default it is evaluated once, at the end, lrrun.train.final_test; *_top5 with ``top5``).
 
     A resumed run passes the epoch and global step to continue from; the model, optimizer,
     scheduler and RNG states must already be restored.
@@ -228,24 +222,21 @@ def fit(
         # --- train
         train = train_one_epoch(
             model, train_batches, optimizer, stepping, epoch, step, recorder, autocast,
-            hooks.step, stop_on_nonfinite,
+            hooks.step, stop_on_nonfinite, recipe,
         )  # fmt: skip
         step = train.last_step
-        # --- evaluate
-        val_loss, val_acc = evaluate(model, val_batches, autocast)
-        test_loss, test_acc = (
-            evaluate(model, test_batches, autocast) if test_batches else (None, None)
-        )
+        # --- evaluate (a schedule-free optimizer's evaluation weights, kept for checkpoints)
+        set_mode(optimizer, train=False)
+        val = evaluated("val", model, val_batches, autocast, top5)
+        test = evaluated("test", model, test_batches, autocast, top5)
         # --- log (the row is on disk before the schedule moves on)
         row = {
             "epoch": epoch,
             **dict(zip(lr_columns(len(train.lrs)), train.lrs, strict=True)),
             "train_loss": train.loss,
             "train_acc": train.acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
+            **val,
+            **test,
             "epoch_time_s": time.perf_counter() - start,
         }
         hooks.epoch_end(row)

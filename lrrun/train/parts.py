@@ -17,7 +17,7 @@ from lrrun.config import param_groups
 from lrrun.config.checks import check_signature
 from lrrun.errors import ConfigError, root_cause
 from lrrun.models.adapt import fill
-from lrrun.train.loop import Autocast, no_autocast
+from lrrun.train.recipe import Autocast, no_autocast
 
 
 def build_model(node: dict[str, Any], facts: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:

@@ -23,7 +23,7 @@ def plan(
     the data: lrrun.train.header.data_facts)."""
     trainer = {k: v for k, v in plain["trainer"].items() if k not in RESUME_FREE_KEYS}
     return {
-        **{k: plain[k] for k in ("dataset", "model", "optimizer", "scheduler")},
+        **{k: plain.get(k) for k in ("dataset", "model", "loss", "mix", "optimizer", "scheduler")},
         "trainer": trainer,
         "scheduler (derived)": _plain({"name": stepping.name, **stepping.args}),
         "steps_per_epoch": steps_per_epoch,

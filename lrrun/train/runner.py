@@ -69,7 +69,7 @@ def run(
 
     parts = assemble(settings, device)
     model, optimizer = parts.model, parts.optimizer
-    epochs, steps_per_epoch = trainer.epochs, len(parts.train)
+    epochs, steps_per_epoch = trainer.epochs, parts.steps_per_epoch
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, steps_per_epoch)
     plan = resume_plan(settings.plain, stepping, steps_per_epoch, header.data_facts(parts))
     start_epoch, step, best = 1, 0, None
@@ -80,9 +80,9 @@ def run(
     every_epoch = trainer.test_every_epoch and parts.test is not None
 
     groups = param_groups.names(optimizer)
-    columns = metrics_columns(len(groups))
+    columns = metrics_columns(len(groups), parts.top5)
     shown = [c for c in columns if every_epoch or not c.startswith("test_")]
-    console = RunConsole(shown, epochs, steps_per_epoch, trainer.progress, lr_labels(groups))
+    console = RunConsole(shown, epochs, len(parts.train), trainer.progress, lr_labels(groups))
     speed = header.speed(parts.data_path, trainer, parts.memory_format, kept)
     tracked = open_trackers(trainer, run_dir, groups, step if saved else None)
     try:  # from here on a tracker run is open: it must not be left "running"
@@ -97,7 +97,8 @@ def run(
             print_warning(warning)
         keep = start_epoch - 1 if saved else None  # resume: a half-done epoch's rows go
         metrics = CSVLog(run_dir / "metrics.csv", columns, keep)
-        steps = CSVLog(run_dir / "steps.csv", steps_columns(len(groups), stepping.momentum), keep)
+        steps = CSVLog(run_dir / "steps.csv", steps_columns(len(groups), stepping.momentum,
+                                                             parts.recipe.grad_norm), keep)  # fmt: skip
         events = CSVLog(run_dir / "events.csv", EVENT_COLUMNS, keep)
     except BaseException as exc:
         tracked.close(_failure(exc), [])
@@ -160,11 +161,12 @@ def run(
             forward, parts.train, parts.val, optimizer, stepping, recorder, epochs,
             start_epoch=start_epoch, step=step, autocast=autocast, hooks=hooks,
             stop_on_nonfinite=trainer.stop_on_nonfinite,
-            test_batches=parts.test if every_epoch else None,
+            test_batches=parts.test if every_epoch else None, recipe=parts.recipe,
+            top5=parts.top5,
         )  # fmt: skip
         if parts.test is not None and not every_epoch:
             tested = final_test.test_selected(model, forward, parts.test, autocast, run_dir,
-                                              epochs, trainer.save_best)  # fmt: skip
+                                              epochs, trainer.save_best, parts.top5)  # fmt: skip
     except BaseException as exc:
         outcome = _failure(exc)
         write_status(run_dir, outcome, message=str(exc) or type(exc).__name__)

@@ -29,7 +29,7 @@ MNIST_FACTS = facts_of(10, (1, 28, 28))
 CLASS_DIR = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 
 CONF = config_dir()
-GROUPS = ["dataset", "augment", "model", "optimizer", "scheduler", "trainer"]
+GROUPS = ["dataset", "augment", "model", "loss", "mix", "optimizer", "scheduler", "trainer"]
 CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -82,6 +82,8 @@ def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: 
                           tiny=False)  # fmt: skip
     elif choice == "custom":
         cfg = compose_cfg("model=custom", "model._target_=tests.sources.TinyNet")
+    elif choice.endswith("schedule_free"):  # they replace the schedule
+        cfg = compose_cfg(f"{group}={choice}", "scheduler=none")
     else:
         cfg = compose_cfg(f"{group}={choice}")
     assert cfg[group] is not None if group != "augment" else "transforms" in cfg.dataset

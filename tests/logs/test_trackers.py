@@ -29,7 +29,7 @@ HEAD = "+optimizer.param_groups=[{name:head,params:[fc2.*],lr:0.1}]"
 BOTH = "trainer.trackers=[tensorboard,mlflow]"
 STEP_KEYS = {"lr": "lr", "lr_1": "lr_head", "momentum": "momentum", "loss": "train/loss"}
 EPOCH_KEYS = {"train_acc": "train/acc", "val_loss": "val/loss", "val_acc": "val/acc",
-              "epoch_time_s": "epoch_time_s", "epoch": "epoch"}  # fmt: skip
+              "val_top5": "val/top5", "epoch_time_s": "epoch_time_s", "epoch": "epoch"}  # fmt: skip
 
 
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -65,7 +65,8 @@ def expected(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
         last[int(r["epoch"])] = int(r["step"])
     for col, name in EPOCH_KEYS.items():
         out[name] = [(last[int(r["epoch"])], float(r[col])) for r in metrics]
-    for col, name in (("test_loss", "test/loss"), ("test_acc", "test/acc")):  # the tested epoch
+    for col, name in (("test_loss", "test/loss"), ("test_acc", "test/acc"),
+                      ("test_top5", "test/top5")):  # the tested epoch  # fmt: skip
         out[name] = [(last[int(r["epoch"])], float(r[col])) for r in metrics if r[col]]
     return out
 
@@ -121,7 +122,7 @@ def test_a_run_reads_back_exactly(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     want = expected(run_dir)
     assert set(want) == {"lr", "lr_head", "momentum", "train/loss", "test/loss", "test/acc",
-                         *EPOCH_KEYS.values()}  # fmt: skip
+                         "test/top5", *EPOCH_KEYS.values()}  # fmt: skip
     assert len(want["test/acc"]) == 1  # the test split once, for the best val_acc epoch
     assert len(want["lr"]) == 6 * TINY_STEPS_PER_EPOCH
     assert want["val/acc"][0][0] == TINY_STEPS_PER_EPOCH  # epoch 1 at its last step

@@ -1,0 +1,151 @@
+"""How one optimizer step is made, beyond forward/backward: the recipe features that change
+what a schedule does or what a step uses (lrrun.train.loop applies them).
+
+- ``trainer.accumulate=N``: one optimizer step per N batches; each batch's loss is divided by
+  the number of batches in its group, so a group's gradient is the mean of its batches'. The
+  epoch's last group may be shorter (its batches are averaged and stepped). Schedules, warm-up
+  and every derived length count optimizer steps: ceil(batches / N) per epoch.
+- ``trainer.clip_grad_norm`` / ``trainer.clip_grad_value``: torch's clip_grad_norm_ /
+  clip_grad_value_ over the optimizer's parameters, after the group's backward passes;
+  ``grad_norm`` (the total 2-norm before clipping) goes into steps.csv when clipping or with
+  ``trainer.log_grad_norm``, as a device tensor read with the epoch's losses: no host sync.
+- The loss node (``loss=cross_entropy``: torch's CrossEntropyLoss, ``label_smoothing``) for
+  training; evaluation is always plain cross-entropy, comparable across recipes.
+- Mixing (``mix=mixup|cutmix|mixup_cutmix``: torchvision's MixUp / CutMix on the device batch)
+  in epochs before ``mix.off_epoch``; accuracy is on the hard labels. Random draws come from
+  torch's global generator, which checkpoints hold, so a resume mixes the same.
+- Schedule-free optimizers (``optimizer=sgd_schedule_free|adamw_schedule_free``): switched to
+  train mode for training and to eval mode for evaluation and checkpoints; the lr logged is
+  the one their step used (``scheduled_lr``: lr x their own warm-up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.optim import Optimizer
+
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
+
+
+def no_autocast() -> contextlib.AbstractContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    accumulate: int = 1
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
+    log_grad_norm: bool = False
+    criterion: Criterion = F.cross_entropy
+    mix: Callable[..., Any] | None = None  # (images, labels) -> (images, soft labels)
+    mix_off_epoch: int | None = None  # mixing in epochs before this one (1-based)
+
+    @property
+    def grad_norm(self) -> bool:
+        """Whether steps.csv logs grad_norm."""
+        return (
+            self.log_grad_norm
+            or self.clip_grad_norm is not None
+            or self.clip_grad_value is not None
+        )
+
+    def steps_per_epoch(self, batches: int) -> int:
+        return math.ceil(batches / self.accumulate)
+
+    def group_size(self, done: int, batches: int) -> int:
+        """Batches in the accumulation group of batch ``done`` (1-based) of ``batches``."""
+        start = (done - 1) // self.accumulate * self.accumulate
+        return min(self.accumulate, batches - start)
+
+    def ends_group(self, done: int, batches: int) -> bool:
+        return done % self.accumulate == 0 or done == batches
+
+    def mixed(
+        self, images: torch.Tensor, labels: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch as the model trains on it: mixed (soft labels) while mixing is on."""
+        if self.mix is None or (self.mix_off_epoch is not None and epoch >= self.mix_off_epoch):
+            return images, labels
+        return self.mix(images, labels)
+
+    def clip(self, optimizer: Optimizer) -> torch.Tensor | None:
+        """Clip the gradients as configured; the total norm before clipping (a device
+        tensor), or None when nothing asks for it."""
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not params:
+            return None
+        if self.clip_grad_norm is not None:
+            return torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if self.grad_norm else None
+        if self.clip_grad_value is not None:
+            torch.nn.utils.clip_grad_value_(params, self.clip_grad_value)
+        return norm
+
+
+def schedule_free(optimizer: Optimizer) -> bool:
+    """A schedule-free optimizer (facebookresearch/schedule_free): it has train/eval modes."""
+    return "train_mode" in optimizer.param_groups[0]
+
+
+def set_mode(optimizer: Optimizer, train: bool) -> None:
+    """A schedule-free optimizer's weights for training (y) or for evaluation and checkpoints
+    (x); nothing for others."""
+    if schedule_free(optimizer):
+        optimizer.train() if train else optimizer.eval()  # type: ignore[attr-defined]
+
+
+def used_lrs(optimizer: Optimizer, read_before: list[float]) -> list[float]:
+    """The lrs the step just taken used: read before the step (lrrun.train.loop), except for
+    schedule-free optimizers, whose step scales its lr by its own warm-up (scheduled_lr)."""
+    if schedule_free(optimizer):
+        return [float(g["scheduled_lr"]) for g in optimizer.param_groups]
+    return read_before
+
+
+def build_recipe(settings: Any, num_classes: int, device: torch.device) -> Recipe:
+    """The Recipe of a run's Settings: the trainer's step keys, the loss node and the mixing
+    node (its num_classes: null anywhere filled from the data)."""
+    import hydra.utils
+
+    from lrrun.errors import ConfigError, root_cause
+
+    trainer = settings.trainer
+
+    def build(node: dict[str, Any], where: str) -> Any:
+        try:
+            return hydra.utils.instantiate(node, _convert_="all")
+        except Exception as exc:
+            raise ConfigError(
+                f"{where} could not be built from {node.get('_target_')!r}: {root_cause(exc)}"
+            ) from None
+
+    criterion = build(settings.loss, "loss")
+    if isinstance(criterion, torch.nn.Module):
+        criterion = criterion.to(device)
+    mix = None
+    if settings.mix.get("_target_"):
+        node = _with_classes(
+            {k: v for k, v in settings.mix.items() if k != "off_epoch"}, num_classes
+        )
+        mix = build(node, "mix")
+    return Recipe(trainer.accumulate, trainer.clip_grad_norm, trainer.clip_grad_value,
+                  trainer.log_grad_norm, criterion, mix, settings.mix.get("off_epoch"))  # fmt: skip
+
+
+def _with_classes(node: Any, num_classes: int) -> Any:
+    """``num_classes: null`` at any depth of a node, set to the data's."""
+    if isinstance(node, dict):
+        return {k: (num_classes if k == "num_classes" and v is None else _with_classes(v, num_classes))
+                for k, v in node.items()}  # fmt: skip
+    if isinstance(node, list):
+        return [_with_classes(v, num_classes) for v in node]
+    return node
