@@ -1,7 +1,8 @@
 """Safe evaluation of lr_lambda strings such as ``'0.1 ** epoch'`` (never ``eval``).
 
-Allowed: numbers, the name ``epoch`` (plus ``pi``, ``e``), + - * / // % **, comparisons,
-``a if cond else b``, and calls to min, max, abs, round and math's real functions.
+Allowed: numbers, the name ``epoch`` (plus ``pi``, ``e``, and the scheduler node's ``let``
+names: lrrun.schedule.lengths), + - * / // % **, comparisons, ``a if cond else b``, and calls
+to min, max, abs, round and math's real functions.
 """
 
 from __future__ import annotations
@@ -78,26 +79,40 @@ _TREES: dict[str, ast.AST] = {}
 
 
 class EpochExpression:
-    """A config string compiled to ``f(epoch) -> float`` for LambdaLR/MultiplicativeLR."""
+    """A config string compiled to ``f(epoch) -> float`` for LambdaLR/MultiplicativeLR.
 
-    def __init__(self, source: str, key: str = "scheduler.lr_lambda") -> None:
-        # Only these two strings live in __dict__: LambdaLR's state_dict saves a callable
-        # object's __dict__, and a checkpoint must hold plain values (loaded weights_only).
-        self.source, self.key = source, key
+    ``names``: constants it may use besides ``epoch`` (the node's ``let`` block, derived).
+    ``check_only``: check the syntax and names without evaluating (the names' values are not
+    known before the run's length is)."""
+
+    def __init__(
+        self,
+        source: str,
+        key: str = "scheduler.lr_lambda",
+        names: dict[str, float] | None = None,
+        check_only: bool = False,
+    ) -> None:
+        # Only plain values live in __dict__: LambdaLR's state_dict saves a callable object's
+        # __dict__, and a checkpoint must hold plain values (loaded weights_only).
+        self.source, self.key, self.names = source, key, dict(names or {})
+        if check_only:
+            self._tree  # noqa: B018 - parses and checks
+            return
         for epoch in (0, 1, 10):  # fail at config time, not mid-training
             self(epoch)
 
     @property
     def _tree(self) -> ast.AST:
         """The checked expression, parsed once per source string."""
-        tree = _TREES.get(self.source)
+        cache = f"{self.source}\0{sorted(self.names)}"
+        tree = _TREES.get(cache)
         if tree is None:
             try:
                 tree = ast.parse(str(self.source).strip(), mode="eval").body
             except SyntaxError as exc:
                 raise self._error(f"it is not a valid expression ({exc.msg})") from None
             self._check(tree)
-            _TREES[self.source] = tree
+            _TREES[cache] = tree
         return tree
 
     def __call__(self, epoch: int) -> float:
@@ -114,17 +129,21 @@ class EpochExpression:
         return float(value)
 
     def __repr__(self) -> str:
-        return f"EpochExpression({self.source!r})"
+        names = "".join(f", {k}={v!r}" for k, v in sorted(self.names.items()))
+        return f"EpochExpression({self.source!r}{names})"
 
     def _error(self, why: str) -> ConfigError:
-        return ConfigError(f"{self.key}={self.source!r} is not allowed: {why}. Allowed: {ALLOWED}.")
+        names = f"; names: {', '.join(sorted(self.names))}" if self.names else ""
+        return ConfigError(
+            f"{self.key}={self.source!r} is not allowed: {why}. Allowed: {ALLOWED}{names}."
+        )
 
     def _check(self, node: ast.AST) -> None:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int | float):
                 raise self._error(f"constant {node.value!r} is not a number")
         elif isinstance(node, ast.Name):
-            if node.id != "epoch" and node.id not in CONSTANTS:
+            if node.id != "epoch" and node.id not in CONSTANTS and node.id not in self.names:
                 raise self._error(f"unknown name {node.id!r}")
         elif isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             self._check(node.left)
@@ -150,7 +169,9 @@ class EpochExpression:
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):
-            return epoch if node.id == "epoch" else CONSTANTS[node.id]
+            if node.id == "epoch":
+                return epoch
+            return self.names[node.id] if node.id in self.names else CONSTANTS[node.id]
         if isinstance(node, ast.BinOp):
             left, right = self._eval(node.left, epoch), self._eval(node.right, epoch)
             if isinstance(node.op, ast.Pow):

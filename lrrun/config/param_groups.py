@@ -10,6 +10,14 @@ groups follow in order, so their lrs are the ``lr_1``, ``lr_2``, ... columns of 
 Checked twice: the shape and values with the rest of the config (``check``, before any
 data is loaded), the patterns against the model once it is built (``split``). Every error
 names the group and the key.
+
+``optimizer.no_decay`` (e.g. ``[bias, norm]``) takes weight decay off where it does not
+belong, as param groups: within each group, the parameters a rule matches move to a group
+``<name>_no_decay`` right after it, with the same keys and ``weight_decay=0``. Rules: ``bias``
+(parameters named ``bias``), ``norm`` (the parameters of normalisation layers: BatchNorm,
+LayerNorm, GroupNorm, InstanceNorm, RMSNorm, LocalResponseNorm), ``1d`` (every parameter with
+at most one dimension: biases and norm scales, as timm's ``param_groups_weight_decay``), or
+an fnmatch pattern of parameter names (``*.pos_embed``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
 
 KEY = "param_groups"
+NO_DECAY = "no_decay"
+NO_DECAY_RULES = ("bias", "norm", "1d")
 DEFAULT = "default"
 EXAMPLE = "+optimizer.param_groups=[{name:head,params:[fc2.*],lr:0.1}]"
 
@@ -80,8 +90,23 @@ def own_keys(group: dict[str, Any]) -> dict[str, Any]:
     return keys
 
 
-def split(model: nn.Module, groups: list[dict[str, Any]], cls: type) -> list[dict[str, Any]]:
-    """torch param groups: ``default`` (every parameter no pattern matches), then ``groups``."""
+def check_no_decay(rules: Any) -> tuple[str, ...]:
+    """optimizer.no_decay: a list of rules (``bias``, ``norm``, ``1d``, or name patterns)."""
+    if rules is None:
+        return ()
+    if not isinstance(rules, list) or not all(isinstance(r, str) and r for r in rules):
+        raise ConfigError(
+            f"optimizer.no_decay={rules!r} must be a list of rules: bias, norm, 1d, or "
+            "patterns of parameter names, e.g. optimizer.no_decay=[bias,norm]."
+        )
+    return tuple(rules)
+
+
+def split(
+    model: nn.Module, groups: list[dict[str, Any]], cls: type, no_decay: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """torch param groups: ``default`` (every parameter no pattern matches), then ``groups``;
+    each followed by its ``<name>_no_decay`` group when ``no_decay`` rules match in it."""
     named = list(model.named_parameters())
     owner: dict[str, str] = {}
     for group in groups:
@@ -101,12 +126,52 @@ def split(model: nn.Module, groups: list[dict[str, Any]], cls: type) -> list[dic
                         f"({pattern!r}): a parameter belongs to one group. Narrow a pattern."
                     )
                 owner[hit] = group["name"]
-    default = {"name": DEFAULT, "params": [p for n, p in named if n not in owner]}
-    return [default] + [
+    out = [{"name": DEFAULT, "params": [p for n, p in named if n not in owner]}] + [
         {"name": g["name"], "params": [p for n, p in named if owner.get(n) == g["name"]]}
         | own_keys(g)
         for g in groups
     ]
+    if not no_decay:
+        return out
+    exempt = _no_decay_names(model, no_decay)
+    by_id = {id(p): n for n, p in named}
+    split_out = []
+    for group in out:
+        keep = [p for p in group["params"] if by_id[id(p)] not in exempt]
+        free = [p for p in group["params"] if by_id[id(p)] in exempt]
+        split_out.append(group | {"params": keep})
+        if free:
+            split_out.append(group | {"name": f"{group['name']}_no_decay", "params": free,
+                                      "weight_decay": 0.0})  # fmt: skip
+    return split_out
+
+
+def _no_decay_names(model: nn.Module, rules: tuple[str, ...]) -> set[str]:
+    """The parameter names optimizer.no_decay's rules match."""
+    from torch import nn
+
+    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
+             nn.RMSNorm)  # fmt: skip
+    named = dict(model.named_parameters())
+    found: set[str] = set()
+    for rule in rules:
+        if rule == "bias":
+            found |= {n for n in named if n.rsplit(".", 1)[-1] == "bias"}
+        elif rule == "norm":
+            found |= {f"{m}.{n}" if m else n for m, module in model.named_modules()
+                      if isinstance(module, norms) for n, _ in module.named_parameters(recurse=False)}  # fmt: skip
+        elif rule == "1d":
+            found |= {n for n, p in named.items() if p.dim() <= 1}
+        else:
+            hits = fnmatch.filter(named, rule)
+            if not hits:
+                raise ConfigError(
+                    f"optimizer.no_decay: {rule!r} matches no parameter of "
+                    f"{type(model).__name__} (rules: {', '.join(NO_DECAY_RULES)}, or patterns "
+                    f"of its parameter names: {', '.join(list(named)[:8])}, ...)."
+                )
+            found |= set(hits)
+    return found
 
 
 def names(optimizer: Optimizer) -> list[str]:
@@ -125,7 +190,9 @@ def describe(optimizer: Optimizer, groups: list[dict[str, Any]]) -> str:
     parts = []
     for name, group in zip(names(optimizer), optimizer.param_groups, strict=True):
         count = sum(p.numel() for p in group["params"])
-        keys = "".join(f", {k}={v}" for k, v in own.get(name, {}).items())
+        parent = name.removesuffix(f"_{NO_DECAY}")
+        mine = own.get(name, {}) if parent == name else own.get(parent, {}) | {"weight_decay": 0.0}
+        keys = "".join(f", {k}={v}" for k, v in mine.items())
         parts.append(f"{name} {count:,} params{keys}")
     return "; ".join(parts)
 

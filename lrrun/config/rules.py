@@ -12,7 +12,7 @@ METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 INTERVALS = ("epoch", "step")
 SOURCES = ("idx", "synthetic", "image_folder", "tensors", "torchvision", "callable")
 # Keys of the scheduler node that are lrrun's stepping policy, never passed to torch.
-POLICY_KEYS = ("interval", "monitor", "warmup")
+POLICY_KEYS = ("interval", "monitor", "warmup", "let")
 
 
 Rule = tuple[Callable[[Any], bool], str]

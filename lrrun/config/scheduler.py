@@ -27,8 +27,12 @@ def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
             f"{prefix}.warmup: a warm-up applies to the whole schedule, not to one child. "
             "Set scheduler.warmup.steps (or .epochs) instead."
         )
+    if "let" in plain:
+        check_let(plain["let"], f"{prefix}.let")
     if "lr_lambda" in plain:
-        EpochExpression(str(plain["lr_lambda"]), f"{prefix}.lr_lambda")
+        names = let_names(plain.get("let"))
+        EpochExpression(str(plain["lr_lambda"]), f"{prefix}.lr_lambda",
+                        dict.fromkeys(names, 1.0), check_only=bool(names))  # fmt: skip
     if str(plain.get("_target_", "")).endswith("ReduceLROnPlateau"):
         if plain.get("interval", "epoch") != "epoch":
             raise ConfigError(
@@ -74,3 +78,44 @@ def plateau_mode(monitor: str, mode: str) -> str:
             f"scheduler.mode={natural} (or mode=auto)."
         )
     return mode
+
+
+def let_names(let: Any) -> list[str]:
+    """The names a node's ``let`` block gives its lr_lambda (lrrun.schedule.lengths.derive_let
+    computes their values from the run):
+
+    - every key with a number (or null) value, e.g. ``d_model``, ``power``, ``lr_init``;
+    - ``total``: the run's length in scheduler steps (null or absent: derived);
+    - ``<x>`` for each ``<x>_steps`` (with an optional ``<x>_ratio``): the steps if set, else
+      ceil(ratio x total) (e.g. ``warmup``, ``cooldown``).
+
+    Other values (text, mappings) only help compose the expression by interpolation.
+    """
+    if not isinstance(let, dict):
+        return []
+    names = {"total"}
+    for key, value in let.items():
+        if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            names.add(key)
+            if key.endswith("_steps"):
+                names.add(key.rsplit("_", 1)[0])
+    return sorted(names)
+
+
+def check_let(let: Any, where: str) -> None:
+    if not isinstance(let, dict):
+        raise ConfigError(f"{where}={show(let)} must be a mapping of names to numbers.")
+    for key, value in let.items():
+        if key.endswith("_steps") or key == "total":
+            ok = value is None or (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            )
+            allowed = "an integer >= 0, or null"
+        elif key.endswith("_ratio"):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+            allowed = "a number in [0, 1]"
+        else:
+            ok = True
+            allowed = ""
+        if not ok:
+            raise ConfigError(f"{where}.{key}={show(value)} is not allowed: it must be {allowed}.")

@@ -80,6 +80,7 @@ class Settings:
     loss: dict[str, Any]  # the training loss node (conf/loss)
     mix: dict[str, Any]  # MixUp / CutMix node ({} for none; conf/mix)
     plain: dict[str, Any]  # the whole resolved config: the checkpoint's plan, the trackers
+    no_decay: tuple[str, ...] = ()  # optimizer.no_decay's rules (param groups without decay)
     choices: dict[str, str] = field(default_factory=dict)  # Hydra's group choices (header)
 
 
@@ -100,6 +101,7 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     optimizer = dict(plain["optimizer"])
     check_node("optimizer", optimizer, OPTIMIZER_RULES)
     groups = param_groups.check(optimizer.pop(param_groups.KEY, None))
+    no_decay = param_groups.check_no_decay(optimizer.pop(param_groups.NO_DECAY, None))
     if str(optimizer.get("_target_", "")).startswith("schedulefree."):
         import importlib.util
 
@@ -128,6 +130,7 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
         loss=loss,
         mix=mix,
         plain=plain,
+        no_decay=no_decay,
         choices={str(k): str(v) for k, v in (choices or {}).items() if v is not None},
     )
 

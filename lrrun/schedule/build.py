@@ -32,7 +32,7 @@ from lrrun.config.expr import EpochExpression
 from lrrun.config.rules import POLICY_KEYS, SCHEDULER_RULES
 from lrrun.config.scheduler import plateau_mode, scheduler_rules
 from lrrun.errors import ConfigError, root_cause
-from lrrun.schedule.lengths import derive
+from lrrun.schedule.lengths import derive, derive_let
 from lrrun.schedule.lengths import milestones as derive_milestones
 from lrrun.schedule.nested import NESTED
 from lrrun.schedule.warmup import Warmup
@@ -125,7 +125,10 @@ def _build(
     check_node(prefix, kwargs, scheduler_rules(cls.__name__))
     check_signature(cls, kwargs, prefix)
     if issubclass(cls, LambdaLR | MultiplicativeLR):
-        kwargs["lr_lambda"] = EpochExpression(str(kwargs["lr_lambda"]), f"{prefix}.lr_lambda")
+        names = derive_let(node.get("let"), length, optimizer)
+        kwargs["lr_lambda"] = EpochExpression(
+            str(kwargs["lr_lambda"]), f"{prefix}.lr_lambda", names
+        )
     if (
         cls is OneCycleLR
         and kwargs.get("total_steps") is not None

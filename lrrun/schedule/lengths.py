@@ -9,6 +9,7 @@ SequentialLR's null milestones follow each child's total_iters.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch.optim import Optimizer
@@ -81,3 +82,30 @@ def derive(
 
 def _one_or_list(values: list[float]) -> float | list[float]:
     return values[0] if len(values) == 1 else values
+
+
+def derive_let(let: dict[str, Any] | None, length: int, optimizer: Optimizer) -> dict[str, Any]:
+    """The values of a ``let`` block's names (lrrun.config.scheduler.let_names) for a run of
+    ``length`` scheduler steps: ``total`` the length when null; ``<x>`` from ``<x>_steps``, or
+    when that is null ceil(``<x>_ratio`` x total), as Hugging Face derives warm-up steps;
+    ``lr_init`` null: the optimizer's lr (Hugging Face's polynomial schedule's lr_init);
+    ``timescale`` null: the warm-up's steps, or 10,000 without one (its inverse_sqrt)."""
+    if not let:
+        return {}
+    names = {k: v for k, v in let.items() if v is None or isinstance(v, int | float)}
+    total = names.get("total")
+    names["total"] = length if total is None else total
+    for key in list(let):
+        if key.endswith("_steps"):
+            base = key.rsplit("_", 1)[0]
+            steps, ratio = let.get(f"{base}_steps"), let.get(f"{base}_ratio")
+            names[base] = steps if steps is not None else math.ceil((ratio or 0) * names["total"])
+            names[f"{base}_steps"], names[f"{base}_ratio"] = names[base], ratio or 0
+    if "lr_init" in names and names["lr_init"] is None:
+        names["lr_init"] = float(optimizer.defaults["lr"])
+    if "timescale" in names and names["timescale"] is None:
+        names["timescale"] = names.get("warmup") or 10_000
+    for key, value in names.items():
+        if value is None:
+            raise ConfigError(f"scheduler.let.{key} is null and has nothing to be derived from.")
+    return names

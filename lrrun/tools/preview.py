@@ -50,7 +50,7 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     spe = -(-batches // trainer.accumulate)  # optimizer steps: ceil(batches / accumulate)
     torch.manual_seed(trainer.seed)
     model, _ = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
-    optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
+    optimizer = build_optimizer(settings.optimizer, settings.param_groups, model, settings.no_decay)
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, spe)
     stepping.watch = EventWatcher(stepping, optimizer)
     preview = settings.plain.get("preview") or {}
@@ -186,7 +186,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     described = (
         f"{choice} ({stepping.name} {format_args(stepping.args)}), interval={stepping.interval}"
     )
-    groups = [param_groups.DEFAULT] + [g["name"] for g in settings.param_groups]
+    groups = param_groups.names(stepping.watch.optimizer)
     if plot:
         from lrrun.logs.plots import plot_lr
 

@@ -56,7 +56,7 @@ def assemble(settings: Settings, device: torch.device) -> Parts:
     model = model.to(memory_format=memory_format)
     probe(model, probe_batch(data, device, memory_format), data.num_classes,
           settings.model["_target_"])  # fmt: skip
-    optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
+    optimizer = build_optimizer(settings.optimizer, settings.param_groups, model, settings.no_decay)
     train, val, test, data_path = make_batches(
         data, device, trainer.batch_size, trainer.eval_batch_size, trainer.seed,
         trainer.data_path, trainer.num_workers, memory_format, trainer.pin_memory,

@@ -55,7 +55,8 @@ def header(
     choices, trainer, configured = settings.choices, settings.trainer, settings.param_groups
     model, optimizer = parts.model, parts.optimizer
     opt_args = {k: v for k, v in optimizer.defaults.items() if k in settings.optimizer}
-    groups = {"param groups": param_groups.describe(optimizer, configured)} if configured else {}
+    split = configured or settings.no_decay
+    groups = {"param groups": param_groups.describe(optimizer, configured)} if split else {}
     sched_args = format_args(stepping.args)
     monitor = f", monitor={stepping.monitor}" if stepping.monitor else ""
     given = format_args(parts.model_args)

@@ -39,10 +39,14 @@ def build_model(node: dict[str, Any], facts: dict[str, Any]) -> tuple[nn.Module,
 
 
 def build_optimizer(
-    plain: dict[str, Any], groups: list[dict[str, Any]], model: nn.Module
+    plain: dict[str, Any],
+    groups: list[dict[str, Any]],
+    model: nn.Module,
+    no_decay: tuple[str, ...] = (),
 ) -> Optimizer:
     """Finish the optimizer's resolved ``_partial_`` node with the model's parameters, split
-    into the checked ``optimizer.param_groups`` when there are some."""
+    into the checked ``optimizer.param_groups`` and ``optimizer.no_decay`` groups when there
+    are some (lrrun.config.param_groups)."""
     try:
         cls = hydra.utils.get_class(plain["_target_"])
     except Exception:
@@ -51,7 +55,8 @@ def build_optimizer(
             "Use a torch.optim class, e.g. torch.optim.SGD."
         ) from None
     check_signature(cls, {k: v for k, v in plain.items() if not k.startswith("_")}, "optimizer")
-    params = param_groups.split(model, groups, cls) if groups else model.parameters()
+    split = groups or no_decay
+    params = param_groups.split(model, groups, cls, no_decay) if split else model.parameters()
     try:
         partial = hydra.utils.instantiate(plain, _convert_="all")
         return partial(params)

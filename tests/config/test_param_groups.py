@@ -96,6 +96,7 @@ def replay(job: Path, interval: str) -> tuple[list[list[float]], list[float]]:
     cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
     node = dict(cfg["optimizer"])
     groups = node.pop("param_groups")
+    node.pop("no_decay")  # lrrun's, not torch's
     body, head = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
     own = [{k: v for k, v in g.items() if k not in ("name", "params")} for g in groups]
     opt = instantiate(node, _convert_="all")([{"params": [body]}, {"params": [head], **own[0]}])

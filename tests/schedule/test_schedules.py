@@ -112,7 +112,8 @@ def replay(job: Path, name: str, interval: str, epochs: int, steps_per_epoch: in
     """The lr of every optimizer step when torch's class drives a dummy parameter."""
     cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
     param = torch.nn.Parameter(torch.zeros(3))
-    opt = instantiate(cfg["optimizer"], _convert_="all")([param])
+    node = {k: v for k, v in cfg["optimizer"].items() if k != "no_decay"}  # lrrun's, not torch's
+    opt = instantiate(node, _convert_="all")([param])
     length = epochs if interval == "epoch" else epochs * steps_per_epoch
     scheduler = oracle(name, cfg["scheduler"], opt, length)
     lrs_seen = []

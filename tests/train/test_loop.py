@@ -44,7 +44,7 @@ def test_multiple_param_groups_get_their_own_lr_columns(compose_cfg, tmp_path, m
     """lr is group 0; other groups add lr_1, ... (both CSVs)."""
     import torch
 
-    def two_groups(node, groups, model):
+    def two_groups(node, groups, model, no_decay):
         return torch.optim.SGD(
             [{"params": model.fc1.parameters()}, {"params": model.fc2.parameters(), "lr": 0.5}],
             lr=0.1,
