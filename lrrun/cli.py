@@ -14,14 +14,16 @@ from omegaconf import DictConfig
 
 from lrrun.config.location import config_dir
 from lrrun.config.settings import read
-from lrrun.errors import Diverged, LrrunError, Terminated
+from lrrun.errors import Diverged, LrrunError, PeerFailed, Terminated
 from lrrun.tools.common import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     fail_job,
     precheck,
+    rank_args,
 )
+from lrrun.world import env_world
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -31,32 +33,62 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    world = env_world()  # one rank of a data-parallel run (torchrun, trainer.devices=N)
+    say = print_error if world.main else (lambda message: None)  # rank 0 speaks for all
     try:
         with _sigterm_raises():
             settings = read(cfg, hydra_cfg.runtime.choices)  # before torch (seconds to import)
+            if settings.trainer.devices > 1 and not world.active:
+                return _launch(settings.trainer.devices, hydra_cfg, run_dir, sweep)
             from lrrun.train.runner import run
 
             history = run(settings, run_dir, job_num=hydra_cfg.job.num if sweep else None)
     except LrrunError as exc:
-        fail_job(exc, run_dir)
+        fail_job(exc, run_dir, quiet=not world.main)
         return None
-    except Diverged as exc:  # the runner has written status "diverged"
-        print_error(str(exc))
+    except (Diverged, PeerFailed) as exc:  # the runner has written status "diverged" / "failed"
+        say(str(exc))
         if sweep:  # the other jobs go on; SweepEnd reports the failure at the end
             return None
-        raise SystemExit(EXIT_DIVERGED) from None
+        raise SystemExit(EXIT_DIVERGED if isinstance(exc, Diverged) else 1) from None
     except KeyboardInterrupt as exc:
         resume = _resume_command(list(hydra_cfg.overrides.task), run_dir, cfg)
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print_error(
-            f"{what}; every completed epoch is saved in {run_dir} (checkpoint.pt, CSVs). "
-            f"Resume with: {resume}"
+        cause = f" ({exc})" if str(exc) else ""
+        say(
+            f"{what}{cause}; every completed epoch is saved in {run_dir} (checkpoint.pt, "
+            f"CSVs). Resume with: {resume}"
         )
         raise SystemExit(
             EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         ) from None
     # The return value lets Hydra sweepers (e.g. Optuna) maximise it.
     return max(row["val_acc"] for row in history) if history else None
+
+
+def _launch(devices: int, hydra_cfg: DictConfig, run_dir: Path, sweep: bool) -> float | None:
+    """trainer.devices=N: this job as N data-parallel processes (lrrun.tools.launch)."""
+    from lrrun.tools.launch import launch
+
+    code = launch(devices, list(hydra_cfg.overrides.task), run_dir, _config_flags(sys.argv[1:]))
+    if code and not sweep:
+        raise SystemExit(code)
+    from lrrun.logs.runs import read_rows
+
+    rows = read_rows(run_dir / "metrics.csv")
+    return max(r["val_acc"] for r in rows) if rows and not code else None
+
+
+def _config_flags(argv: list[str]) -> list[str]:
+    """Hydra's flags that choose the config (``--config-dir d``, ``-cn=name``, ...): the ranks
+    must compose the config this process composed."""
+    names = ("--config-dir", "--config-path", "--config-name", "-cd", "-cp", "-cn")
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        flag = arg.split("=", 1)[0]
+        if flag in names:
+            out += [arg] if "=" in arg or i + 1 == len(argv) else [arg, argv[i + 1]]
+    return out
 
 
 def _resume_command(overrides: list[str], run_dir: Path, cfg: DictConfig) -> str:
@@ -84,4 +116,5 @@ class _sigterm_raises:
 
 def main() -> None:
     precheck(sys.argv[1:])
+    sys.argv += rank_args(sys.argv[1:])
     _hydra_main()

@@ -32,5 +32,9 @@ class Diverged(Exception):
         )
 
 
+class PeerFailed(Exception):
+    """Another rank of a data-parallel run failed; this one ends with its message (exit 1)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so a run unwinds exactly as on Ctrl-C."""

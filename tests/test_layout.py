@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "lrrun"
-# Lowest first. errors and files are the base every package may import.
+# Lowest first. errors, files and world are the base every package may import.
 LAYERS = {
-    "errors": 0, "files": 0,
+    "errors": 0, "files": 0, "world": 0,
     "config": 1,
     "data": 2, "models": 2,
     "schedule": 3,

@@ -77,6 +77,7 @@ TRAINER_RULES: dict[str, Rule] = {
     "batch_size": INT_GE1,
     "eval_batch_size": (lambda v: v == "auto" or INT_GE1[0](v), "auto or an integer >= 1"),
     "device": STRING,
+    "devices": INT_GE1,
     "seed": INT,
     "accumulate": INT_GE1,
     "clip_grad_norm": (lambda v: v is None or POSITIVE[0](v), "a number > 0, or null (off)"),
@@ -152,6 +153,10 @@ MODEL_RULES: dict[str, Rule] = {
     "dropout2": UNIT_HALF_OPEN,
 }
 LOSS_RULES: dict[str, Rule] = {"label_smoothing": UNIT_HALF_OPEN}
+SCALING_RULES: dict[str, Rule] = {
+    "lr_scaling": choice("none", "linear", "sqrt"),
+    "reference_batch": INT_GE1,
+}
 MIX_RULES: dict[str, Rule] = {
     "alpha": POSITIVE,
     "off_epoch": (lambda v: v is None or INT_GE1[0](v), "an integer >= 1, or null (always)"),

@@ -20,7 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from lrrun.config import param_groups
 from lrrun.config.checks import check_known, check_node
 from lrrun.config.dataset import DataSpec, read_dataset
-from lrrun.config.rules import LOSS_RULES, MIX_RULES, MODEL_RULES, OPTIMIZER_RULES, TRAINER_RULES
+from lrrun.config.rules import (
+    LOSS_RULES,
+    MIX_RULES,
+    MODEL_RULES,
+    OPTIMIZER_RULES,
+    SCALING_RULES,
+    TRAINER_RULES,
+)
+from lrrun.config.scaling import LrScaling
 from lrrun.config.scheduler import check_scheduler
 from lrrun.errors import ConfigError
 
@@ -40,6 +48,7 @@ class TrainerSettings:
     batch_size: int = 64
     eval_batch_size: int | str = "auto"
     device: str = "auto"
+    devices: int = 1
     seed: int = 42
     accumulate: int = 1
     clip_grad_norm: float | None = None
@@ -81,7 +90,12 @@ class Settings:
     mix: dict[str, Any]  # MixUp / CutMix node ({} for none; conf/mix)
     plain: dict[str, Any]  # the whole resolved config: the checkpoint's plan, the trackers
     no_decay: tuple[str, ...] = ()  # optimizer.no_decay's rules (param groups without decay)
+    lr_scaling: LrScaling = field(default_factory=lambda: LrScaling())
     choices: dict[str, str] = field(default_factory=dict)  # Hydra's group choices (header)
+
+
+# optimizer keys lrrun reads itself; the rest of the node is the optimizer class's arguments
+OWN_OPTIMIZER_KEYS = (param_groups.KEY, param_groups.NO_DECAY, "lr_scaling", "reference_batch")
 
 
 def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
@@ -102,6 +116,8 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     check_node("optimizer", optimizer, OPTIMIZER_RULES)
     groups = param_groups.check(optimizer.pop(param_groups.KEY, None))
     no_decay = param_groups.check_no_decay(optimizer.pop(param_groups.NO_DECAY, None))
+    scaling = LrScaling(optimizer.pop("lr_scaling", "none"), optimizer.pop("reference_batch", 256))
+    check_node("optimizer", scaling.__dict__ | {"lr_scaling": scaling.rule}, SCALING_RULES)
     if str(optimizer.get("_target_", "")).startswith("schedulefree."):
         import importlib.util
 
@@ -131,6 +147,7 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
         mix=mix,
         plain=plain,
         no_decay=no_decay,
+        lr_scaling=scaling,
         choices={str(k): str(v) for k, v in (choices or {}).items() if v is not None},
     )
 

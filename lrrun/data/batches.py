@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lrrun.data.base import Data, Split, normalise
 from lrrun.data.transforms import Batched, apply, sample_seed, seeded
 from lrrun.errors import ConfigError
+from lrrun.world import SINGLE, World, shard, shard_size
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -60,6 +61,8 @@ class TensorBatches:
     """The fast path: the split sits on ``device``; batches are drawn by index.
 
     ``shuffle_seed=None`` visits the samples in order (evaluation), as views without copies.
+    In a data-parallel run each rank visits its shard (lrrun.world.shard): training, of the
+    epoch's order; evaluation, of the samples in order.
     """
 
     def __init__(
@@ -72,29 +75,37 @@ class TensorBatches:
         shuffle_seed: int | None = None,
         memory_format: torch.memory_format = torch.contiguous_format,
         augment: Batched | None = None,
+        world: World = SINGLE,
     ) -> None:
         assert split.images is not None, "the tensor path needs the split in memory"
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size, self.device, self.mean, self.std = batch_size, device, mean, std
         self.seed, self.memory_format, self.epoch = shuffle_seed, memory_format, 1
-        self.augment = augment
+        self.augment, self.world = augment, world
+        self.mine = None  # evaluation: this rank's samples (all of them in one process)
+        if world.active and shuffle_seed is None:
+            self.mine = shard(torch.arange(len(self.labels)), world, pad=False).to(device)
 
     def __len__(self) -> int:
-        return batches_per_epoch(len(self.labels), self.batch_size)
+        if self.mine is not None:
+            return batches_per_epoch(len(self.mine), self.batch_size)
+        return batches_per_epoch(
+            len(shard(torch.empty(len(self.labels)), self.world)), self.batch_size
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, size = len(self.labels), self.batch_size
-        order = draws = None
+        order, draws = self.mine, None
         if self.seed is not None:
-            order = epoch_order(n, self.seed, self.epoch).to(self.device)
+            order = shard(epoch_order(n, self.seed, self.epoch), self.world).to(self.device)
             if self.augment is not None:  # one generator per epoch: resumes draw the same
                 draws = torch.Generator(self.device)
                 draws.manual_seed(sample_seed(self.seed, self.epoch, -1))
-        for start in range(0, n, size):
+        for start in range(0, n if order is None else len(order), size):
             if order is None:
                 images, labels = (
                     self.images[start : start + size],
@@ -110,17 +121,31 @@ class TensorBatches:
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """``epoch_order`` as a DataLoader sampler; it hands out (epoch, index), so a worker
-    seeds each sample's augmentation by its epoch too."""
+    """``epoch_order`` (this rank's shard of it) as a DataLoader sampler; it hands out
+    (epoch, index), so a worker seeds each sample's augmentation by its epoch too."""
 
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 1
+    def __init__(self, n: int, seed: int, world: World = SINGLE) -> None:
+        self.n, self.seed, self.epoch, self.world = n, seed, 1, world
 
     def __len__(self) -> int:
-        return self.n
+        return shard_size(self.n, self.world)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, i) for i in epoch_order(self.n, self.seed, self.epoch).tolist())
+        order = shard(epoch_order(self.n, self.seed, self.epoch), self.world)
+        return ((self.epoch, i) for i in order.tolist())
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation in a data-parallel run: this rank's samples, in order, unpadded."""
+
+    def __init__(self, n: int, world: World) -> None:
+        self.index = shard(torch.arange(n), world, pad=False).tolist()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.index)
 
 
 class SampleDataset(Dataset):
@@ -166,14 +191,15 @@ class LoaderBatches:
         memory_format: torch.memory_format = torch.contiguous_format,
         pin_memory: bool | str = "auto",
         persistent_workers: bool = True,
+        world: World = SINGLE,
     ) -> None:
         n = len(dataset)  # type: ignore[arg-type]
-        self.sampler = EpochSampler(n, shuffle_seed) if shuffle_seed is not None else None
+        self.sampler = EpochSampler(n, shuffle_seed, world) if shuffle_seed is not None else None
         cuda = device.type == "cuda"
         self.loader = DataLoader(
             dataset,
             batch_size=batch_size,
-            sampler=self.sampler,
+            sampler=self.sampler or (ShardSampler(n, world) if world.active else None),
             num_workers=num_workers,
             pin_memory=cuda if pin_memory == "auto" else bool(pin_memory),
             persistent_workers=persistent_workers and num_workers > 0,
@@ -245,9 +271,10 @@ def make_batches(
     memory_format: torch.memory_format = torch.contiguous_format,
     pin_memory: bool | str = "auto",
     persistent_workers: bool = True,
+    world: World = SINGLE,
 ) -> tuple[Batches, Batches, Batches | None, str]:
     """Training, validation and test batches (None without a test split) on ``device``, and
-    the data path chosen."""
+    the data path chosen; in a data-parallel run, this rank's shards."""
     path = choose_path(data, path)
     size = eval_batch(eval_batch_size, device)
     roles = {"train": data.train, "val": data.val, "test": data.test}
@@ -259,10 +286,10 @@ def make_batches(
         elif path == "tensor":
             augment = Batched.of(data.augment) if role == "train" and data.augment else None
             out[role] = TensorBatches(split, batch, device, data.mean, data.std, shuffle,
-                                      memory_format, augment)  # fmt: skip
+                                      memory_format, augment, world)  # fmt: skip
         else:
             dataset = SampleDataset(data, split, role == "train", seed)
             out[role] = LoaderBatches(dataset, batch, device, shuffle, num_workers,
-                                      memory_format, pin_memory, persistent_workers)  # fmt: skip
+                                      memory_format, pin_memory, persistent_workers, world)  # fmt: skip
     assert out["train"] is not None and out["val"] is not None
     return out["train"], out["val"], out["test"], path

@@ -52,9 +52,11 @@ class RunConsole:
         steps_per_epoch: int,
         live: bool,
         labels: dict[str, str] | None = None,
+        quiet: bool = False,
     ) -> None:
-        """``labels``: headings for some columns (each param group's lr, by name)."""
-        self.console = Console(highlight=False)
+        """``labels``: headings for some columns (each param group's lr, by name).
+        ``quiet``: print nothing (the ranks of a data-parallel run but rank 0)."""
+        self.console = Console(highlight=False, quiet=quiet)
         self.columns, self.epochs, self.steps_per_epoch = columns, epochs, steps_per_epoch
         self.labels = {c: (labels or {}).get(c, c) for c in columns}
         self.widths = {c: max(_fmt(c)[1], len(self.labels[c])) for c in columns}

@@ -122,15 +122,23 @@ class StepRecorder:
     The lr is a host float; the loss (and the gradient norm) stay device tensors until
     ``flush()``, so logging every step costs no host sync (one ``tolist()`` per epoch).
     ``flush()`` also runs when a run fails or is interrupted, so every step taken is on disk.
+    In a data-parallel run the losses are averaged over the ranks there (one all-reduce per
+    epoch) and only rank 0 has a log to write them to.
     """
 
     def __init__(
-        self, log: CSVLog, on_flush: Callable[[list[dict[str, Any]]], None] | None = None
+        self,
+        log: CSVLog | None,
+        on_flush: Callable[[list[dict[str, Any]]], None] | None = None,
+        columns: Sequence[str] | None = None,
+        ranks: int = 1,
     ) -> None:
-        """``on_flush``: also handed each batch of rows written (lrrun.logs.trackers)."""
-        self.log, self.on_flush = log, on_flush
-        self.grad_norm = "grad_norm" in log.columns
-        self.names = log.columns[2 : log.columns.index("loss")]  # the lr columns [, momentum]
+        """``on_flush``: also handed each batch of rows written (lrrun.logs.trackers).
+        ``columns``: steps.csv's, when there is no log (a rank other than 0)."""
+        self.log, self.on_flush, self.ranks = log, on_flush, ranks
+        columns = list(log.columns if log is not None else columns or [])
+        self.grad_norm = "grad_norm" in columns
+        self.names = columns[2 : columns.index("loss")]  # the lr columns [, momentum]
         self._pending: list[tuple[int, int, list[float], list[torch.Tensor]]] = []
 
     def record(
@@ -150,13 +158,20 @@ class StepRecorder:
             )
         self._pending.append((epoch, step, values, tensors))
 
-    def flush(self) -> list[dict[str, Any]]:
-        """Write the pending rows; return them (losses as floats)."""
+    def flush(self, reduce: bool = True) -> list[dict[str, Any]]:
+        """Write the pending rows; return them (losses as floats). ``reduce=False`` (a run
+        that failed or was interrupted mid-epoch): no collective - the other ranks may be
+        gone or elsewhere - so a data-parallel run's unfinished epoch keeps rank 0's own
+        losses (the lrs are the same on every rank)."""
         if not self._pending:
             return []
         import torch
 
-        read = torch.stack([t.float() for p in self._pending for t in p[3]]).tolist()
+        from lrrun.world import sum_over_ranks
+
+        stacked = torch.stack([t.float() for p in self._pending for t in p[3]])
+        averaged = reduce and self.ranks > 1
+        read = (sum_over_ranks(stacked) / self.ranks if averaged else stacked).tolist()
         width = 2 if self.grad_norm else 1
         rows = []
         for i, (epoch, step, values, _) in enumerate(self._pending):
@@ -166,7 +181,8 @@ class StepRecorder:
                 row["grad_norm"] = read[i * width + 1]
             rows.append(row)
         self._pending.clear()
-        self.log.write_many(rows)
+        if self.log is not None:
+            self.log.write_many(rows)
         if self.on_flush is not None:
             self.on_flush(rows)
         return rows

@@ -22,17 +22,18 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
-def fail_job(exc: LrrunError, out: Path) -> None:
+def fail_job(exc: LrrunError, out: Path, quiet: bool = False) -> None:
     """A user error ends this job: one line on stderr and status "failed" (never over the
     status of a run that finished there before); exit 2, unless it is one job of a sweep,
-    which goes on."""
+    which goes on. ``quiet``: a rank of a data-parallel run other than 0 (rank 0 says it)."""
     from lrrun.config.overrides import finished_run
     from lrrun.logs.console import print_error
     from lrrun.logs.csv_log import write_status
 
-    print_error(str(exc))
-    if not finished_run(out):
-        write_status(out, "failed", message=str(exc))
+    if not quiet:
+        print_error(str(exc))
+        if not finished_run(out):
+            write_status(out, "failed", message=str(exc))
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         raise SystemExit(EXIT_USER_ERROR) from None
 
@@ -66,3 +67,35 @@ def user_code_importable() -> None:
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if cwd not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([cwd, *filter(None, paths)])
+
+
+def rank_args(args: list[str]) -> list[str]:
+    """What a rank other than 0 of a data-parallel run adds to its command line: Hydra writes
+    nothing for it (rank 0 writes the run dir), and Ctrl-C is left to rank 0, which the others
+    follow (lrrun.train.distributed). A sweep is one job per launch: refused under torchrun."""
+    import atexit
+    import os
+    import shutil
+    import signal
+    import tempfile
+
+    from lrrun.world import env_world
+
+    world = env_world()
+    if not world.active:
+        return []
+    if {"-m", "--multirun"} & set(args):
+        from lrrun.logs.console import print_error
+
+        print_error(
+            "torchrun starts one lrrun run, not a sweep (-m): use trainer.devices=N in the "
+            "sweep instead, and each job starts its own processes."
+        )
+        raise SystemExit(EXIT_USER_ERROR)
+    if world.main:
+        return []
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_dir = os.path.join(tempfile.gettempdir(), f"lrrun-rank{world.rank}-{os.getpid()}")
+    atexit.register(shutil.rmtree, quiet_dir, True)  # Hydra makes it; nothing is written
+    return ["hydra.output_subdir=null", "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled", f"hydra.run.dir={quiet_dir}"]  # fmt: skip

@@ -31,6 +31,7 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     plan of ``cfg`` (Settings, or a composed config read here)."""
     import torch
 
+    from lrrun.config.scaling import scale
     from lrrun.data.batches import batches_per_epoch
     from lrrun.data.load import describe
     from lrrun.logs.csv_log import lr_columns
@@ -41,12 +42,16 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     from lrrun.train.loop import step_after_batch, step_after_epoch
     from lrrun.train.parts import build_model, build_optimizer
     from lrrun.train.recipe import schedule_free, used_lrs
+    from lrrun.world import World, shard_size
 
     settings = cfg if isinstance(cfg, Settings) else read(cfg)
+    settings, _ = scale(settings, settings.trainer.devices)  # as the run will (lr_scaling)
     trainer = settings.trainer
     epochs = trainer.epochs
     data = describe(settings.dataset)  # sizes and facts; nothing decoded
-    batches = batches_per_epoch(len(data.train), trainer.batch_size)
+    # each of trainer.devices processes trains on its shard (lrrun.world.shard)
+    batches = batches_per_epoch(shard_size(len(data.train), World(0, trainer.devices)),
+                                trainer.batch_size)  # fmt: skip
     spe = -(-batches // trainer.accumulate)  # optimizer steps: ceil(batches / accumulate)
     torch.manual_seed(trainer.seed)
     model, _ = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
@@ -163,6 +168,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="preview")
 def _hydra_main(cfg: DictConfig) -> None:
     from lrrun.config import param_groups
+    from lrrun.config.scaling import scale
     from lrrun.logs.console import print_items, print_warning
     from lrrun.logs.csv_log import lr_columns, write_status
     from lrrun.logs.plots import log_scale
@@ -179,6 +185,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         fail_job(exc, out)
         return
     trainer, plot = settings.trainer, settings.plain["preview"]["plot"]
+    _, scaled = scale(settings, trainer.devices)
     for warning in lint(stepping, trainer.epochs, spe):
         print_warning(warning)
     write_csv(rows, out / "preview.csv")
@@ -203,8 +210,11 @@ def _hydra_main(cfg: DictConfig) -> None:
     items = {
         "scheduler": described,
         **stepping.warmup.header(),
+        **({"lr scaling": scaled} if scaled else {}),
         "plan": f"{trainer.epochs} epochs x {spe} steps = {len(rows)} optimizer steps "
-        f"(batch {trainer.batch_size})",
+        f"(batch {trainer.batch_size}"
+        + (f" per process, {trainer.devices} processes" if trainer.devices > 1 else "")
+        + ")",
         "lr": sparkline(lrs) + (" (log scale)" if log_scale(lrs) else ""),
         **facts(rows),
         "wrote": f"{out}/preview.csv" + (", preview.png" if plot else ""),

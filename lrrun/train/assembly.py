@@ -11,13 +11,16 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from lrrun.config.scaling import global_batch
 from lrrun.config.settings import Settings
 from lrrun.data.base import Data
 from lrrun.data.batches import Batches, make_batches, probe_batch
 from lrrun.data.load import load_data
 from lrrun.models.adapt import facts_of, probe
+from lrrun.train.distributed import wrap
 from lrrun.train.parts import build_model, build_optimizer, memory_format_for
 from lrrun.train.recipe import Recipe, build_recipe
+from lrrun.world import SINGLE, World
 
 # trainer.data_path -> load_data's memory: decode per-sample sources into memory or not
 MEMORY = {"tensor": True, "loader": False, "auto": None}
@@ -35,6 +38,8 @@ class Parts:
     test: Batches | None
     data_path: str  # tensor or loader
     recipe: Recipe  # how a step is made (accumulation, clipping, loss, mixing)
+    trained: nn.Module  # what the training step calls: the model, or DDP around it
+    global_batch: int  # batch_size x processes x accumulate
 
     @property
     def steps_per_epoch(self) -> int:
@@ -47,7 +52,7 @@ class Parts:
         return self.data.num_classes > 5
 
 
-def assemble(settings: Settings, device: torch.device) -> Parts:
+def assemble(settings: Settings, device: torch.device, world: World = SINGLE) -> Parts:
     trainer = settings.trainer
     data = load_data(settings.dataset, MEMORY[trainer.data_path], device)
     model, model_args = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
@@ -56,12 +61,13 @@ def assemble(settings: Settings, device: torch.device) -> Parts:
     model = model.to(memory_format=memory_format)
     probe(model, probe_batch(data, device, memory_format), data.num_classes,
           settings.model["_target_"])  # fmt: skip
+    trained = wrap(model, world, device)  # DDP: before the optimizer (rank 0's weights)
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model, settings.no_decay)
     train, val, test, data_path = make_batches(
         data, device, trainer.batch_size, trainer.eval_batch_size, trainer.seed,
         trainer.data_path, trainer.num_workers, memory_format, trainer.pin_memory,
-        trainer.persistent_workers,
+        trainer.persistent_workers, world,
     )  # fmt: skip
     recipe = build_recipe(settings, data.num_classes, device)
     return Parts(data, model, model_args, memory_format, optimizer, train, val, test, data_path,
-                 recipe)  # fmt: skip
+                 recipe, trained, global_batch(settings, world.size))  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from lrrun.errors import ConfigError
+from lrrun.world import SINGLE, World
 
 
 def auto_device(cuda_count: int, mps: bool, job_num: int | None) -> str:
@@ -18,8 +19,11 @@ def auto_device(cuda_count: int, mps: bool, job_num: int | None) -> str:
     return "mps" if mps else "cpu"
 
 
-def resolve_device(spec: str, job_num: int | None = None) -> torch.device:
-    """``auto`` (see auto_device), or an explicit device, which must exist on this machine."""
+def resolve_device(spec: str, job_num: int | None = None, world: World = SINGLE) -> torch.device:
+    """``auto`` (see auto_device), or an explicit device, which must exist on this machine.
+    A rank of a data-parallel run on CUDA takes ``cuda:<LOCAL_RANK>``."""
+    if world.active and spec in ("auto", "cuda") and torch.cuda.is_available():
+        return resolve_device(f"cuda:{world.local_rank}")
     if spec == "auto":
         cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
         return torch.device(auto_device(cuda, torch.backends.mps.is_available(), job_num))

@@ -13,6 +13,7 @@ from lrrun.config import param_groups
 from lrrun.config.settings import Settings, TrainerSettings
 from lrrun.models import parameter_count
 from lrrun.schedule.build import Stepping, format_args
+from lrrun.world import SINGLE, World
 
 if TYPE_CHECKING:
     from lrrun.train.assembly import Parts
@@ -21,9 +22,17 @@ SHOWN_CLASSES = 6
 
 
 def speed(
-    data_path: str, trainer: TrainerSettings, memory_format: torch.memory_format, kept: bool
+    data_path: str,
+    trainer: TrainerSettings,
+    memory_format: torch.memory_format,
+    kept: bool,
+    world: World = SINGLE,
 ) -> str:
     parts = [f"data_path={data_path}", f"precision={trainer.precision}"]
+    if world.active:
+        import torch.distributed as dist
+
+        parts.insert(0, f"DDP, {world.size} processes ({dist.get_backend()}), this is rank 0")
     if memory_format == torch.channels_last:
         parts.append("channels_last")
     if trainer.compile:
@@ -33,11 +42,12 @@ def speed(
     return ", ".join(parts)
 
 
-def data_facts(parts: Parts) -> dict[str, Any]:
+def data_facts(parts: Parts, world: World = SINGLE) -> dict[str, Any]:
     """The data as the run saw it (status.json's ``data``, and the checkpoint's plan: a
-    resume must see the same classes, sizes and split)."""
+    resume must see the same classes, sizes and split, and the same number of processes)."""
     data = parts.data
     return {
+        **({"processes": world.size} if world.active else {}),
         "classes": list(data.classes),
         "input_shape": list(data.input_shape),
         "train": len(data.train),
@@ -50,8 +60,9 @@ def data_facts(parts: Parts) -> dict[str, Any]:
 
 
 def header(
-    settings: Settings, parts: Parts, stepping: Stepping, steps_per_epoch: int
+    settings: Settings, parts: Parts, stepping: Stepping, steps_per_epoch: int, scaled: str = ""
 ) -> dict[str, str]:
+    """The run's plan as the console shows it; ``scaled``: lrrun.config.scaling's account."""
     choices, trainer, configured = settings.choices, settings.trainer, settings.param_groups
     model, optimizer = parts.model, parts.optimizer
     opt_args = {k: v for k, v in optimizer.defaults.items() if k in settings.optimizer}
@@ -74,8 +85,15 @@ def header(
         + (f" {sched_args}" if sched_args else "")
         + f"), interval={stepping.interval}{monitor}",
         **stepping.warmup.header(),
+        **({"lr scaling": scaled} if scaled else {}),
         "trainer": f"{trainer.epochs} epoch(s) x {steps_per_epoch} steps, batch "
-        f"{trainer.batch_size}, seed {trainer.seed}",
+        f"{trainer.batch_size}"
+        + (
+            f" per process ({parts.global_batch // trainer.accumulate} in all)"
+            if parts.global_batch != trainer.batch_size * trainer.accumulate
+            else ""
+        )
+        + f", seed {trainer.seed}",
         **_recipe_line(settings, parts),
     }
 

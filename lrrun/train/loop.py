@@ -206,10 +206,13 @@ def fit(
     test_batches: Batches | None = None,
     recipe: Recipe = PLAIN,
     top5: bool = False,
+    eval_model: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
     """Train epochs ``start_epoch..epochs``; return their metrics rows (test_* None unless
     ``test_batches`` are given: the test split is reported, never used to choose, so by
     default it is evaluated once, at the end, lrrun.train.final_test; *_top5 with ``top5``).
+    ``eval_model``: what evaluates, when ``model`` is a DDP wrapper (the module itself:
+    the ranks evaluate their own shards, without DDP's collectives).
 
     A resumed run passes the epoch and global step to continue from; the model, optimizer,
     scheduler and RNG states must already be restored.
@@ -227,8 +230,9 @@ def fit(
         step = train.last_step
         # --- evaluate (a schedule-free optimizer's evaluation weights, kept for checkpoints)
         set_mode(optimizer, train=False)
-        val = evaluated("val", model, val_batches, autocast, top5)
-        test = evaluated("test", model, test_batches, autocast, top5)
+        judge = eval_model or model
+        val = evaluated("val", judge, val_batches, autocast, top5)
+        test = evaluated("test", judge, test_batches, autocast, top5)
         # --- log (the row is on disk before the schedule moves on)
         row = {
             "epoch": epoch,

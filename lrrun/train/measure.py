@@ -13,6 +13,7 @@ from torch import nn
 from lrrun.data.batches import Batches
 from lrrun.errors import Diverged
 from lrrun.train.recipe import Autocast, no_autocast
+from lrrun.world import sum_over_ranks
 
 
 class Sums:
@@ -36,11 +37,15 @@ class Sums:
         self.seen += n
 
     def means(self) -> tuple[float, float, float | None]:
+        """The means over every sample seen, by all ranks of a data-parallel run (one
+        all-reduce, one host read)."""
         assert self.loss is not None and self.correct is not None and self.seen, "no batch seen"
         values = [self.loss.float(), self.correct.float()]
         if self.top is not None:
             values.append(self.top.float())
-        out = [v / self.seen for v in torch.stack(values).tolist()]
+        values.append(self.loss.new_tensor(float(self.seen)))
+        *sums, seen = sum_over_ranks(torch.stack(values)).tolist()
+        out = [v / seen for v in sums]
         return out[0], out[1], out[2] if self.top is not None else None
 
 

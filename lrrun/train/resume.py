@@ -12,6 +12,7 @@ from lrrun.config.settings import TrainerSettings
 from lrrun.errors import ConfigError, root_cause
 from lrrun.schedule.build import Stepping, current_lrs
 from lrrun.train import checkpoint
+from lrrun.world import SINGLE, World
 
 
 def plan(
@@ -58,8 +59,10 @@ def restore(
     optimizer: Optimizer,
     stepping: Stepping,
     trainer: TrainerSettings,
+    world: World = SINGLE,
 ) -> tuple[int, int, tuple[float, int] | None]:
     """Load a checkpoint into the freshly built objects; return (start epoch, step, best).
+    Every rank of a data-parallel run reads it and takes back its own RNG state.
 
     The optimizer's state is loaded after the scheduler was constructed: constructing a
     scheduler resets the optimizer's lr to the schedule's start, and the checkpoint's
@@ -94,7 +97,8 @@ def restore(
     else:  # another schedule (allowed): it starts from its beginning
         for group, lr in zip(optimizer.param_groups, fresh_lrs, strict=True):
             group["lr"] = lr
-    checkpoint.set_rng_state(saved["rng"])
+    rng = saved["rng"]  # one state, or one per rank of a data-parallel run
+    checkpoint.set_rng_state(rng[world.rank] if isinstance(rng, list) else rng)
     return saved["epoch"] + 1, saved["step"], saved["best"]
 
 

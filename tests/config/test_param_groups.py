@@ -14,6 +14,7 @@ import yaml
 from hydra.utils import instantiate
 
 from lrrun.config import param_groups
+from lrrun.config.settings import OWN_OPTIMIZER_KEYS
 from lrrun.errors import ConfigError
 from lrrun.models import FashionMNISTNet, FeedForward
 from tests.conftest import TINY, TINY_STEPS_PER_EPOCH, assert_ok, read_csv, run_cli
@@ -94,9 +95,8 @@ def replay(job: Path, interval: str) -> tuple[list[list[float]], list[float]]:
     """Each group's lr and group 0's momentum at every optimizer step, when torch's own
     class drives two dummy parameters in the run's two groups."""
     cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
-    node = dict(cfg["optimizer"])
-    groups = node.pop("param_groups")
-    node.pop("no_decay")  # lrrun's, not torch's
+    groups = cfg["optimizer"]["param_groups"]
+    node = {k: v for k, v in cfg["optimizer"].items() if k not in OWN_OPTIMIZER_KEYS}
     body, head = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
     own = [{k: v for k, v in g.items() if k not in ("name", "params")} for g in groups]
     opt = instantiate(node, _convert_="all")([{"params": [body]}, {"params": [head], **own[0]}])

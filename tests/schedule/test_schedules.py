@@ -17,6 +17,7 @@ import torch.optim.lr_scheduler as lrs
 import yaml
 from hydra.utils import instantiate
 
+from lrrun.config.settings import OWN_OPTIMIZER_KEYS
 from tests.conftest import TINY, TINY_STEPS_PER_EPOCH, assert_ok, read_csv, run_cli
 
 EPOCH_DEFAULT = [
@@ -112,7 +113,7 @@ def replay(job: Path, name: str, interval: str, epochs: int, steps_per_epoch: in
     """The lr of every optimizer step when torch's class drives a dummy parameter."""
     cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
     param = torch.nn.Parameter(torch.zeros(3))
-    node = {k: v for k, v in cfg["optimizer"].items() if k != "no_decay"}  # lrrun's, not torch's
+    node = {k: v for k, v in cfg["optimizer"].items() if k not in OWN_OPTIMIZER_KEYS}
     opt = instantiate(node, _convert_="all")([param])
     length = epochs if interval == "epoch" else epochs * steps_per_epoch
     scheduler = oracle(name, cfg["scheduler"], opt, length)

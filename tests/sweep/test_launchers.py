@@ -15,9 +15,13 @@ GRID = ["scheduler.gamma=0.5,0.8", "scheduler.step_size=1,2"]
 FLOATS = ("best_val_acc", "final_val_acc", "final_val_loss", "final_lr")
 
 
-def sweep(tmp_path: Path, name: str, *launcher: str) -> list[dict[str, str]]:
-    proc = run_cli(["-m", *TINY, *GRID, *launcher, f"hydra.sweep.dir={name}"], tmp_path)
+def sweep(tmp_path: Path, name: str, *launcher: str, fresh: bool = False) -> list[dict[str, str]]:
+    """The sweep's summary.csv rows (its console output in ``name``.out)."""
+    proc = run_cli(["-m", *TINY, *GRID, *launcher, f"hydra.sweep.dir={name}"], tmp_path,
+                   fresh=fresh)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (tmp_path / f"{name}.out").write_text(proc.stdout)
     return read_csv(tmp_path / name / "summary.csv")
 
 
@@ -61,3 +65,31 @@ def assert_threads_shared(sweep_dir: Path, n_jobs: int) -> None:
     share = int(os.environ.get("OMP_NUM_THREADS", max(cpu_count() // n_jobs, 1)))
     for status in sorted(sweep_dir.glob("*/status.json")):
         assert json.loads(status.read_text())["torch_threads"] == share, status
+
+
+@pytest.mark.slow
+def test_ray_local_matches_the_basic_launcher_without_oversubscribing(tmp_path: Path) -> None:
+    """Hydra's Ray launcher on a local Ray instance (a fresh interpreter: Ray starts its own
+    processes): every job's results as the basic launcher's, the sweep's summary and
+    verdict at the end, and each job's torch threads = the CPUs Ray gave its task."""
+    basic = sweep(tmp_path, "basic")
+    ray = sweep(tmp_path, "ray", "hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=1",
+                fresh=True)  # fmt: skip
+    assert len(ray) == len(basic) == 4 and {r["status"] for r in ray} == {"ok"}
+    for a, b in zip(basic, ray, strict=True):
+        assert a["scheduler.gamma"] == b["scheduler.gamma"] and a["best_epoch"] == b["best_epoch"]
+        for key in FLOATS:
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
+    assert (tmp_path / "ray" / "configs.csv").is_file() and (
+        tmp_path / "ray" / "sweep_curves.png"
+    ).is_file()
+    best = max(basic, key=lambda r: float(r["best_val_acc"]))
+    verdict = f"best: scheduler.gamma={best['scheduler.gamma']}, scheduler.step_size="
+    assert verdict in (tmp_path / "ray.out").read_text()
+    for status in sorted((tmp_path / "ray").glob("*/status.json")):
+        assert json.loads(status.read_text())["torch_threads"] == 1, status  # Ray's OMP_NUM_THREADS
+    two = sweep(tmp_path, "ray2", "hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=2",
+                "scheduler.step_size=1", fresh=True)  # fmt: skip
+    assert len(two) == 2
+    for status in sorted((tmp_path / "ray2").glob("*/status.json")):
+        assert json.loads(status.read_text())["torch_threads"] == 2, status

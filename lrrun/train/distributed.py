@@ -1,0 +1,111 @@
+"""Data-parallel training with PyTorch's own DDP, started the standard way
+(``torchrun --nproc_per_node=N -m lrrun ...``, or ``trainer.devices=N``: lrrun.tools.launch).
+
+- The world comes from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+  MASTER_PORT); gloo on CPU, NCCL on CUDA (each rank on ``cuda:<LOCAL_RANK>``).
+- Every rank draws the same epoch order (lrrun.data.batches.epoch_order) and trains on
+  ``order[rank::world]``, padded to a multiple of the world size by repeating the order's
+  first samples (as DistributedSampler pads), so at every step the ranks' batches together
+  are the single-process run's batch of world x the per-rank batch.
+- DDP averages the gradients. The per-step losses and an epoch's sums (loss, correct, seen)
+  are all-reduced once per epoch, when the rows are written, so every rank logs, checks for
+  divergence and steps ReduceLROnPlateau on the same numbers; evaluation is sharded
+  (``index[rank::world]``, unpadded) and its sums all-reduced.
+- Rank 0 alone writes the run dir (CSVs, checkpoints with every rank's RNG state, status,
+  trackers, console). Every rank reads the checkpoint on resume.
+- A rank that fails or is interrupted posts its outcome in the rendezvous store before it
+  exits; the others, whose collectives then fail, read it and end the same way (status and
+  exit code), so one SIGTERM ends the run as one SIGTERM ends a single process.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lrrun.world import World
+
+FAILED_KEY = "lrrun/outcome"
+
+
+def start(world: World, device: torch.device) -> None:
+    """Join the process group: NCCL for CUDA devices, gloo otherwise."""
+    import torch.distributed as dist
+
+    if not world.active or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def stop() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
+    """The model as the training step calls it: DDP across the ranks, or itself."""
+    if not world.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def post_outcome(world: World, outcome: str, kind: str, message: str) -> None:
+    """Tell the other ranks how this one ended (before its sockets close); the first rank to
+    end is the one they all report."""
+    if not world.active:
+        return
+    try:
+        from torch.distributed import distributed_c10d
+
+        store = distributed_c10d._get_default_store()
+        store.compare_set(FAILED_KEY, "", f"{world.rank}\0{outcome}\0{kind}\0{message}")
+    except Exception:  # no store (the group never formed): the launcher ends the rest
+        pass
+
+
+def peer_outcome(world: World, wait_s: float = 5.0) -> tuple[int, str, str, str] | None:
+    """How another rank ended, when it posted it: (rank, outcome, exception kind, message)."""
+    if not world.active:
+        return None
+    try:
+        from datetime import timedelta
+
+        from torch.distributed import distributed_c10d
+
+        store = distributed_c10d._get_default_store()
+        store.set_timeout(timedelta(seconds=wait_s))
+        rank, outcome, kind, message = store.get(FAILED_KEY).decode().split("\0", 3)
+    except Exception:
+        return None
+    return (int(rank), outcome, kind, message) if int(rank) != world.rank else None
+
+
+def explain(error: BaseException, world: World) -> BaseException:
+    """This rank's exception, as the run should end with it: when a collective failed
+    because another rank ended first (its sockets closed), that rank's end - interrupted
+    (Ctrl-C, SIGTERM) or failed - so every rank reports the same status and exit code."""
+    from lrrun.errors import Diverged, LrrunError, PeerFailed, Terminated
+
+    if not world.active or isinstance(error, LrrunError | Diverged | KeyboardInterrupt):
+        return error
+    peer = peer_outcome(world)
+    if peer is None:
+        return error
+    rank, outcome, kind, message = peer
+    if outcome == "interrupted":
+        why = f"rank {rank} was {'terminated' if kind == 'Terminated' else 'interrupted'}"
+        return Terminated(why) if kind == "Terminated" else KeyboardInterrupt(why)
+    return PeerFailed(f"rank {rank} ended the run ({outcome}): {message or kind}")

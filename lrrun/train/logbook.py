@@ -1,0 +1,163 @@
+"""Everything a run writes while it trains: the console (header, rows, events), metrics.csv,
+steps.csv, events.csv, the trackers, status.json and the checkpoints - and the hooks that
+hand them the loop's numbers (lrrun.train.loop.Hooks).
+
+In a data-parallel run only rank 0 writes: the other ranks keep the same numbers (the best
+epoch, the step rows they all-reduced) and write nothing, but take part in gathering every
+rank's RNG state for the checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrrun.config import param_groups
+from lrrun.config.settings import Settings
+from lrrun.logs.console import RunConsole, print_warning
+from lrrun.logs.csv_log import (
+    CSVLog,
+    StepRecorder,
+    lr_labels,
+    metrics_columns,
+    parse_row,
+    steps_columns,
+    write_status,
+)
+from lrrun.logs.tracker_backends import open_trackers
+from lrrun.logs.trackers import Trackers, flatten
+from lrrun.schedule.build import Stepping
+from lrrun.schedule.events import COLUMNS as EVENT_COLUMNS
+from lrrun.schedule.events import EventWatcher
+from lrrun.train import checkpoint
+from lrrun.train.assembly import Parts
+from lrrun.train.loop import Hooks
+from lrrun.train.run_dir import process_age
+from lrrun.world import World, gather
+
+
+class Logbook:
+    def __init__(
+        self,
+        settings: Settings,
+        parts: Parts,
+        stepping: Stepping,
+        run_dir: Path,
+        world: World,
+        resumed: tuple[int, int] | None,  # (start epoch, step) of a resumed run
+        best: tuple[float, int] | None,
+        plan: dict[str, Any],  # what a resume must not change (lrrun.train.resume.plan)
+    ) -> None:
+        self.settings, self.parts, self.stepping, self.run_dir = settings, parts, stepping, run_dir
+        self.world, self.best, self.plan = world, best, plan
+        self.last_row: dict[str, Any] = {}
+        self.start_epoch, step = resumed or (1, 0)
+        trainer, optimizer = settings.trainer, parts.optimizer
+        self.groups = param_groups.names(optimizer)
+        self.every_epoch = trainer.test_every_epoch and parts.test is not None
+        columns = metrics_columns(len(self.groups), parts.top5)
+        shown = [c for c in columns if self.every_epoch or not c.startswith("test_")]
+        steps = steps_columns(len(self.groups), stepping.momentum, parts.recipe.grad_norm)
+        main = world.main
+        self.console = RunConsole(shown, trainer.epochs, len(parts.train),
+                                  trainer.progress and main, lr_labels(self.groups), quiet=not main)  # fmt: skip
+        self.tracked = open_trackers(trainer, run_dir, self.groups, step if resumed else None) \
+            if main else Trackers([], self.groups)  # fmt: skip
+        self.metrics = self.steps = self.events = None
+        try:  # from here on a tracker run is open: it must not be left "running"
+            self.tracked.log_config(flatten(settings.plain))
+            if main:
+                keep = self.start_epoch - 1 if resumed else None  # a half-done epoch's rows go
+                self.metrics = CSVLog(run_dir / "metrics.csv", columns, keep)
+                self.steps = CSVLog(run_dir / "steps.csv", steps, keep)
+                self.events = CSVLog(run_dir / "events.csv", EVENT_COLUMNS, keep)
+        except BaseException as exc:
+            self.tracked.close(failure(exc), [])
+            raise
+        self.recorder = StepRecorder(self.steps, self.tracked.steps, steps, world.size)
+        stepping.watch = EventWatcher(stepping, optimizer)
+        self.previous = [parse_row(r) for r in self.metrics.kept] if self.metrics else []
+
+    def header(self, items: dict[str, str], warnings: list[str]) -> None:
+        self.console.header(items | self.tracked.header())
+        if self.world.main:
+            for warning in warnings:
+                print_warning(warning)
+        for row in self.previous:
+            self.console.epoch_end(row)
+
+    def status(self, status: str, **fields: Any) -> None:
+        if self.world.main:
+            write_status(self.run_dir, status, **fields)
+
+    def hooks(self) -> Hooks:
+        return Hooks(self.epoch_start, self.console.step_update, self.epoch_end, self.epoch_done)
+
+    def epoch_start(self, epoch: int) -> None:
+        if epoch == self.start_epoch:  # set-up is done: the next thing is the first step
+            self.status("running", startup_s=round(process_age(), 3),
+                        torch_threads=torch.get_num_threads())  # fmt: skip
+        self.console.epoch_start(epoch)
+
+    def epoch_end(self, row: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.write(row)
+        self.last_row = row
+        self.console.epoch_end(row)
+        if self.best is None or row["val_acc"] > self.best[0]:  # chosen on the val split only
+            self.best = (row["val_acc"], row["epoch"])
+
+    def epoch_done(self, epoch: int, step: int) -> None:
+        self.log_events()
+        self.tracked.epoch(self.last_row, step)
+        rng = gather(checkpoint.rng_state())  # every rank's, in rank order
+        if self.world.main:
+            parts, stepping = self.parts, self.stepping
+            state = {
+                "format": checkpoint.FORMAT,
+                "epoch": epoch,
+                "step": step,
+                "model": parts.model.state_dict(),
+                "optimizer": parts.optimizer.state_dict(),
+                "scheduler": stepping.scheduler.state_dict() if stepping.scheduler else None,
+                "rng": rng[0] if len(rng) == 1 else rng,
+                "best": self.best,
+                "plan": self.plan,
+            }
+            checkpoint.save_atomic(state, self.run_dir / checkpoint.NAME)
+            if self.settings.trainer.save_best and self.best is not None and self.best[1] == epoch:
+                checkpoint.save_atomic(state, self.run_dir / checkpoint.BEST)
+        self.status("running", epoch=epoch, step=step)
+
+    def log_events(self) -> None:
+        """Under the epoch's row, and on disk with its rows."""
+        happened = self.stepping.watch.drain()
+        if self.events is not None:
+            self.events.write_many([e.row() for e in happened])
+        for event in happened:
+            self.console.event(event.line())
+
+    def close(self, outcome: str, artifacts: list[Path]) -> None:
+        """Whatever happened, every step taken is on disk (and in the trackers); after a
+        failure without a collective (lrrun.logs.csv_log.StepRecorder.flush)."""
+        self.recorder.flush(reduce=outcome == "ok")
+        self.log_events()
+        for log in (self.metrics, self.steps, self.events):
+            if log is not None:
+                log.close()
+        self.console.close()
+        if outcome != "ok":
+            self.tracked.close(outcome, artifacts)
+
+
+def failure(exc: BaseException) -> str:
+    """The status a run that raised ``exc`` ends with."""
+    from lrrun.errors import Diverged
+
+    if isinstance(exc, Diverged):
+        return "diverged"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return "failed"
