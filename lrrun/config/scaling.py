@@ -6,21 +6,20 @@ its square root (Krizhevsky 2014; Malladi et al. 2022 for Adam-style optimizers)
 schedule is scaled, so the lr at every step is the factor x the unscaled run's: optimizer.lr,
 each param group's own lr, and the scheduler's absolute lrs (SCHEDULE_LR_KEYS, in composites'
 children too). The factors of a schedule (gamma, start_factor, lr_lambda, warm-up) are not
-lrs and stay. Done on the Settings before anything is built, so a run and its preview agree.
+lrs and stay. Applied to the Settings (Settings.scaled) before anything is built, so a run
+and its preview agree.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from lrrun.config.settings import Settings
+from typing import Any
 
 # the scheduler keys that are learning rates, not factors: torch's arguments, and the
 # ``let`` names of the cited schedules (hf_polynomial's lr_end and lr_init)
 SCHEDULE_LR_KEYS = ("max_lr", "base_lr", "eta_min", "min_lr", "lr_end", "lr_init")
+
+Nodes = tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -32,40 +31,33 @@ class LrScaling:
         ratio = global_batch / self.reference_batch
         return {"none": 1.0, "linear": ratio, "sqrt": ratio**0.5}[self.rule]
 
+    def apply(self, nodes: Nodes, global_batch: int) -> tuple[Nodes, str]:
+        """The optimizer node, param groups and scheduler node scaled for ``global_batch``,
+        and the header's account (``lr 0.1 x 4 (linear, global batch 256 / 64) = 0.4``)."""
+        optimizer, groups, scheduler = nodes
+        if self.rule == "none":
+            return nodes, ""
+        f, lr = self.factor(global_batch), optimizer["lr"]
+        touched: list[str] = []
+        scaled = (
+            optimizer | {"lr": lr * f},
+            [g | {"lr": g["lr"] * f} if "lr" in g else g for g in groups],
+            _scaled(scheduler, f, "scheduler", touched),
+        )
+        said = (
+            f"lr {lr:g} x {f:g} ({self.rule}, global batch {global_batch} / "
+            f"{self.reference_batch}) = {lr * f:g}"
+        )
+        if touched:
+            said += f"; also {', '.join(touched)}"
+        if any("lr" in g for g in groups):
+            said += "; also the param groups' own lr"
+        return scaled, said
 
-def global_batch(settings: Settings, processes: int) -> int:
+
+def global_batch(batch_size: int, processes: int, accumulate: int) -> int:
     """Samples per optimizer step, over every process."""
-    trainer = settings.trainer
-    return trainer.batch_size * processes * trainer.accumulate
-
-
-def scale(settings: Settings, processes: int) -> tuple[Settings, str]:
-    """``settings`` with the schedule scaled for ``processes`` data-parallel processes, and
-    the header's account of it (``lr 0.1 x 4 (linear, global batch 256 / 64) = 0.4``; "" for
-    lr_scaling=none). ``settings.plain`` stays the config as written (the checkpoint's plan)."""
-    scaling = settings.lr_scaling
-    if scaling.rule == "none":
-        return settings, ""
-    batch = global_batch(settings, processes)
-    f = scaling.factor(batch)
-    lr = settings.optimizer["lr"]
-    groups = [g | {"lr": g["lr"] * f} if "lr" in g else g for g in settings.param_groups]
-    touched: list[str] = []
-    scheduler = _scaled(settings.scheduler, f, "scheduler", touched)
-    said = (
-        f"lr {lr:g} x {f:g} ({scaling.rule}, global batch {batch} / "
-        f"{scaling.reference_batch}) = {lr * f:g}"
-    )
-    if touched:
-        said += f"; also {', '.join(touched)}"
-    if groups != settings.param_groups:
-        said += "; also the param groups' own lr"
-    return dataclasses.replace(
-        settings,
-        optimizer=settings.optimizer | {"lr": lr * f},
-        param_groups=groups,
-        scheduler=scheduler,
-    ), said
+    return batch_size * processes * accumulate
 
 
 def _scaled(node: Any, f: float, where: str, touched: list[str]) -> Any:

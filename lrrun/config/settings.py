@@ -28,7 +28,7 @@ from lrrun.config.rules import (
     SCALING_RULES,
     TRAINER_RULES,
 )
-from lrrun.config.scaling import LrScaling
+from lrrun.config.scaling import LrScaling, global_batch
 from lrrun.config.scheduler import check_scheduler
 from lrrun.errors import ConfigError
 
@@ -92,6 +92,21 @@ class Settings:
     no_decay: tuple[str, ...] = ()  # optimizer.no_decay's rules (param groups without decay)
     lr_scaling: LrScaling = field(default_factory=lambda: LrScaling())
     choices: dict[str, str] = field(default_factory=dict)  # Hydra's group choices (header)
+
+    def scaled(self, processes: int) -> tuple[Settings, str]:
+        """These settings with optimizer.lr_scaling applied for ``processes`` data-parallel
+        processes (the whole schedule: lrrun.config.scaling), and the header's account of it
+        ("" for none). ``plain`` stays the config as written (the checkpoint's plan)."""
+        t = self.trainer
+        nodes, said = self.lr_scaling.apply(
+            (self.optimizer, self.param_groups, self.scheduler),
+            global_batch(t.batch_size, processes, t.accumulate),
+        )
+        optimizer, groups, scheduler = nodes
+        changed = dataclasses.replace(
+            self, optimizer=optimizer, param_groups=groups, scheduler=scheduler
+        )
+        return (changed, said) if said else (self, "")
 
 
 # optimizer keys lrrun reads itself; the rest of the node is the optimizer class's arguments

@@ -31,7 +31,6 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     plan of ``cfg`` (Settings, or a composed config read here)."""
     import torch
 
-    from lrrun.config.scaling import scale
     from lrrun.data.batches import batches_per_epoch
     from lrrun.data.load import describe
     from lrrun.logs.csv_log import lr_columns
@@ -45,7 +44,7 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     from lrrun.world import World, shard_size
 
     settings = cfg if isinstance(cfg, Settings) else read(cfg)
-    settings, _ = scale(settings, settings.trainer.devices)  # as the run will (lr_scaling)
+    settings, _ = settings.scaled(settings.trainer.devices)  # as the run will (lr_scaling)
     trainer = settings.trainer
     epochs = trainer.epochs
     data = describe(settings.dataset)  # sizes and facts; nothing decoded
@@ -168,7 +167,6 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="preview")
 def _hydra_main(cfg: DictConfig) -> None:
     from lrrun.config import param_groups
-    from lrrun.config.scaling import scale
     from lrrun.logs.console import print_items, print_warning
     from lrrun.logs.csv_log import lr_columns, write_status
     from lrrun.logs.plots import log_scale
@@ -185,7 +183,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         fail_job(exc, out)
         return
     trainer, plot = settings.trainer, settings.plain["preview"]["plot"]
-    _, scaled = scale(settings, trainer.devices)
+    _, scaled = settings.scaled(trainer.devices)
     for warning in lint(stepping, trainer.epochs, spe):
         print_warning(warning)
     write_csv(rows, out / "preview.csv")

@@ -70,4 +70,4 @@ def assemble(settings: Settings, device: torch.device, world: World = SINGLE) ->
     )  # fmt: skip
     recipe = build_recipe(settings, data.num_classes, device)
     return Parts(data, model, model_args, memory_format, optimizer, train, val, test, data_path,
-                 recipe, trained, global_batch(settings, world.size))  # fmt: skip
+                 recipe, trained, global_batch(trainer.batch_size, world.size, trainer.accumulate))  # fmt: skip

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from lrrun.config.scaling import scale
 from lrrun.config.settings import Settings, read
 from lrrun.errors import Diverged
 from lrrun.schedule.build import build_scheduler
@@ -47,7 +46,7 @@ def run(
     trainer.devices=N), this is one rank of a data-parallel run: rank 0 writes."""
     settings = cfg if isinstance(cfg, Settings) else read(cfg, choices)
     world = env_world()
-    settings, scaled = scale(settings, world.size)  # optimizer.lr_scaling: the whole schedule
+    settings, scaled = settings.scaled(world.size)  # optimizer.lr_scaling: the whole schedule
     trainer = settings.trainer
     saved = None
     if trainer.resume:

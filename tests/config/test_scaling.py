@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lrrun.config.location import config_dir
-from lrrun.config.scaling import LrScaling, scale
+from lrrun.config.scaling import LrScaling
 from lrrun.config.settings import read
 from lrrun.tools.preview import simulate
 
@@ -53,14 +53,15 @@ def test_the_account_names_what_was_scaled(compose_cfg) -> None:
     settings = read(compose_cfg("scheduler=cyclic_lr", "scheduler.base_lr=0.001",
                                 "scheduler.max_lr=0.1", "optimizer.lr_scaling=linear",
                                 "trainer.batch_size=64", "trainer.accumulate=2"))  # fmt: skip
-    scaled, said = scale(settings, processes=4)
+    scaled, said = settings.scaled(processes=4)
     assert said == (
         "lr 0.01 x 2 (linear, global batch 512 / 256) = 0.02; "
         "also scheduler.base_lr, scheduler.max_lr"
     )
     assert scaled.optimizer["lr"] == 0.02 and scaled.scheduler["max_lr"] == 0.2
     assert scaled.plain == settings.plain  # the checkpoint's plan: the config as written
-    assert scale(read(compose_cfg()), processes=4) == (read(compose_cfg()), "")
+    plain = read(compose_cfg())
+    assert plain.scaled(processes=4) == (plain, "")
 
 
 @pytest.mark.parametrize(("rule", "factor"), [("none", 1.0), ("linear", 4.0), ("sqrt", 2.0)])

@@ -84,7 +84,10 @@ def test_ray_local_matches_the_basic_launcher_without_oversubscribing(tmp_path: 
         tmp_path / "ray" / "sweep_curves.png"
     ).is_file()
     best = max(basic, key=lambda r: float(r["best_val_acc"]))
-    verdict = f"best: scheduler.gamma={best['scheduler.gamma']}, scheduler.step_size="
+    verdict = (
+        f"best: scheduler.gamma={best['scheduler.gamma']} "
+        f"scheduler.step_size={best['scheduler.step_size']}, {float(best['best_val_acc']):.4f}"
+    )
     assert verdict in (tmp_path / "ray.out").read_text()
     for status in sorted((tmp_path / "ray").glob("*/status.json")):
         assert json.loads(status.read_text())["torch_threads"] == 1, status  # Ray's OMP_NUM_THREADS
