@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from lrrun.world import World
@@ -38,10 +40,21 @@ def start(world: World, device: torch.device) -> None:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
-def stop() -> None:
+def stop(wait: bool) -> None:
+    """Leave the process group. A rank that exits without it can abort (SIGABRT) while the
+    interpreter shuts down, gloo's threads still holding tensors (pytorch/pytorch#190489).
+    ``wait``: the run ended well, so first wait for every rank (no rank tears down while
+    another still writes); after a failure the peers may be gone, so leave at once."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
+    if not dist.is_initialized():
+        return
+    # A rank gone after the end of the run changes nothing written; a group broken by a
+    # failed rank must not hide the run's own end.
+    if wait:
+        with contextlib.suppress(Exception):
+            dist.barrier()
+    with contextlib.suppress(Exception):
         dist.destroy_process_group()
 
 

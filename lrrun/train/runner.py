@@ -27,7 +27,7 @@ from lrrun.train.parts import precision_context, set_deterministic
 from lrrun.train.resume import plan as resume_plan
 from lrrun.train.resume import restore
 from lrrun.train.run_dir import artifacts, check_output_dir, plot, short
-from lrrun.world import env_world, gather
+from lrrun.world import World, env_world, gather
 
 
 def run(
@@ -55,6 +55,24 @@ def run(
     torch.manual_seed(trainer.seed)
     device = resolve_device(trainer.device, job_num, world)
     distributed.start(world, device)
+    try:  # every rank leaves the process group before it exits, however the run ends
+        history = _train(settings, scaled, run_dir, saved, device, world)
+    except BaseException:
+        distributed.stop(wait=False)
+        raise
+    distributed.stop(wait=True)
+    return history
+
+
+def _train(
+    settings: Settings,
+    scaled: str,
+    run_dir: Path,
+    saved: dict[str, Any] | None,
+    device: torch.device,
+    world: World,
+) -> list[dict[str, Any]]:
+    trainer = settings.trainer
     run_dir = Path(gather(str(run_dir))[0])  # rank 0's: the other ranks read best.pt there
     set_deterministic(trainer.deterministic)
     kept = keep_freed_memory(device.type)

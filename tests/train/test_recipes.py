@@ -17,6 +17,7 @@ from lrrun.train.assembly import assemble
 from lrrun.train.measure import Sums
 from lrrun.train.runner import run
 from tests.conftest import TINY, assert_ok, read_csv, run_cli
+from tests.schedule.test_cited import replay
 
 CPU = torch.device("cpu")
 
@@ -26,14 +27,9 @@ def lrs(path: Path) -> list[float]:
 
 
 def one_cycle(steps: int, max_lr: float = 0.01) -> list[float]:
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=max_lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps)
-    out = []
-    for _ in range(steps):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
+    """torch's OneCycleLR over ``steps`` optimizer steps."""
+    OneCycleLR = torch.optim.lr_scheduler.OneCycleLR
+    return replay(lambda opt: OneCycleLR(opt, max_lr=max_lr, total_steps=steps), steps, max_lr)
 
 
 # --- accumulation -----------------------------------------------------------------------------
