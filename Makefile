@@ -51,11 +51,12 @@ format: install ## ruff fix + format
 	$(BIN)/ruff check --fix lrrun tests benchmarks
 	$(BIN)/ruff format lrrun tests benchmarks
 
-bench: install data ## lrrun vs the tutorial loop (both models, 5 epochs, ~15 min on 2 CPU cores), start-up and sweep cost, trackers cost, PNG folders vs a hand loop
+bench: install data ## lrrun vs the tutorial loop (both models, 5 epochs, ~15 min on 2 CPU cores), start-up and sweep cost, trackers cost, PNG folders vs a hand loop, 2 DDP processes vs 1
 	$(BIN)/python benchmarks/peer.py $(ARGS)
 	$(BIN)/python benchmarks/sweep.py
 	$(BIN)/python benchmarks/trackers.py
 	$(BIN)/python benchmarks/image_folder.py
+	$(BIN)/python benchmarks/ddp.py
 
 clean: ## remove the venv, caches and run outputs (keeps data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist build outputs/*/ multirun
