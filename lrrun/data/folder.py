@@ -77,8 +77,9 @@ def load_folder(spec: DataSpec) -> Loaded:
                  FolderItems(found, channels, spec.image_size))
         for s, found in listed.items()
     }  # fmt: skip
-    counts = ", ".join(f"{s}/ {len(v)}" for s, v in splits.items()) if root != split_dirs[
-        "train"] else f"{len(splits['train'])} images"  # fmt: skip
+    one_folder = split_dirs["train"] == root
+    counts = str(len(splits["train"])) if one_folder else ", ".join(
+        f"{s}/ {len(v)}" for s, v in splits.items())  # fmt: skip
     return Loaded(splits["train"], splits.get("val"), splits.get("test"), tuple(classes),
                   f"{root} ({counts} images)", root)  # fmt: skip
 

@@ -39,6 +39,7 @@ def test_one_folder_classes_from_names_and_a_held_out_val_split(tmp_path: Path) 
     first = torch.from_numpy(np.array(Image.open(root / "class_0" / "00000.png"))).permute(2, 0, 1)
     assert torch.equal(first, x[0])
     assert len(data.mean) == len(data.std) == 3  # per channel, from the train split
+    assert data.source == f"{root} (60 images)"  # the header's "from ..."
 
 
 def test_train_val_test_folders(tmp_path: Path) -> None:
@@ -46,6 +47,7 @@ def test_train_val_test_folders(tmp_path: Path) -> None:
     data = load(source="image_folder", root=str(root), val_split=0.5)  # the val/ folder wins
     assert (len(data.train), len(data.val), len(data.test)) == (20, 6, 8)
     assert data.selection == "val" and data.val_from == "the source's val split"
+    assert data.source == f"{root} (train/ 20, val/ 6, test/ 8 images)"
 
 
 def test_decoded_folders_are_cached_and_reused(tmp_path: Path, monkeypatch) -> None:
