@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,10 @@ class Data:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def with_splits(self, **splits: Split | None) -> Data:
-        return replace(self, **splits)
+
+def dims(shape: Sequence[int]) -> str:
+    """A shape as messages and the header write it: ``3x32x32``."""
+    return "x".join(map(str, shape))
 
 
 def stats_view(images: torch.Tensor) -> torch.Tensor:

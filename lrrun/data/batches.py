@@ -90,9 +90,7 @@ class TensorBatches:
     def __len__(self) -> int:
         if self.mine is not None:
             return batches_per_epoch(len(self.mine), self.batch_size)
-        return batches_per_epoch(
-            len(shard(torch.empty(len(self.labels)), self.world)), self.batch_size
-        )
+        return batches_per_epoch(shard_size(len(self.labels), self.world), self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

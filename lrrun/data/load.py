@@ -12,7 +12,7 @@ import torch
 
 from lrrun.config.dataset import DataSpec
 from lrrun.data.arrays import load_arrays
-from lrrun.data.base import Data, Loaded, Split
+from lrrun.data.base import Data, Loaded, Split, dims
 from lrrun.data.base import measure as channel_stats
 from lrrun.data.folder import load_folder
 from lrrun.data.idx import load_idx
@@ -138,12 +138,8 @@ def _input_shape(train: Split, val: Split, train_steps: list, eval_steps: list) 
         augmented = seeded(train_steps, raw, sample_seed(0, 1, 0))
         if augmented.shape != first.shape:
             raise ConfigError(
-                f"dataset.transforms.train makes samples {_dims(augmented)} but val samples are "
-                f"{_dims(first)}: both must give the model one size. Match the crop sizes "
+                f"dataset.transforms.train makes samples {dims(augmented.shape)} but val samples are "
+                f"{dims(first.shape)}: both must give the model one size. Match the crop sizes "
                 "(e.g. RandomCrop size = the image size), or set dataset.transforms.eval."
             )
     return tuple(first.shape)
-
-
-def _dims(x: torch.Tensor) -> str:
-    return "x".join(map(str, x.shape))

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from lrrun.data.base import Split
+from lrrun.data.base import Split, dims
 from lrrun.data.folder import FolderItems
 from lrrun.errors import DataError
 from lrrun.files import atomic_write
@@ -64,8 +64,8 @@ def decode_all(split: Split, what: str) -> Split:
         sample = torch.as_tensor(items[i][0])
         if sample.shape != first.shape:
             raise DataError(
-                f"{what}: {_name(items, i)} is {_shape(sample)}, {_name(items, 0)} is "
-                f"{_shape(first)}: samples of one batch must have one size. Set "
+                f"{what}: {_name(items, i)} is {dims(sample.shape)}, {_name(items, 0)} is "
+                f"{dims(first.shape)}: samples of one batch must have one size. Set "
                 "dataset.image_size=[height,width] (or one number) to resize every image."
             )
         images[i] = sample
@@ -104,7 +104,3 @@ def _name(items: Any, i: int) -> str:
     if isinstance(items, FolderItems):
         return items.samples[i][0]
     return f"sample {i}"
-
-
-def _shape(x: torch.Tensor) -> str:
-    return "x".join(map(str, x.shape))

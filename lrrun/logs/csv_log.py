@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrrun.errors import ConfigError
-from lrrun.files import atomic_write
+from lrrun.files import atomic_write, write_rows
 
 if TYPE_CHECKING:  # torch is imported where losses are gathered: lrrun-report needs none
     import torch
@@ -98,10 +98,7 @@ class CSVLog:
                     f"writes {self.columns}. Resume with the checkpoint's config."
                 )
             rows = [r for r in reader if r.get("epoch", "").isdigit() and int(r["epoch"]) <= epochs]
-        with atomic_write(self.path, newline="") as f:  # never half a file
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(self.path, self.columns, rows)
         return rows
 
     def write(self, row: dict[str, Any]) -> None:

@@ -75,7 +75,7 @@ def build_scheduler(
     interval = plain.get("interval", "epoch")
     monitor = plain.get("monitor")
     warmup = warmup_from_config(plain.get("warmup"), steps_per_epoch)
-    if "_target_" in plain and "train_mode" in optimizer.param_groups[0]:
+    if "_target_" in plain and schedule_free(optimizer):
         raise ConfigError(
             f"optimizer {type(optimizer).__name__} is schedule-free: it replaces the schedule, "
             f"and scheduler._target_={plain['_target_']} would fight it. Use scheduler=none "
@@ -270,6 +270,12 @@ def _construct(
 def format_args(kwargs: dict[str, Any]) -> str:
     """``k=v, ...`` for the console header."""
     return ", ".join(f"{k}={v}" for k, v in kwargs.items())
+
+
+def schedule_free(optimizer: Optimizer) -> bool:
+    """A schedule-free optimizer (facebookresearch/schedule_free): it has train/eval modes
+    and replaces the schedule."""
+    return "train_mode" in optimizer.param_groups[0]
 
 
 def current_lrs(optimizer: Optimizer) -> list[float]:

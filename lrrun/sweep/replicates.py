@@ -13,12 +13,12 @@ configs.csv has one row per config, best first; its column names are a contract.
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrrun.files import write_rows
 from lrrun.logs.runs import Job, is_seed
 from lrrun.sweep import stats
 
@@ -134,10 +134,7 @@ def row(c: Config, axes: list[str]) -> dict[str, Any]:
 
 
 def write_configs(path: Path, configs: list[Config], axes: list[str]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns(axes))
-        writer.writeheader()
-        writer.writerows(row(c, axes) for c in configs)
+    write_rows(path, columns(axes), (row(c, axes) for c in configs))
 
 
 @dataclass(frozen=True)

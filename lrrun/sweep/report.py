@@ -15,11 +15,11 @@ whose jobs partly failed.
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
 
+from lrrun.files import write_rows
 from lrrun.logs.runs import Job, common_overrides, config_axes, job_axes, sweep_jobs
 from lrrun.sweep import replicates
 from lrrun.sweep.replicates import Config
@@ -53,10 +53,7 @@ def summary(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
 
 def write_summary(sweep_dir: Path, jobs: list[Job]) -> list[dict[str, Any]]:
     columns, rows = summary(jobs)
-    with (sweep_dir / "summary.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(sweep_dir / "summary.csv", columns, rows)
     return rows
 
 

@@ -30,6 +30,7 @@ from lrrun.config.location import config_dir
 from lrrun.config.rules import BOOL, INT_GE1, POSITIVE, choice
 from lrrun.config.settings import Settings, read
 from lrrun.errors import ConfigError, LrrunError
+from lrrun.files import write_rows
 
 FIND_LR_RULES = {
     "min_lr": POSITIVE,
@@ -140,7 +141,6 @@ def suggest(rows: list[dict[str, float]]) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="find_lr")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    import csv
 
     from lrrun.logs.console import print_items
     from lrrun.logs.csv_log import write_status
@@ -155,10 +155,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except LrrunError as exc:
         fail_job(exc, out)
         return None
-    with (out / "find_lr.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out / "find_lr.csv", list(rows[0]), rows)
     if opts["plot"]:
         from lrrun.logs.plots import plot_find_lr
 

@@ -35,12 +35,17 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     from lrrun.data.load import describe
     from lrrun.logs.csv_log import lr_columns
     from lrrun.models.adapt import facts_of
-    from lrrun.schedule.build import build_scheduler, current_lrs, current_momentum
+    from lrrun.schedule.build import (
+        build_scheduler,
+        current_lrs,
+        current_momentum,
+        schedule_free,
+    )
     from lrrun.schedule.events import EventWatcher
     from lrrun.schedule.warmup import warmed_up
     from lrrun.train.loop import step_after_batch, step_after_epoch
     from lrrun.train.parts import build_model, build_optimizer
-    from lrrun.train.recipe import schedule_free, used_lrs
+    from lrrun.train.recipe import used_lrs
     from lrrun.world import World, shard_size
 
     settings = cfg if isinstance(cfg, Settings) else read(cfg)

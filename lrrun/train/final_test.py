@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from lrrun.data.batches import Batches
-from lrrun.files import atomic_write
+from lrrun.files import write_rows
 from lrrun.train import checkpoint
 from lrrun.train.measure import evaluate
 from lrrun.train.recipe import Autocast
@@ -25,7 +25,6 @@ from lrrun.train.recipe import Autocast
 
 def test_selected(
     model: nn.Module,
-    forward: nn.Module,
     batches: Batches,
     autocast: Autocast,
     run_dir: Path,
@@ -33,8 +32,7 @@ def test_selected(
     save_best: bool,
     top5: bool = False,
 ) -> dict[str, Any]:
-    """Load the selected epoch's weights into ``model`` and evaluate ``forward`` (the model,
-    or its compiled form) on the test split."""
+    """Load the selected epoch's weights into ``model`` and evaluate it on the test split."""
     best = run_dir / checkpoint.BEST
     if save_best and best.is_file():
         state = checkpoint.load(best)
@@ -42,7 +40,7 @@ def test_selected(
         epoch, chosen_by = int(state["epoch"]), "best val_acc"
     else:
         epoch, chosen_by = last_epoch, "last epoch (trainer.save_best=false: no best.pt)"
-    loss, acc, *top = evaluate(forward, batches, autocast, top5)
+    loss, acc, *top = evaluate(model, batches, autocast, top5)
     return {"epoch": epoch, "loss": loss, "acc": acc, **({"top5": top[0]} if top else {}),
             "chosen_by": chosen_by}  # fmt: skip
 
@@ -59,10 +57,7 @@ def write_into_metrics(run_dir: Path, tested: dict[str, Any]) -> None:
         for key in ("loss", "acc", "top5"):
             if f"test_{key}" in row:
                 row[f"test_{key}"] = repr(tested[key]) if mine and key in tested else ""
-    with atomic_write(path, newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(path, columns, rows)
 
 
 def line(tested: dict[str, Any]) -> str:

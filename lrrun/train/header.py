@@ -11,6 +11,7 @@ import torch
 
 from lrrun.config import param_groups
 from lrrun.config.settings import Settings, TrainerSettings
+from lrrun.data.base import dims
 from lrrun.models import parameter_count
 from lrrun.schedule.build import Stepping, format_args
 from lrrun.world import SINGLE, World
@@ -125,7 +126,7 @@ def _data_lines(settings: Settings, parts: Parts) -> dict[str, str]:
     names = ", ".join(data.classes[:SHOWN_CLASSES]) + (
         ", ..." if data.num_classes > SHOWN_CLASSES else ""
     )
-    shape = "x".join(map(str, data.input_shape))
+    shape = dims(data.input_shape)
     norm = ""
     if data.mean:
         stats = [f"{m:.4f}" for m in data.mean], [f"{s:.4f}" for s in data.std]

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch.optim import Optimizer
 
+from lrrun.schedule.build import schedule_free
+
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 
@@ -61,14 +63,6 @@ class Recipe:
     def steps_per_epoch(self, batches: int) -> int:
         return math.ceil(batches / self.accumulate)
 
-    def group_size(self, done: int, batches: int) -> int:
-        """Batches in the accumulation group of batch ``done`` (1-based) of ``batches``."""
-        start = (done - 1) // self.accumulate * self.accumulate
-        return min(self.accumulate, batches - start)
-
-    def ends_group(self, done: int, batches: int) -> bool:
-        return done % self.accumulate == 0 or done == batches
-
     def mixed(
         self, images: torch.Tensor, labels: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,11 +83,6 @@ class Recipe:
         if self.clip_grad_value is not None:
             torch.nn.utils.clip_grad_value_(params, self.clip_grad_value)
         return norm
-
-
-def schedule_free(optimizer: Optimizer) -> bool:
-    """A schedule-free optimizer (facebookresearch/schedule_free): it has train/eval modes."""
-    return "train_mode" in optimizer.param_groups[0]
 
 
 def set_mode(optimizer: Optimizer, train: bool) -> None:

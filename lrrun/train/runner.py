@@ -82,7 +82,8 @@ def _train(
     model, optimizer = parts.model, parts.optimizer
     epochs, steps_per_epoch = trainer.epochs, parts.steps_per_epoch
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, steps_per_epoch)
-    plan = resume_plan(settings.plain, stepping, steps_per_epoch, header.data_facts(parts, world))
+    facts = header.data_facts(parts, world)  # status.json's and the checkpoint plan's
+    plan = resume_plan(settings.plain, stepping, steps_per_epoch, facts)
     start_epoch, step, best = 1, 0, None
     if saved is not None:
         start_epoch, step, best = restore(saved, plan, model, optimizer, stepping, trainer, world)
@@ -104,7 +105,7 @@ def _train(
         book.close(failure(exc), [])
         raise
     book.status("running", epoch=start_epoch - 1, step=step, param_groups=book.groups,
-                data=header.data_facts(parts, world), device=str(device),
+                data=facts, device=str(device),
                 **book.tracked.ids())  # fmt: skip
     history: list[dict[str, Any]] = []
     outcome, tested = "ok", None
@@ -118,8 +119,8 @@ def _train(
         )  # fmt: skip
         if parts.test is not None and not book.every_epoch:
             distributed.barrier()  # rank 0 has written best.pt
-            tested = final_test.test_selected(model, model, parts.test, autocast, run_dir,
-                                              epochs, trainer.save_best, parts.top5)  # fmt: skip
+            tested = final_test.test_selected(model, parts.test, autocast, run_dir, epochs,
+                                              trainer.save_best, parts.top5)  # fmt: skip
     except BaseException as error:
         exc = distributed.explain(error, world)  # a peer's end, when a collective failed
         outcome = failure(exc)
