@@ -45,7 +45,7 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     from lrrun.schedule.warmup import warmed_up
     from lrrun.train.loop import step_after_batch, step_after_epoch
     from lrrun.train.parts import build_model, build_optimizer
-    from lrrun.train.recipe import used_lrs
+    from lrrun.train.recipe import Recipe, used_lrs
     from lrrun.world import World, shard_size
 
     settings = cfg if isinstance(cfg, Settings) else read(cfg)
@@ -56,7 +56,7 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     # each of trainer.devices processes trains on its shard (lrrun.world.shard)
     batches = batches_per_epoch(shard_size(len(data.train), World(0, trainer.devices)),
                                 trainer.batch_size)  # fmt: skip
-    spe = -(-batches // trainer.accumulate)  # optimizer steps: ceil(batches / accumulate)
+    spe = Recipe(trainer.accumulate).steps_per_epoch(batches)  # optimizer steps, as training
     torch.manual_seed(trainer.seed)
     model, _ = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model, settings.no_decay)
