@@ -74,12 +74,14 @@ class Recipe:
     def clip(self, optimizer: Optimizer) -> torch.Tensor | None:
         """Clip the gradients as configured; the total norm before clipping (a device
         tensor), or None when nothing asks for it."""
+        if not self.grad_norm:  # no clipping, no logging: no per-step walk over the params
+            return None
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         if not params:
             return None
         if self.clip_grad_norm is not None:
             return torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if self.grad_norm else None
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
         if self.clip_grad_value is not None:
             torch.nn.utils.clip_grad_value_(params, self.clip_grad_value)
         return norm
