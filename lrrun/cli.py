@@ -39,10 +39,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         with _sigterm_raises():
             settings = read(cfg, hydra_cfg.runtime.choices)  # before torch (seconds to import)
             if settings.trainer.devices > 1 and not world.active:
-                return _launch(settings.trainer.devices, hydra_cfg, run_dir, sweep)
-            from lrrun.train.runner import run
+                from lrrun.logs.runs import read_rows
 
-            history = run(settings, run_dir, job_num=hydra_cfg.job.num if sweep else None)
+                code = _launch(settings.trainer.devices, hydra_cfg, run_dir, sweep)
+                history = read_rows(run_dir / "metrics.csv") if not code else []
+            else:
+                from lrrun.train.runner import run
+
+                history = run(settings, run_dir, job_num=hydra_cfg.job.num if sweep else None)
     except LrrunError as exc:
         fail_job(exc, run_dir, quiet=not world.main)
         return None
@@ -62,21 +66,21 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         raise SystemExit(
             EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         ) from None
-    # The return value lets Hydra sweepers (e.g. Optuna) maximise it.
-    return max(row["val_acc"] for row in history) if history else None
+    # The return value lets Hydra sweepers (e.g. Optuna) optimise it: the task's selection
+    # metric at the chosen epoch (val_acc: maximise; val_loss: minimise).
+    best = settings.task.best(history)
+    return best[settings.task.select] if best else None
 
 
-def _launch(devices: int, hydra_cfg: DictConfig, run_dir: Path, sweep: bool) -> float | None:
-    """trainer.devices=N: this job as N data-parallel processes (lrrun.tools.launch)."""
+def _launch(devices: int, hydra_cfg: DictConfig, run_dir: Path, sweep: bool) -> int:
+    """trainer.devices=N: this job as N data-parallel processes (lrrun.tools.launch); the
+    exit code."""
     from lrrun.tools.launch import launch
 
     code = launch(devices, list(hydra_cfg.overrides.task), run_dir, _config_flags(sys.argv[1:]))
     if code and not sweep:
         raise SystemExit(code)
-    from lrrun.logs.runs import read_rows
-
-    rows = read_rows(run_dir / "metrics.csv")
-    return max(r["val_acc"] for r in rows) if rows and not code else None
+    return code
 
 
 def _config_flags(argv: list[str]) -> list[str]:

@@ -109,3 +109,64 @@ class NormNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.norm(self.conv(x))).mean((2, 3)))
+
+
+def facts_of(num_classes: int, shape: tuple[int, ...]) -> dict:
+    """What a model is given from data of ``num_classes`` classes and samples of ``shape``
+    (lrrun.data.base.Data.facts)."""
+    from lrrun.data.base import Data, Split
+
+    split = Split(torch.zeros(1, *shape), torch.zeros(1, dtype=torch.long))
+    classes = tuple(map(str, range(num_classes)))
+    return Data("d", split, split, None, "", classes, tuple(shape)).facts
+
+
+TEXT = (
+    "the quick brown fox jumps over the lazy dog. she sells sea shells by the sea shore. "
+    "a stitch in time saves nine. all that glitters is not gold. "
+)
+
+
+def write_text(path: Path, chars: int = 6000) -> Path:
+    """English-like text of ``chars`` characters (a few sentences repeated, learnable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((TEXT * (chars // len(TEXT) + 1))[:chars], encoding="utf-8")
+    return path
+
+
+def write_tokens(root: Path, chars: int = 6000, meta: str = "pkl") -> Path:
+    """nanoGPT's prepared layout, as its shakespeare_char/prepare.py writes it: train.bin and
+    val.bin (90% / 10%) of uint16 ids, meta.pkl {vocab_size, itos, stoi} (or meta.json)."""
+    import json
+    import pickle
+
+    text = (TEXT * (chars // len(TEXT) + 1))[:chars]
+    chars_ = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars_)}
+    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
+    root.mkdir(parents=True, exist_ok=True)
+    n = int(0.9 * len(ids))
+    ids[:n].tofile(root / "train.bin")
+    ids[n:].tofile(root / "val.bin")
+    itos = dict(enumerate(chars_))
+    if meta == "pkl":
+        with (root / "meta.pkl").open("wb") as f:
+            pickle.dump({"vocab_size": len(chars_), "itos": itos, "stoi": stoi}, f)
+    elif meta == "json":
+        (root / "meta.json").write_text(json.dumps({"vocab_size": len(chars_), "itos": chars_}))
+    return root
+
+
+def write_regression(path: Path, n: int = 200, features: int = 4, outputs: int = 1,
+                     seed: int = 0, slope: float = 3.0, offset: float = 100.0) -> Path:  # fmt: skip
+    """An .npz of a linear problem with float targets far from 0 mean / 1 std:
+    y = offset + slope * (x @ w) + noise, w fixed by the seed."""
+    g = np.random.default_rng(seed)
+    w = g.normal(size=(features, outputs))
+    arrays = {}
+    for role, m in (("train", n), ("test", n // 4)):
+        x = g.normal(size=(m, features)).astype(np.float32)
+        y = offset + slope * (x @ w) + 0.1 * g.normal(size=(m, outputs))
+        arrays[f"x_{role}"], arrays[f"y_{role}"] = x, (y[:, 0] if outputs == 1 else y)
+    np.savez(path, **arrays)
+    return path

@@ -15,7 +15,7 @@ LAYERS = {
     "errors": 0, "files": 0, "world": 0,
     "config": 1,
     "data": 2, "models": 2,
-    "schedule": 3,
+    "schedule": 3, "tasks": 3,
     "logs": 4,
     "train": 5,
     "sweep": 6,

@@ -4,7 +4,9 @@ validation split is made, and the transforms.
 Sources (``dataset.source``): ``idx`` (FashionMNIST / MNIST IDX files), ``synthetic``,
 ``image_folder`` (class folders, with train/ val/ test/ or split), ``tensors`` (an .npz
 file), ``torchvision`` (a torchvision dataset class, files already on disk) and
-``callable`` (a user's ``_target_`` returning the splits). Everything not lrrun's own is the
+``callable`` (a user's ``_target_`` returning the splits), and the token streams of a
+language model: ``text`` (a UTF-8 file, characters as tokens) and ``tokens`` (nanoGPT's
+train.bin / val.bin layout). Everything not lrrun's own is the
 source's: its ``options`` (for ``callable``, the function's keyword arguments).
 """
 
@@ -27,7 +29,10 @@ REQUIRED = {
     "tensors": ("path",),
     "torchvision": ("name", "root"),
     "callable": ("_target_",),
+    "text": ("path", "block_size", "steps_per_epoch", "eval_windows"),
+    "tokens": ("root", "block_size", "steps_per_epoch", "eval_windows"),
 }
+TOKEN_SOURCES = ("text", "tokens")
 IDX_NAMES = ("fashion_mnist", "mnist")
 
 
@@ -40,6 +45,7 @@ class DataSpec:
     source: str
     name: str
     options: dict[str, Any]
+    task: str = "classification"  # lrrun.config.task: how the targets must look
     val_split: int | float = 0
     split_seed: int = 0
     normalize: bool = True
@@ -56,10 +62,11 @@ class DataSpec:
         return json.dumps(self.__dict__, sort_keys=True, default=str)
 
 
-def read_dataset(node: dict[str, Any]) -> DataSpec:
-    """The resolved dataset node, checked, as a DataSpec."""
+def read_dataset(node: dict[str, Any], task: str = "classification") -> DataSpec:
+    """The resolved dataset node, checked, as a DataSpec for ``task``."""
     source = _source(node)
     check_node("dataset", node, DATASET_RULES)
+    _check_task(source, task)
     for key in REQUIRED[source]:
         if node.get(key) is None or node.get(key) == "???":
             raise ConfigError(
@@ -77,6 +84,7 @@ def read_dataset(node: dict[str, Any]) -> DataSpec:
         source=source,
         name=str(node.get("name") or source),
         options={k: v for k, v in node.items() if k not in OWN_KEYS},
+        task=task,
         val_split=node.get("val_split", 0) or 0,
         split_seed=int(node.get("split_seed", 0)),
         normalize=bool(node.get("normalize", True)),
@@ -89,7 +97,31 @@ def read_dataset(node: dict[str, Any]) -> DataSpec:
     )
 
 
-_EXAMPLE = {"root": "DIR", "path": "FILE.npz", "_target_": "mypkg.data.build", "name": "CIFAR10"}
+_EXAMPLE = {"root": "DIR", "path": "FILE.npz", "_target_": "mypkg.data.build", "name": "CIFAR10",
+            "block_size": 64, "steps_per_epoch": 250, "eval_windows": 200}  # fmt: skip
+# Sources whose labels are classes: they cannot hold regression targets.
+CLASS_SOURCES = ("idx", "synthetic", "image_folder", "torchvision")
+
+
+def _check_task(source: str, task: str) -> None:
+    """The data source against the task: token streams are a language model's, and only a
+    language model's; class-labelled sources are not regression data."""
+    if (source in TOKEN_SOURCES) != (task == "language_model"):
+        if source in TOKEN_SOURCES:
+            raise ConfigError(
+                f"dataset={source} holds a token stream, the data of a language model, but "
+                f"task={task}. Use task=language_model (dataset={source} sets it unless "
+                "the command line says otherwise)."
+            )
+        raise ConfigError(
+            f"task=language_model trains on token streams, and dataset.source={source} holds "
+            "samples. Use dataset=text (a UTF-8 file) or dataset=tokens (nanoGPT's layout)."
+        )
+    if task == "regression" and source in CLASS_SOURCES:
+        raise ConfigError(
+            f"task=regression needs float targets, and dataset.source={source} holds class "
+            "labels. Use dataset=tensors (x_*, float y_* in an .npz) or dataset=custom."
+        )
 
 
 def _source(node: dict[str, Any]) -> str:

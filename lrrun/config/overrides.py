@@ -13,7 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from lrrun.config.location import config_dir
 from lrrun.errors import ConfigError
 
-GROUPS = ("dataset", "augment", "model", "loss", "mix", "optimizer", "scheduler", "trainer")
+GROUPS = ("dataset", "augment", "model", "loss", "mix", "optimizer", "scheduler", "trainer",
+          "task", "experiment")  # fmt: skip
+# Choices that set other groups' choices in their defaults list (override /group: choice),
+# in the order Hydra lets them win: an experiment over a dataset over a task.
+SETTERS = ("task", "dataset", "experiment")
 
 
 def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
@@ -31,6 +35,7 @@ def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
     root = OmegaConf.load(config_dir() / "config.yaml")
     defaults = {k: v for d in root.defaults if isinstance(d, DictConfig) for k, v in d.items()}
     choices: dict[str, list[str]] = {g: [str(defaults[g])] for g in GROUPS if g in defaults}
+    given: set[str] = set()
     for o in overrides:
         if o.key_or_group in GROUPS and o.package is None and not o.is_delete():
             values = _values(o)
@@ -44,6 +49,8 @@ def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
                         f" Choices: {', '.join(available)}."
                     )
             choices[o.key_or_group] = values
+            given.add(o.key_or_group)
+    _follow_setters(choices, given, dirs)
     for o in overrides:
         key = o.key_or_group
         if "." not in key or o.is_add() or o.is_force_add() or key.startswith("hydra."):
@@ -51,15 +58,53 @@ def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
         group, path = key.split(".", 1)
         if group in extra_roots:
             continue
-        if group not in GROUPS:
+        if group not in GROUPS or group == "experiment":
             raise ConfigError(
                 f"{key}: {group} is not a config group{_did_you_mean(group, GROUPS)} "
-                f"Groups: {', '.join(GROUPS)}."
+                f"Groups: {', '.join(g for g in GROUPS if g != 'experiment')}."
             )
         for choice in choices.get(group, []):
-            found = next(d / group / f"{choice}.yaml" for d in dirs
-                         if (d / group / f"{choice}.yaml").is_file())  # fmt: skip
-            _check_path(OmegaConf.load(found), path.split("."), group, choice)
+            if choice in ("null", "None"):
+                continue
+            _check_path(_choice_node(dirs, group, choice), path.split("."), group, choice)
+
+
+def _choice_file(dirs: list[Path], group: str, choice: str) -> Path | None:
+    return next((d / group / f"{choice}.yaml" for d in dirs
+                 if (d / group / f"{choice}.yaml").is_file()), None)  # fmt: skip
+
+
+def _choice_node(dirs: list[Path], group: str, choice: str) -> Any:
+    """A choice's keys as they compose: its own file (under the group's key when it is a
+    ``_global_`` package) merged over the same-group configs its defaults list names."""
+    found = _choice_file(dirs, group, choice)
+    if found is None:
+        return OmegaConf.create({})
+    node = OmegaConf.load(found)
+    if found.read_text().lstrip().startswith("# @package _global_"):
+        node = node.get(group) or OmegaConf.create({})
+    bases = [d for d in OmegaConf.load(found).get("defaults") or []
+             if isinstance(d, str) and d != "_self_"]  # fmt: skip
+    merged = OmegaConf.merge(*(_choice_node(dirs, group, b) for b in bases), node)
+    merged.pop("defaults", None)
+    return merged
+
+
+def _follow_setters(choices: dict[str, list[str]], given: set[str], dirs: list[Path]) -> None:
+    """The choices that task, dataset and experiment configs set (``override /group: x`` in
+    their defaults), where the command line does not choose: dataset=text brings
+    task=language_model, which brings model=gpt."""
+    for _ in SETTERS:  # a setter may choose another setter: settle in as many passes
+        for setter in SETTERS:
+            for choice in choices.get(setter, []):
+                found = _choice_file(dirs, setter, choice)
+                if found is None:
+                    continue
+                for item in OmegaConf.load(found).get("defaults") or []:
+                    for key, value in item.items() if isinstance(item, DictConfig) else ():
+                        group = str(key).removeprefix("override").strip().lstrip("/")
+                        if group in GROUPS and group not in given:
+                            choices[group] = [str(value)]
 
 
 def user_config_dirs(args: list[str]) -> list[Path]:

@@ -8,9 +8,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
+# What ReduceLROnPlateau may monitor, over every task (each task allows its own: lrrun.config.task)
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_mae", "val_rmse", "val_r2",
+           "val_ppl")  # fmt: skip
 INTERVALS = ("epoch", "step")
-SOURCES = ("idx", "synthetic", "image_folder", "tensors", "torchvision", "callable")
+SOURCES = ("idx", "synthetic", "image_folder", "tensors", "torchvision", "callable", "text",
+           "tokens")  # fmt: skip
 # Keys of the scheduler node that are lrrun's stepping policy, never passed to torch.
 POLICY_KEYS = ("interval", "monitor", "warmup", "let")
 
@@ -135,6 +138,14 @@ DATASET_RULES: dict[str, Rule] = {
     "split_seed": INT,
     "image_size": (_size, "an integer >= 1, a pair [height, width], or null (as stored)"),
     "channels": (lambda v: v is None or v in (1, 3), "1, 3, or null (as the first image)"),
+    # token streams (dataset=text, dataset=tokens)
+    "block_size": INT_GE1,
+    "steps_per_epoch": INT_GE1,
+    "eval_windows": (lambda v: v == "all" or INT_GE1[0](v), "an integer >= 1, or all"),
+    "vocab_size": (lambda v: v is None or INT_GE1[0](v), "an integer >= 1, or null (from meta)"),
+    "test_split": (lambda v: _num(v) and 0 <= v < 1, "a share of the text in [0, 1)"),
+    "val_path": (lambda v: v is None or (isinstance(v, str) and v != ""), "a path or null"),
+    "test_path": (lambda v: v is None or (isinstance(v, str) and v != ""), "a path or null"),
 }
 
 
@@ -151,8 +162,15 @@ MODEL_RULES: dict[str, Rule] = {
     "in_channels": _from_data(INT_GE1),
     "dropout1": UNIT_HALF_OPEN,
     "dropout2": UNIT_HALF_OPEN,
+    "vocab_size": _from_data(INT_GE1),
+    "block_size": _from_data(INT_GE1),
+    "n_layer": INT_GE1,
+    "n_head": INT_GE1,
+    "n_embd": INT_GE1,
+    "dropout": UNIT_HALF_OPEN,
+    "bias": BOOL,
 }
-LOSS_RULES: dict[str, Rule] = {"label_smoothing": UNIT_HALF_OPEN}
+LOSS_RULES: dict[str, Rule] = {"label_smoothing": UNIT_HALF_OPEN, "delta": POSITIVE}
 SCALING_RULES: dict[str, Rule] = {
     "lr_scaling": choice("none", "linear", "sqrt"),
     "reference_batch": INT_GE1,

@@ -9,6 +9,7 @@ from typing import Any
 from lrrun.config.checks import check_known, check_node, show
 from lrrun.config.expr import EpochExpression
 from lrrun.config.rules import CLASS_RULES, SCHEDULER_RULES, WARMUP_RULES, Rule
+from lrrun.config.task import higher_is_better
 from lrrun.errors import ConfigError
 
 
@@ -68,7 +69,7 @@ def check_warmup(node: Any) -> None:
 
 def plateau_mode(monitor: str, mode: str) -> str:
     """ReduceLROnPlateau's mode for ``monitor``: auto picks it; a contradiction is an error."""
-    natural = "max" if monitor.endswith("_acc") else "min"
+    natural = "max" if higher_is_better(monitor) else "min"
     if mode == "auto":
         return natural
     if mode != natural:

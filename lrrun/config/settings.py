@@ -30,6 +30,7 @@ from lrrun.config.rules import (
 )
 from lrrun.config.scaling import LrScaling, global_batch
 from lrrun.config.scheduler import check_scheduler
+from lrrun.config.task import TaskSpec, check_fit, read_task
 from lrrun.errors import ConfigError
 
 TRACKERS = ("tensorboard", "mlflow")
@@ -81,6 +82,7 @@ class Settings:
     of ``optimizer``."""
 
     trainer: TrainerSettings
+    task: TaskSpec  # what a batch holds, what is measured, what selects (lrrun.config.task)
     dataset: DataSpec
     model: dict[str, Any]
     optimizer: dict[str, Any]
@@ -120,7 +122,8 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     check_known("trainer", trainer, TRAINER_RULES)
     check_node("trainer", trainer, TRAINER_RULES)
     trainer["trackers"] = tuple(check_trackers(trainer.get("trackers")))
-    dataset = read_dataset(plain["dataset"])
+    task = read_task(plain.get("task"))
+    dataset = read_dataset(plain["dataset"], task.name)
     check_node("model", plain["model"], MODEL_RULES)
     if plain["model"].get("_target_") in (None, "???"):
         raise ConfigError(
@@ -146,6 +149,7 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     check_node("loss", loss, LOSS_RULES)
     mix = plain.get("mix") or {}
     check_node("mix", mix, MIX_RULES)
+    check_fit(task, plain["scheduler"], loss, mix)
     if trainer.get("clip_grad_norm") is not None and trainer.get("clip_grad_value") is not None:
         raise ConfigError(
             f"trainer.clip_grad_norm={trainer['clip_grad_norm']} and trainer.clip_grad_value="
@@ -153,6 +157,7 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
         )
     return Settings(
         trainer=dataclasses.replace(TrainerSettings(), **trainer),
+        task=task,
         dataset=dataset,
         model=plain["model"],
         optimizer=optimizer,

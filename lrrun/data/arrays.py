@@ -3,7 +3,8 @@
 Arrays ``x_train, y_train`` and optionally ``x_val, y_val`` and ``x_test, y_test`` (and
 ``classes``, the class names). Samples are images N x C x H x W or N x H x W x C (C = 1 or
 3), N x H x W (grey), or flat feature vectors N x D; uint8 (pixels) or floats. Labels are
-integers 0 .. classes - 1 (classes: len(classes), else the largest train label + 1).
+integers 0 .. classes - 1 (classes: len(classes), else the largest train label + 1); under
+task=regression ``y_*`` are float targets, (N,) or (N, k) (lrrun.data.targets).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from lrrun.config.dataset import DataSpec
 from lrrun.data.base import Loaded, Split
 from lrrun.data.items import class_names
+from lrrun.data.targets import targets_of
 from lrrun.errors import DataError, root_cause
 
 
@@ -41,8 +43,13 @@ def load_arrays(spec: DataSpec) -> Loaded:
             missing = f"y_{role}" if y is None else f"x_{role}"
             raise DataError(f"{where} has {'x' if y is None else 'y'}_{role} but no {missing}.")
         if x is not None:
-            splits[role] = Split(_samples(x, f"{where}: x_{role}"), _labels(y, len(x), role, where))
-    classes = class_names(arrays.get("classes"), splits, where)
+            if not len(x):
+                raise DataError(
+                    f"{where}: x_{role} is empty. Give samples, or leave the split out."
+                )
+            samples = _samples(x, f"{where}: x_{role}")
+            splits[role] = Split(samples, targets_of(y, len(x), spec.task, f"{where}: y_{role}"))
+    classes = class_names(arrays.get("classes"), splits, where, spec.task)
     shapes = {tuple(s.images.shape[1:]) for s in splits.values()}
     if len(shapes) > 1:
         raise DataError(f"{where}: the splits' samples differ in shape ({sorted(shapes)}).")
@@ -72,17 +79,3 @@ def _samples(x: np.ndarray, where: str) -> torch.Tensor:
         f"{where} is {tuple(t.shape)}: give images (N, C, H, W), (N, H, W, C), (N, H, W) "
         "or feature vectors (N, D)."
     )
-
-
-def _labels(y: np.ndarray, n: int, role: str, where: str) -> torch.Tensor:
-    if y.ndim == 2 and y.shape[1] == 1:  # a column of labels
-        y = y[:, 0]
-    if y.ndim != 1 or len(y) != n:
-        raise DataError(
-            f"{where}: y_{role} has shape {tuple(y.shape)} but x_{role} has {n} samples: give "
-            "one integer label per sample."
-        )
-    whole = np.issubdtype(y.dtype, np.floating) and bool(np.all(np.mod(y, 1) == 0))
-    if not np.issubdtype(y.dtype, np.integer) and not whole:
-        raise DataError(f"{where}: y_{role} is {y.dtype}: labels must be integers.")
-    return torch.from_numpy(y.astype(np.int64))

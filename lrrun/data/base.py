@@ -3,15 +3,17 @@
 - ``train`` trains; ``val`` selects (each epoch's val_* metrics, ReduceLROnPlateau's monitor,
   best.pt, a sweep's verdict); ``test`` is reported, never used to choose (None when the
   source has none, or when dataset.val_split=0 makes the test split the selection split).
-- A split holds its labels in memory, and its samples either in memory (one tensor: uint8
-  pixels N x C x H x W, or float N x C x H x W / N x D) or as a per-sample dataset read from
-  files (``items``: index -> (tensor, label)).
+- A split holds its labels in memory - class indices (N,) int64, or regression targets (N, k)
+  float32 - and its samples either in memory (one tensor: uint8 pixels N x C x H x W, or
+  float N x C x H x W / N x D) or as a per-sample dataset read from files (``items``:
+  index -> (tensor, label)).
 - Normalisation is ``ToTensor()`` then ``Normalize(mean, std)`` per channel (per feature
   for flat vectors), measured on the train split; both batch paths use ``normalise``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ IMAGE_SHAPE = (1, 28, 28)
 @dataclass(frozen=True)
 class Split:
     images: torch.Tensor | None  # in memory, or None: per sample from ``items``
-    labels: torch.Tensor  # (N,) int64
+    labels: torch.Tensor  # (N,) int64 class indices, or (N, k) float32 regression targets
     items: Any = None  # a Dataset of (tensor, label), when not in memory
 
     def __len__(self) -> int:
@@ -78,10 +80,42 @@ class Data:
     root: Path | None = None  # where the files are (None: generated or in-memory arrays)
     augment: tuple[Any, ...] = ()  # the train transforms, built (lrrun.data.transforms)
     eval_steps: tuple[Any, ...] = ()  # the eval transforms, for splits read per sample
+    target_mean: tuple[float, ...] = ()  # regression: each target's mean and std on train
+    target_std: tuple[float, ...] = ()
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def outputs(self) -> int:
+        """The model's output width: the classes, or the regression targets per sample."""
+        return len(self.target_mean) or self.num_classes
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What a model's constructor may take from the data, by parameter name
+        (lrrun.models.adapt): ``num_classes`` is the output width (for regression too, as
+        timm's num_classes and Hugging Face's num_labels), ``num_outputs`` likewise."""
+        shape = tuple(self.input_shape)
+        facts: dict[str, Any] = {"num_classes": self.outputs, "num_outputs": self.outputs,
+                                 "input_shape": shape, "input_dim": math.prod(shape)}  # fmt: skip
+        if len(shape) == 3:
+            c, h, w = shape
+            facts |= {"in_channels": c, "in_chans": c, "image_size": h if h == w else (h, w)}
+        return facts
+
+    def record(self) -> dict[str, Any]:
+        """The data as the run saw it, for status.json and the checkpoint's plan."""
+        targets = {"targets": {"mean": list(self.target_mean), "std": list(self.target_std)}}
+        return {
+            "classes": list(self.classes),
+            "input_shape": list(self.input_shape),
+            **(targets if self.target_mean else {}),
+            "train": len(self.train),
+            "val": len(self.val),
+            "test": len(self.test) if self.test is not None else None,
+        }
 
 
 def dims(shape: Sequence[int]) -> str:

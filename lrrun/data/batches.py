@@ -10,39 +10,29 @@
   ``pin_memory``, ``persistent_workers``; for data that does not fit, or transforms that run
   per sample.
 
-Both visit the training samples in the same documented order (``epoch_order``) and, without
+Both visit the training samples in the same documented order (lrrun.data.order.epoch_order) and, without
 augmentation, compute the same inputs, so they produce the same numbers
 (tests/data/test_fast_path.py). With augmentation each path draws its own random numbers.
+
+A language model's token streams are batched as windows (lrrun.data.windows): on the device,
+or read from the memory map (``trainer.data_path=loader``, or too large).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lrrun.data.base import Data, Split, normalise
-from lrrun.data.transforms import Batched, apply, sample_seed, seeded
+from lrrun.data.loader import LoaderBatches, SampleDataset
+from lrrun.data.order import batches_per_epoch, epoch_order, layout
+from lrrun.data.tokens import TokenData
+from lrrun.data.transforms import Batched, sample_seed
+from lrrun.data.windows import FixedWindows, window_batches
 from lrrun.errors import ConfigError
 from lrrun.world import SINGLE, World, shard, shard_size
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order in which epoch ``epoch`` (1-based) visits the ``n`` training samples.
-
-    ``torch.randperm(n, generator=torch.Generator().manual_seed(s))`` with
-    ``s = (seed * 1_000_003 + epoch) mod 2**63``: a pure function of (seed, epoch), the same
-    on every device and data path, so a resumed run sees the same batches.
-    """
-    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
-    return torch.randperm(n, generator=generator)
-
-
-def batches_per_epoch(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)
 
 
 class Batches(Protocol):
@@ -51,10 +41,6 @@ class Batches(Protocol):
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
     def set_epoch(self, epoch: int) -> None: ...
-
-
-def _layout(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
-    return x.contiguous(memory_format=memory_format) if x.dim() == 4 else x.contiguous()
 
 
 class TensorBatches:
@@ -115,110 +101,7 @@ class TensorBatches:
                 labels = self.labels.index_select(0, index)
             if draws is not None:
                 images = self.augment(images, draws)
-            yield _layout(normalise(images, self.mean, self.std), self.memory_format), labels
-
-
-class EpochSampler(Sampler[tuple[int, int]]):
-    """``epoch_order`` (this rank's shard of it) as a DataLoader sampler; it hands out
-    (epoch, index), so a worker seeds each sample's augmentation by its epoch too."""
-
-    def __init__(self, n: int, seed: int, world: World = SINGLE) -> None:
-        self.n, self.seed, self.epoch, self.world = n, seed, 1, world
-
-    def __len__(self) -> int:
-        return shard_size(self.n, self.world)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = shard(epoch_order(self.n, self.seed, self.epoch), self.world)
-        return ((self.epoch, i) for i in order.tolist())
-
-
-class ShardSampler(Sampler[int]):
-    """Evaluation in a data-parallel run: this rank's samples, in order, unpadded."""
-
-    def __init__(self, n: int, world: World) -> None:
-        self.index = shard(torch.arange(n), world, pad=False).tolist()
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.index)
-
-
-class SampleDataset(Dataset):
-    """One split as the DataLoader path reads it: the sample (from memory or its file), the
-    split's transforms (seeded per sample for the train split), then normalisation."""
-
-    def __init__(self, data: Data, split: Split, train: bool, seed: int = 0) -> None:
-        self.split, self.mean, self.std, self.train, self.seed = (
-            split,
-            data.mean,
-            data.std,
-            train,
-            seed,
-        )
-        # eval transforms were applied when an in-memory split was loaded
-        self.steps: Sequence[Any] = data.augment if train else (
-            () if split.in_memory else data.eval_steps)  # fmt: skip
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, i = key if isinstance(key, tuple) else (0, key)
-        split = self.split
-        sample = split.images[i] if split.images is not None else split.items[i][0]
-        if self.steps and self.train:
-            sample = seeded(self.steps, sample, sample_seed(self.seed, epoch, i))
-        elif self.steps:
-            sample = apply(self.steps, sample)
-        return normalise(sample, self.mean, self.std), split.labels[i]
-
-
-class LoaderBatches:
-    """The DataLoader path: per-sample work in workers, batches copied to ``device``."""
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        batch_size: int,
-        device: torch.device,
-        shuffle_seed: int | None = None,
-        num_workers: int = 0,
-        memory_format: torch.memory_format = torch.contiguous_format,
-        pin_memory: bool | str = "auto",
-        persistent_workers: bool = True,
-        world: World = SINGLE,
-    ) -> None:
-        n = len(dataset)  # type: ignore[arg-type]
-        self.sampler = EpochSampler(n, shuffle_seed, world) if shuffle_seed is not None else None
-        cuda = device.type == "cuda"
-        self.loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=self.sampler or (ShardSampler(n, world) if world.active else None),
-            num_workers=num_workers,
-            pin_memory=cuda if pin_memory == "auto" else bool(pin_memory),
-            persistent_workers=persistent_workers and num_workers > 0,
-            # Its own generator: otherwise each epoch's iterator draws a worker seed from
-            # the global RNG, and dropout masks would differ from the tensor path's.
-            generator=torch.Generator().manual_seed(shuffle_seed or 0),
-        )
-        self.device, self.non_blocking, self.memory_format = device, cuda, memory_format
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def set_epoch(self, epoch: int) -> None:
-        if self.sampler is not None:
-            self.sampler.epoch = epoch
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels in self.loader:
-            images = images.to(self.device, non_blocking=self.non_blocking)
-            labels = labels.to(self.device, non_blocking=self.non_blocking)
-            yield _layout(images, self.memory_format), labels
+            yield layout(normalise(images, self.mean, self.std), self.memory_format), labels
 
 
 # Evaluation batch for eval_batch_size=auto. A GPU wants large batches; on a CPU they spill
@@ -234,12 +117,24 @@ def eval_batch(setting: int | str, device: torch.device) -> int:
 
 
 def probe_batch(
-    data: Data, device: torch.device, memory_format: torch.memory_format
+    data: Data | TokenData, device: torch.device, memory_format: torch.memory_format
 ) -> torch.Tensor:
     """Two val samples as the model will get them (lrrun.models.adapt.probe)."""
+    if isinstance(data, TokenData):
+        return next(iter(FixedWindows(data.val, data.block_size, 2, 2, device)))[0]
     samples = SampleDataset(data, data.val, train=False)
     batch = torch.stack([samples[i][0] for i in range(min(2, len(samples)))])
-    return _layout(batch.to(device), memory_format)
+    return layout(batch.to(device), memory_format)
+
+
+def train_batches(
+    data: Data | TokenData, batch_size: int, processes: int = 1, accumulate: int = 1
+) -> int:
+    """Training batches per epoch of one of ``processes`` ranks, as make_batches makes them
+    (lrrun-preview plans with it)."""
+    if isinstance(data, TokenData):
+        return data.steps_per_epoch * accumulate
+    return batches_per_epoch(shard_size(len(data.train), World(0, processes)), batch_size)
 
 
 def choose_path(data: Data, path: str) -> str:
@@ -259,7 +154,7 @@ def choose_path(data: Data, path: str) -> str:
 
 
 def make_batches(
-    data: Data,
+    data: Data | TokenData,
     device: torch.device,
     batch_size: int,
     eval_batch_size: int | str,
@@ -270,9 +165,15 @@ def make_batches(
     pin_memory: bool | str = "auto",
     persistent_workers: bool = True,
     world: World = SINGLE,
+    accumulate: int = 1,
 ) -> tuple[Batches, Batches, Batches | None, str]:
     """Training, validation and test batches (None without a test split) on ``device``, and
-    the data path chosen; in a data-parallel run, this rank's shards."""
+    the data path chosen; in a data-parallel run, this rank's shards. ``accumulate``: a
+    language model's epoch is steps_per_epoch optimizer steps of that many batches."""
+    if isinstance(data, TokenData):
+        size = eval_batch(eval_batch_size, device)
+        train, val, test = window_batches(data, device, batch_size, size, seed, accumulate, world)
+        return train, val, test, "tensor" if data.train.in_memory else "memmap"
     path = choose_path(data, path)
     size = eval_batch(eval_batch_size, device)
     roles = {"train": data.train, "val": data.val, "test": data.test}

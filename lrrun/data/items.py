@@ -1,7 +1,8 @@
-"""Other people's datasets as lrrun reads them: (sample, label) pairs where the sample may be
+"""Other people's datasets as lrrun reads them: (sample, target) pairs where the sample may be
 a PIL image, a NumPy array or a tensor. ``TensorItems`` turns each into a tensor (images:
 uint8 C x H x W, grey or RGB as asked, resized to ``dataset.image_size``); ``labels_of``
-reads the labels without decoding when the dataset keeps them (``targets``, ``labels``)."""
+reads the targets without decoding when the dataset keeps them (``targets``, ``labels``),
+checked for the task (lrrun.data.targets)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from lrrun.data.base import Split
+from lrrun.data.targets import target_value, targets_of
 from lrrun.errors import DataError
 
 
@@ -21,9 +23,9 @@ class TensorItems(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        sample, label = self.dataset[i][:2]
-        return as_tensor(sample, self.channels, self.size), int(label)
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
+        sample, target = self.dataset[i][:2]
+        return as_tensor(sample, self.channels, self.size), target
 
 
 def as_tensor(sample: Any, channels: int | None, size: tuple[int, int] | None) -> torch.Tensor:
@@ -55,29 +57,39 @@ def as_tensor(sample: Any, channels: int | None, size: tuple[int, int] | None) -
     return image
 
 
-def labels_of(dataset: Any, where: str) -> torch.Tensor:
-    """Every label of ``dataset``: its ``targets`` / ``labels`` when it has them, else read
-    item by item (which decodes every sample once)."""
+def labels_of(dataset: Any, where: str, task: str = "classification") -> torch.Tensor:
+    """Every target of ``dataset``: its ``targets`` / ``labels`` when it has them, else read
+    item by item (which decodes every sample once); checked for ``task``."""
+    n = len(dataset)
     for name in ("targets", "labels"):
         found = getattr(dataset, name, None)
-        if found is not None and len(found) == len(dataset):
-            return torch.as_tensor(np.asarray(found), dtype=torch.long).reshape(-1)
+        if found is not None and len(found) == n:
+            return targets_of(found, n, task, f"{where}: its {name}")
     try:
-        return torch.tensor([int(dataset[i][1]) for i in range(len(dataset))], dtype=torch.long)
-    except (TypeError, ValueError, IndexError) as exc:
+        values = [target_value(dataset[i][1], task, where) for i in range(n)]
+    except (TypeError, IndexError) as exc:
         raise DataError(
-            f"{where}: a sample's label is not an integer ({exc}). Items must be "
-            "(sample, class index) pairs."
+            f"{where}: an item is not a (sample, target) pair ({exc}). Items must be "
+            "(sample, class index) pairs, or (sample, values) under task=regression."
         ) from None
+    return targets_of(values, n, task, f"{where}: the targets")
 
 
-def class_names(names: Any, splits: dict[str, Split], where: str) -> tuple[str, ...]:
+def class_names(
+    names: Any, splits: dict[str, Split], where: str, task: str = "classification"
+) -> tuple[str, ...]:
     """The classes: ``names`` when given, else 0 .. the largest train label; every split's
-    labels must lie in [0, classes)."""
-    count = len(names) if names is not None else int(splits["train"].labels.max()) + 1
+    labels must lie in [0, classes). Regression targets have none: ()."""
     for role, split in splits.items():
         if not len(split):
             raise DataError(f"{where}: the {role} split is empty.")
+    if task == "regression":
+        widths = {tuple(s.labels.shape[1:]) for s in splits.values()}
+        if len(widths) > 1:
+            raise DataError(f"{where}: the splits' targets differ in width ({sorted(widths)}).")
+        return ()
+    count = len(names) if names is not None else int(splits["train"].labels.max()) + 1
+    for role, split in splits.items():
         low, high = int(split.labels.min()), int(split.labels.max())
         if low < 0 or high >= count:
             basis = "its class names" if names is not None else "the train labels"

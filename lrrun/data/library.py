@@ -21,6 +21,7 @@ from lrrun.config.checks import locate
 from lrrun.config.dataset import DataSpec
 from lrrun.data.base import Loaded, Split
 from lrrun.data.items import TensorItems, class_names, labels_of
+from lrrun.data.targets import targets_of
 from lrrun.errors import DataError, root_cause
 
 
@@ -98,7 +99,7 @@ def _named_splits(out: Any, where: str) -> dict[str, Any]:
 def _loaded(made: dict[str, Any], names: Any, spec: DataSpec, source: str) -> Loaded:
     where = f"dataset {source}"
     splits = {role: _split(ds, spec, f"{where}, {role}") for role, ds in made.items()}
-    classes = class_names(names, splits, where)
+    classes = class_names(names, splits, where, spec.task)
     return Loaded(splits["train"], splits.get("val"), splits.get("test"), classes,
                   source + f" ({', '.join(f'{k} {len(v)}' for k, v in splits.items())})")  # fmt: skip
 
@@ -107,8 +108,9 @@ def _split(ds: Any, spec: DataSpec, where: str) -> Split:
     """In memory when the dataset keeps its samples in one array, else per sample."""
     if isinstance(ds, torch.utils.data.TensorDataset) and len(ds.tensors) >= 2:
         images = ds.tensors[0]
+        targets = targets_of(ds.tensors[1], len(images), spec.task, f"{where}: its targets")
         return Split(images.to(torch.float32) if images.is_floating_point() else images,
-                     ds.tensors[1].long().reshape(-1))  # fmt: skip
+                     targets)  # fmt: skip
     data = getattr(ds, "data", None)
     if isinstance(data, np.ndarray | torch.Tensor) and data.ndim in (3, 4) and len(data) == len(ds):
         images = torch.as_tensor(np.asarray(data)) if isinstance(data, np.ndarray) else data
@@ -117,5 +119,6 @@ def _split(ds: Any, spec: DataSpec, where: str) -> Split:
                 images = images.unsqueeze(1)  # N x H x W
             elif images.shape[1] not in (1, 3):
                 images = images.permute(0, 3, 1, 2)  # N x H x W x C
-            return Split(images.contiguous(), labels_of(ds, where))
-    return Split(None, labels_of(ds, where), TensorItems(ds, spec.channels, spec.image_size))
+            return Split(images.contiguous(), labels_of(ds, where, spec.task))
+    return Split(None, labels_of(ds, where, spec.task),
+                 TensorItems(ds, spec.channels, spec.image_size))  # fmt: skip

@@ -1,16 +1,20 @@
 """``load_data``: the dataset a DataSpec names, its splits in their roles, once per process.
 
 source -> (decode once into memory, when asked or when it fits) -> roles (lrrun.data.splits)
--> eval transforms (once, for splits in memory) -> the train split's normalisation -> Data.
+-> eval transforms (once, for splits in memory) -> the train split's normalisation (and, for
+regression, its targets' mean and std) -> Data. Token streams (dataset=text, dataset=tokens)
+are a language model's: lrrun.data.tokens -> TokenData.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from lrrun.config.dataset import DataSpec
+from lrrun.config.dataset import TOKEN_SOURCES, DataSpec
 from lrrun.data.arrays import load_arrays
 from lrrun.data.base import Data, Loaded, Split, dims
 from lrrun.data.base import measure as channel_stats
@@ -20,6 +24,7 @@ from lrrun.data.library import load_callable, load_torchvision
 from lrrun.data.memory import decode_all, estimate_nbytes, fits_on
 from lrrun.data.splits import assign_roles
 from lrrun.data.synthetic import load_synthetic
+from lrrun.data.tokens import TokenData, load_text, load_tokens
 from lrrun.data.transforms import apply, build, sample_seed, seeded
 from lrrun.errors import ConfigError
 
@@ -33,12 +38,12 @@ SOURCES: dict[str, Callable[[DataSpec], Loaded]] = {
 }
 STATS_SAMPLES = 10_000  # normalisation of per-sample sources: measured on this many, seeded
 
-_CACHE: dict[str, tuple[Loaded, dict[bool, Data]]] = {}
+_CACHE: dict[str, tuple[Loaded | None, dict[bool, Any]]] = {}
 
 
 def load_data(
     spec: DataSpec, memory: bool | None = True, device: torch.device | None = None
-) -> Data:
+) -> Data | TokenData:
     """The data ``spec`` names. ``memory``: decode per-sample sources (image folders, other
     datasets) into memory once; False keeps them per sample (the DataLoader path); None does
     so when they fit in half of ``device``'s free memory. Sources held in arrays (IDX, .npz,
@@ -48,7 +53,10 @@ def load_data(
     so a 16-job sweep reads and measures its dataset once. Tensors are never modified in
     place, so sharing them between jobs is safe.
     """
+    if spec.source in TOKEN_SOURCES:
+        return _token_stream(spec, memory, device)
     loaded, made = _source(spec)
+    assert loaded is not None
     if memory is None:
         splits = (loaded.train, loaded.val, loaded.test)
         memory = fits_on(
@@ -59,19 +67,39 @@ def load_data(
     return made[memory]
 
 
-def _source(spec: DataSpec) -> tuple[Loaded, dict[bool, Data]]:
+def _source(spec: DataSpec) -> tuple[Loaded | None, dict[bool, Any]]:
     """What the source read, and the Data made of it so far; one dataset kept (sweeps rarely
     alternate between datasets)."""
     if spec.key not in _CACHE:
         _CACHE.clear()
-        _CACHE[spec.key] = (SOURCES[spec.source](spec), {})
+        loaded = None if spec.source in TOKEN_SOURCES else SOURCES[spec.source](spec)
+        _CACHE[spec.key] = (loaded, {})
     return _CACHE[spec.key]
 
 
-def describe(spec: DataSpec) -> Data:
+def _token_stream(spec: DataSpec, memory: bool | None, device: torch.device | None) -> TokenData:
+    """A language model's token streams: in memory when asked or when they fit (a text file
+    always is), else memory-mapped."""
+    _, made = _source(spec)
+    if spec.source == "text":
+        memory = True
+    elif memory is None:
+        root = Path(spec.options["root"]).expanduser()
+        size = sum(p.stat().st_size * 2 for p in root.glob("*.bin"))  # uint16 -> int32
+        memory = fits_on(device or torch.device("cpu"), size)
+    if memory not in made:
+        made[memory] = load_text(spec) if spec.source == "text" else load_tokens(spec, memory)
+    return made[memory]
+
+
+def describe(spec: DataSpec) -> Data | TokenData:
     """The data's splits, classes and sample shape without decoding per-sample sources or
     measuring normalisation (lrrun-preview: batches per epoch, the model's facts)."""
-    return _load(spec, _source(spec)[0], memory=False, measure=False)
+    if spec.source in TOKEN_SOURCES:
+        return _token_stream(spec, False, None)
+    loaded = _source(spec)[0]
+    assert loaded is not None
+    return _load(spec, loaded, memory=False, measure=False)
 
 
 def _load(spec: DataSpec, loaded: Loaded, memory: bool, measure: bool = True) -> Data:
@@ -91,12 +119,22 @@ def _load(spec: DataSpec, loaded: Loaded, memory: bool, measure: bool = True) ->
         mean, std = channel_stats(_stats_sample(train, spec.split_seed, sampled))
     augment = build(spec.train_transforms, "train")
     shape = _input_shape(train, val, augment, eval_steps)
+    target_mean, target_std = target_stats(train.labels) if spec.task == "regression" else ((), ())
     return Data(
         name=spec.name, train=train, val=val, test=test, source=loaded.source,
         classes=loaded.classes, input_shape=shape, mean=mean, std=std,
         selection=selection, val_from=how, root=loaded.root,
         augment=tuple(augment), eval_steps=tuple(eval_steps),
+        target_mean=target_mean, target_std=target_std,
     )  # fmt: skip
+
+
+def target_stats(targets: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Each regression target's mean and std on the train split (a constant target: std 1)."""
+    values = targets.double()
+    mean, std = values.mean(0), values.std(0) if len(values) > 1 else torch.ones(values.shape[1])
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 def _resized(split: Split, size: tuple[int, int]) -> Split:

@@ -2,7 +2,7 @@
 
 A source's own val split is the val split. Without one, ``dataset.val_split`` holds out a
 seeded, stratified part of the train split (each class keeps its share, to within one
-sample); ``dataset.val_split=0`` makes the test split the selection split, which the header,
+sample; regression targets have no classes: a seeded random part); ``dataset.val_split=0`` makes the test split the selection split, which the header,
 status.json and a sweep's verdict then say plainly.
 """
 
@@ -43,6 +43,13 @@ def stratified_split(
     return keep.nonzero().squeeze(1), val_index
 
 
+def random_split(n: int, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train index, val index), both sorted: ``count`` of ``n`` samples drawn for val by a
+    permutation seeded with ``seed``."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[count:].sort().values, order[:count].sort().values
+
+
 def assign_roles(
     train: Split, val: Split | None, test: Split | None, val_split: int | float, seed: int
 ) -> tuple[Split, Split, Split | None, str, str]:
@@ -56,8 +63,12 @@ def assign_roles(
                 f"dataset.val_split={val_split} holds out {count} of the {len(train)} train "
                 "samples: it must leave both splits non-empty. Lower dataset.val_split."
             )
-        train_index, val_index = stratified_split(train.labels, count, seed)
-        how = f"{count} held out of train (stratified, dataset.split_seed={seed})"
+        if train.labels.is_floating_point():  # regression targets: no classes to stratify
+            train_index, val_index = random_split(len(train), count, seed)
+            how = f"{count} held out of train (random, dataset.split_seed={seed})"
+        else:
+            train_index, val_index = stratified_split(train.labels, count, seed)
+            how = f"{count} held out of train (stratified, dataset.split_seed={seed})"
         return train.subset(train_index), train.subset(val_index), test, "val", how
     if test is not None:
         return train, test, None, "test", "the test split (dataset.val_split=0)"

@@ -21,23 +21,21 @@ from rich.text import Text
 if TYPE_CHECKING:
     import torch
 
-_FORMATS = {
-    "epoch": ("{:>5d}", 5),
-    "train_loss": ("{:>10.4f}", 10),
-    "train_acc": ("{:>9.4f}", 9),
-    "val_loss": ("{:>10.4f}", 10),
-    "val_acc": ("{:>9.4f}", 9),
-    "test_loss": ("{:>10.4f}", 10),
-    "test_acc": ("{:>9.4f}", 9),
-    "val_top5": ("{:>9.4f}", 9),
-    "test_top5": ("{:>9.4f}", 9),
-    "epoch_time_s": ("{:>12.2f}", 12),
-}
+_FORMATS = {"epoch": ("{:>5d}", 5), "epoch_time_s": ("{:>12.2f}", 12)}
+_METRIC_WIDTHS = {"acc": 9, "top5": 9, "r2": 9}  # a fraction; losses, errors, ppl: 10
 _LR_FORMAT = ("{:>11.4e}", 11)  # scientific: 1e-4 must never print as 0.000
 
 
 def _fmt(column: str) -> tuple[str, int]:
-    return _FORMATS.get(column, _LR_FORMAT)
+    """The lr columns (lr, lr_1, ..., momentum) in scientific notation; a metric
+    (train_loss, val_acc, test_rmse, ...) with 4 decimals."""
+    if column in _FORMATS:
+        return _FORMATS[column]
+    split, _, metric = column.partition("_")
+    if split in ("train", "val", "test") and metric:
+        width = _METRIC_WIDTHS.get(metric, 10)
+        return f"{{:>{width}.4f}}", width
+    return _LR_FORMAT
 
 
 def _cell(column: str, value: object) -> str:
@@ -136,12 +134,12 @@ class RunConsole:
             self._progress.stop()
             self._progress = None
 
-    def finish(self, history: list[dict[str, Any]], run_dir: str) -> None:
+    def finish(self, best: dict[str, Any] | None, select: str, run_dir: str) -> None:
+        """The epoch the run chose: ``best`` row by its ``select`` metric (lrrun.config.task)."""
         self.close()
-        if history:
-            best = max(history, key=lambda r: r["val_acc"])
+        if best is not None:
             self.console.print(
-                f"best val_acc {best['val_acc']:.4f} at epoch {best['epoch']} · run dir {run_dir}",
+                f"best {select} {best[select]:.4f} at epoch {best['epoch']} · run dir {run_dir}",
                 markup=False,
             )
 

@@ -1,10 +1,13 @@
 """The run's two CSVs. Every row is flushed as written, so a crash or Ctrl-C loses nothing
 that was logged.
 
-metrics.csv: epoch, lr[, lr_1, ...], train_loss, train_acc, val_loss, val_acc[, val_top5],
-             test_loss, test_acc[, test_top5], epoch_time_s (test_*: empty but for the epoch
+metrics.csv: epoch, lr[, lr_1, ...], train_<metric>..., val_<metric>..., test_<metric>...,
+             epoch_time_s; the task's metrics (lrrun.config.task.TaskSpec.columns):
+             classification train_loss, train_acc, val_loss, val_acc[, val_top5], test_loss,
+             test_acc[, test_top5]; regression train_loss, val/test loss, mae, rmse, r2;
+             language_model train_loss, val/test loss, ppl. test_*: empty but for the epoch
              the test split was evaluated for, or every epoch with trainer.test_every_epoch;
-             *_top5 when the data has more than 5 classes)
+             *_top5 when the data has more than 5 classes
 steps.csv:   epoch, step, lr[, lr_1, ...][, momentum], loss[, grad_norm]
 
 ``lr_1``, ``lr_2``, ...: the lrs of optimizer.param_groups (lrrun.config.param_groups).
@@ -44,13 +47,6 @@ def lr_labels(group_names: list[str]) -> dict[str, str]:
         col: f"lr {name}"
         for col, name in zip(lr_columns(len(group_names)), group_names, strict=True)
     }
-
-
-def metrics_columns(n_groups: int, top5: bool = False) -> list[str]:
-    """``*_top5``: top-5 accuracy, when the data has more than 5 classes."""
-    evaluated = [f"{split}_{m}" for split in ("val", "test")
-                 for m in ("loss", "acc", *(["top5"] if top5 else []))]  # fmt: skip
-    return ["epoch", *lr_columns(n_groups), "train_loss", "train_acc", *evaluated, "epoch_time_s"]
 
 
 def steps_columns(n_groups: int, momentum: bool = False, grad_norm: bool = False) -> list[str]:

@@ -8,6 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lrrun.config.task import TaskSpec, spec
+
+LOSS_WORDS = {"classification": "cross-entropy loss", "regression": "mean squared error",
+              "language_model": "cross-entropy per token (nats)"}  # fmt: skip
+METRIC_WORDS = {"acc": "accuracy", "r2": "R^2", "ppl": "perplexity"}
+
 
 def pyplot() -> Any:
     import matplotlib
@@ -80,9 +86,13 @@ def plot_run(
     title: str,
     events: Sequence[tuple[int, str]] = (),
     momentum: Sequence[tuple[int, float]] = (),
+    task: TaskSpec | None = None,
 ) -> Path:
     """curves.png: lr per step of each param group (schedule events marked; the cycled
-    momentum on a second axis), loss per epoch, accuracy per epoch."""
+    momentum on a second axis), loss per epoch, and the task's other metric per epoch:
+    accuracy (classification), R^2 (regression) or perplexity (a language model); the
+    epoch the run chose marked where its selection metric is drawn."""
+    task = task or spec(None)
     plt = pyplot()
     # A fixed layout: constrained layout would double the drawing time, and this runs at the
     # end of every run of a sweep.
@@ -111,21 +121,26 @@ def plot_run(
     elif several:
         lr_ax.legend(fontsize=8, loc="best", title="param group")
     epochs = [r["epoch"] for r in metrics]
-    for ax, key, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
+    other = "acc" if task.name == "classification" else task.other.removeprefix("val_")
+    panels = ((loss_ax, "loss", LOSS_WORDS[task.name]), (acc_ax, other, METRIC_WORDS[other]))
+    for ax, key, label in panels:
         scale = 100 if key == "acc" else 1
-        ax.plot(epochs, [r[f"train_{key}"] * scale for r in metrics], "o-", label="train")
+        if f"train_{key}" in (metrics[0] if metrics else {}):
+            ax.plot(epochs, [r[f"train_{key}"] * scale for r in metrics], "o-", label="train")
         ax.plot(epochs, [r[f"val_{key}"] * scale for r in metrics], "s-", label="validation")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(integer_locator())
         ax.set_ylabel(label + (" (%)" if key == "acc" else ""))
         ax.set_title(label + " per epoch")
         ax.legend()
-    if metrics:
-        best = max(metrics, key=lambda r: r["val_acc"])
-        acc_ax.annotate(
-            f"best {best['val_acc'] * 100:.2f}% (epoch {best['epoch']})",
-            (best["epoch"], best["val_acc"] * 100),
-            textcoords="offset points", xytext=(0, -18), fontsize=9,
+    best = task.best(metrics)
+    if best is not None:
+        scale = 100 if task.select == "val_acc" else 1
+        value = best[task.select] * scale
+        (acc_ax if task.select == "val_acc" else loss_ax).annotate(
+            (f"best {value:.2f}%" if scale == 100 else f"best {value:.4f}")
+            + f" (epoch {best['epoch']})",
+            (best["epoch"], value), textcoords="offset points", xytext=(0, -18), fontsize=9,
             ha="right" if best["epoch"] == epochs[-1] and len(epochs) > 1 else "center",
         )  # fmt: skip
     for ax in (lr_ax, loss_ax, acc_ax):
@@ -146,7 +161,7 @@ def plot_run_dir(path: Path) -> list[Path]:
     return [
         plot_run(
             job.metrics, job.group_lrs, job.steps_per_epoch, path / "curves.png", str(path),
-            job.events, job.momentum,
+            job.events, job.momentum, job.task,
         )
     ]  # fmt: skip
 

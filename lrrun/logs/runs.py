@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lrrun.config.param_groups import unnamed
+from lrrun.config.task import TaskSpec, spec
 from lrrun.logs.csv_log import lr_columns, parse_row
 
 SEED = "trainer.seed"
@@ -37,18 +38,24 @@ class Job:
     seed: int | None = None
     events: list[tuple[int, str]] = field(default_factory=list)  # (step, event) of events.csv
     selection: str = "val"  # the split that chose: "test" when dataset.val_split=0
+    task: TaskSpec = field(default_factory=lambda: spec(None))  # status.json's data.task
 
     label: str = ""  # the overrides that tell this job from the others in its sweep
 
     @property
     def best(self) -> dict[str, float] | None:
-        """The metrics row of the best val_acc (the epoch the run chose), if any."""
-        return max(self.metrics, key=lambda r: r["val_acc"]) if self.metrics else None
+        """The metrics row the run chose (its task's best val_acc or val_loss), if any."""
+        return self.task.best(self.metrics)
 
     @property
-    def test_acc(self) -> float | None:
-        """The test accuracy of the chosen epoch (reported only; None if not tested)."""
-        return self.best.get("test_acc") if self.best else None
+    def test_column(self) -> str:
+        """The test split's counterpart of the selection metric: test_acc, or test_loss."""
+        return "test_" + self.task.select.removeprefix("val_")
+
+    @property
+    def test_value(self) -> float | None:
+        """The chosen epoch's test metric (reported only; None if not tested)."""
+        return self.best.get(self.test_column) if self.best else None
 
 
 def read_rows(path: Path) -> list[dict[str, float]]:
@@ -124,6 +131,7 @@ def load_job(job_dir: Path) -> Job:
     per_epoch = sum(1 for r in steps if r["epoch"] == 1) or 1
     overrides = _overrides(job_dir)
     status = _status(job_dir)
+    data = status.get("data") or {}
     return Job(
         name=job_dir.name,
         path=job_dir,
@@ -136,7 +144,8 @@ def load_job(job_dir: Path) -> Job:
         steps_per_epoch=per_epoch,
         seed=_seed(job_dir, overrides),
         events=_events(job_dir / "events.csv"),
-        selection=str((status.get("data") or {}).get("selection", "val")),
+        selection=str(data.get("selection", "val")),
+        task=spec(data.get("task")),
     )
 
 
@@ -148,6 +157,12 @@ def sweep_jobs(sweep_dir: Path) -> list[Job]:
         job.label = " ".join(f"{k}={job.overrides[k]}" for k in axes if k in job.overrides)
         job.label = job.label or f"job {job.name}"
     return jobs
+
+
+def sweep_task(jobs: list[Job]) -> TaskSpec:
+    """The task a sweep's jobs ran (the most common one; classification for none)."""
+    names = [j.task.name for j in jobs if j.status != "missing"] or [spec(None).name]
+    return spec(max(dict.fromkeys(names), key=names.count))
 
 
 def common_overrides(jobs: list[Job]) -> str:

@@ -6,10 +6,11 @@ keep their runs there. Both get, behind one small interface (like torchtune's Me
 - the resolved config, flattened (``scheduler.gamma``), as params / hparams;
 - per optimizer step, at the global step: ``lr`` (group 0), ``lr_<name>`` (each other param
   group), ``momentum`` and ``grad_norm`` (when steps.csv has them) and ``train/loss``;
-- per epoch, at the epoch's last step (Lightning's convention): ``train/acc``, ``val/loss``,
-  ``val/acc`` (``val/top5``), ``epoch_time_s`` and ``epoch`` (and ``test/loss``,
-  ``test/acc``, ``test/top5``: at the chosen epoch's step when the run ends, or every epoch
-  with trainer.test_every_epoch).
+- per epoch, at the epoch's last step (Lightning's convention): every metric of the task as
+  ``split/metric`` - ``train/acc``, ``val/loss``, ``val/acc`` (``val/top5``); for regression
+  ``val/mae``, ``val/rmse``, ``val/r2``; for a language model ``val/ppl`` - ``epoch_time_s``
+  and ``epoch`` (and ``test/*``: at the chosen epoch's step when the run ends, or every
+  epoch with trainer.test_every_epoch).
 
 They are written when an epoch's rows are (steps.csv's values, no extra host sync). A resumed
 run continues where it stopped: TensorBoard purges the steps after the checkpoint (events of a
@@ -59,11 +60,14 @@ def step_points(rows: Sequence[dict[str, Any]], group_names: Sequence[str]) -> l
 
 
 def epoch_point(row: dict[str, Any], step: int) -> Point:
-    """A metrics.csv row at its epoch's last global step (test/* when it has them)."""
-    keys = {"train_acc": "train/acc", "val_loss": "val/loss", "val_acc": "val/acc",
-            "val_top5": "val/top5", "test_loss": "test/loss", "test_acc": "test/acc",
-            "test_top5": "test/top5", "epoch_time_s": "epoch_time_s", "epoch": "epoch"}  # fmt: skip
-    return step, {name: float(row[k]) for k, name in keys.items() if row.get(k) is not None}
+    """A metrics.csv row at its epoch's last global step: each metric as ``split/metric``
+    (val/acc, val/rmse, test/ppl, ...; test/* when it has them; train/loss comes per step)."""
+    values = {"epoch": row["epoch"], "epoch_time_s": row.get("epoch_time_s")}
+    for column, value in row.items():
+        split, _, metric = column.partition("_")
+        if split in ("train", "val", "test") and metric and column != "train_loss":
+            values[f"{split}/{metric}"] = value
+    return step, {name: float(v) for name, v in values.items() if v is not None}
 
 
 class Trackers:
@@ -100,8 +104,8 @@ class Trackers:
     def test(self, tested: dict[str, Any], step: int) -> None:
         """The chosen epoch's test result (lrrun.train.final_test), at that epoch's step."""
         if self.trackers:
-            keys = {"loss": "test/loss", "acc": "test/acc", "top5": "test/top5"}
-            self._submit([(step, {name: tested[k] for k, name in keys.items() if k in tested})])
+            metrics = {f"test/{k}": v for k, v in tested.items() if k not in ("epoch", "chosen_by")}
+            self._submit([(step, metrics)])
 
     def _submit(self, points: list[Point]) -> None:
         self._settle(wait=False)

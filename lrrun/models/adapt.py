@@ -3,23 +3,26 @@
 The data's facts reach the model by name (like Lightning CLI's linked arguments, or the
 num_labels Hugging Face passes): when the model's ``_target_`` takes a parameter called
 
-    num_classes   the number of classes
+    num_classes   the output width: the number of classes (regression: targets per sample)
+    num_outputs   the same
     in_channels   channels of an image sample (also in_chans, timm's name)
     input_shape   one sample's shape: (C, H, W), or (D,) for feature vectors
     input_dim     the number of values in one sample (C x H x W, or D)
     image_size    H (or (H, W) when not square)
+    vocab_size    a language model's vocabulary (a larger value, e.g. padded, is accepted)
+    block_size    its context: dataset.block_size (a larger value is accepted)
 
-and the config leaves it unset (or null), lrrun passes the data's value. A value the config
-sets must agree with the data. The filled-in values are shown in the header and recorded in
-the checkpoint's plan. Then one batch of two val samples goes through the model (eval mode,
-no gradients: no parameter, statistic or random state changes): it must run and return
-logits of shape (batch, classes).
+and the config leaves it unset (or null), lrrun passes the data's value (lrrun.data's
+``facts``). A value the config sets must agree with the data. The filled-in values are shown
+in the header and recorded in the checkpoint's plan. Then one batch of two val samples goes
+through the model (eval mode, no gradients: no parameter, statistic or random state changes):
+it must run, and its output must be what the task needs (lrrun.tasks: ``check_output``).
 """
 
 from __future__ import annotations
 
 import inspect
-import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,16 +31,9 @@ from torch import nn
 from lrrun.config.checks import locate
 from lrrun.errors import ConfigError, root_cause
 
-FACTS = ("num_classes", "in_channels", "in_chans", "input_shape", "input_dim", "image_size")
-
-
-def facts_of(num_classes: int, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    facts: dict[str, Any] = {"num_classes": num_classes, "input_shape": tuple(input_shape),
-                             "input_dim": math.prod(input_shape)}  # fmt: skip
-    if len(input_shape) == 3:
-        c, h, w = input_shape
-        facts |= {"in_channels": c, "in_chans": c, "image_size": h if h == w else (h, w)}
-    return facts
+FACTS = ("num_classes", "num_outputs", "in_channels", "in_chans", "input_shape", "input_dim",
+         "image_size", "vocab_size", "block_size")  # fmt: skip
+AT_LEAST = ("vocab_size", "block_size")  # a model may take more than the data needs
 
 
 def fill(node: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +49,8 @@ def fill(node: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
         given = node.get(name)
         if given is None:
             filled[name] = facts[name]
+        elif name in AT_LEAST and isinstance(given, int) and given >= facts[name]:
+            continue
         elif _as_tuple(given) != _as_tuple(facts[name]):
             raise ConfigError(
                 f"model.{name}={given} does not fit the data: it has {_describe(name, facts)}. "
@@ -62,9 +60,14 @@ def fill(node: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
-def probe(model: nn.Module, batch: torch.Tensor, num_classes: int, target: str) -> None:
-    """Run two samples through ``model``; refuse it, with the fix, if that fails or its
-    output is not (batch, num_classes) logits."""
+def probe(
+    model: nn.Module,
+    batch: torch.Tensor,
+    target: str,
+    check: Callable[[Any, torch.Tensor, str], None],
+) -> None:
+    """Run two samples through ``model``; refuse it, with the fix, if that fails or ``check``
+    (the task's) refuses its output."""
     shape = "x".join(map(str, batch.shape))
     where = f"model._target_={target}"
     was_training = model.training
@@ -76,19 +79,12 @@ def probe(model: nn.Module, batch: torch.Tensor, num_classes: int, target: str) 
         raise ConfigError(
             f"{where} fails on one batch of the data (input {shape}, {str(batch.dtype)[6:]}): "
             f"{root_cause(exc)}. Make the model take samples of this shape (lrrun passes "
-            "num_classes, in_channels, input_shape, ... when its constructor takes them), or "
-            "resize the data with dataset.image_size."
+            "num_classes, in_channels, input_shape, vocab_size, ... when its constructor takes "
+            "them)" + (", or resize the data with dataset.image_size." if batch.dim() == 4 else ".")
         ) from None
     finally:
         model.train(was_training)
-    got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-    if got != (len(batch), num_classes):
-        raise ConfigError(
-            f"{where} returns {got} for a batch of {shape}; lrrun needs logits of shape "
-            f"({len(batch)}, {num_classes}) (batch, classes). Give the model num_classes="
-            f"{num_classes} (lrrun passes it when the constructor takes num_classes) or make "
-            f"its last layer {num_classes} wide."
-        )
+    check(out, batch, where)
 
 
 def _as_tuple(v: Any) -> Any:
@@ -100,8 +96,11 @@ def _show(v: Any) -> str:
 
 
 def _describe(name: str, facts: dict[str, Any]) -> str:
+    if name in AT_LEAST:
+        return f"{name} {facts[name]} (a model may take more, not less)"
     shape = "x".join(map(str, facts["input_shape"]))
     return {
         "num_classes": f"{facts['num_classes']} classes",
+        "num_outputs": f"{facts['num_outputs']} outputs",
         "input_dim": f"{facts['input_dim']} values per sample ({shape})",
     }.get(name, f"samples of shape {shape}")

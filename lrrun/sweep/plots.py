@@ -1,10 +1,11 @@
 """A sweep's pictures, per config (lrrun.sweep.replicates), drawn so the seed noise shows.
 
-- sweep_curves.png: the mean val_acc per epoch of each config with a band from the lowest to
+- sweep_curves.png: the mean selection metric (val_acc; val_loss for regression and language
+  models) per epoch of each config with a band from the lowest to
   the highest seed, and each config's lr per step (the same for every seed, so drawn once,
   unless a schedule reacts to metrics and the seeds' lr differ); configs significantly worse
   than the best are faded.
-- heatmap.png: the mean best val_acc per cell with its +- 95% interval, the cells tied with
+- heatmap.png: the mean best of that metric per cell with its +- 95% interval, the cells tied with
   the best outlined.
 """
 
@@ -35,12 +36,21 @@ def _labels(ranked: list[Config]) -> dict[int, str]:
 
 
 def _replicated(ranked: list[Config]) -> bool:
-    return any(c.stats["best_val_acc"].n >= 2 for c in ranked)
+    return any(c.stats[c.score].n >= 2 for c in ranked)
+
+
+def _shown(ranked: list[Config]) -> tuple[str, float, str]:
+    """(metric, scale, words) of the sweep's selection metric as the pictures show it:
+    accuracy in percent; a loss as it is."""
+    select = ranked[0].task.select if ranked else "val_acc"
+    if select == "val_acc":
+        return select, 100.0, "validation accuracy (%)"
+    return select, 1.0, f"validation {select.removeprefix('val_')}"
 
 
 def plot_sweep(ranked: list[Config], path: Path, title: str) -> Path:
-    """sweep_curves.png: best val_acc per config (every seed a dot, the mean +- 95% CI), the
-    mean val_acc per epoch with a band over seeds, and the lr per step; one colour per config,
+    """sweep_curves.png: the best selection metric per config (every seed a dot, the mean +-
+    95% CI), its mean per epoch with a band over seeds, and the lr per step; one colour per config,
     best first, configs significantly worse than the best faded."""
     plt = pyplot()
     shown = [c for c in ranked if _curve_jobs(c)]
@@ -52,15 +62,16 @@ def plot_sweep(ranked: list[Config], path: Path, title: str) -> Path:
     cmap = plt.get_cmap("viridis" if many else "tab10")
     palette = [cmap(i / max(len(shown) - 1, 1) if many else i) for i in range(len(shown))]
     replicated, labels, all_lrs = _replicated(ranked), _labels(ranked), []
+    metric, scale, words = _shown(ranked)
     bands = len(shown) <= 4  # more overlapping bands are unreadable: then only the best's
     for i, (c, colour) in enumerate(zip(shown, palette, strict=True)):
         worse = c.mean is not None and not c.tied_with_best
         style = {"color": colour, "alpha": 0.45 if worse else 1.0,
                  "linewidth": 2.6 if c.rank == 1 else (1.0 if worse else 1.7)}  # fmt: skip
-        _rank_row(rank_ax, i, c, colour, worse)
+        _rank_row(rank_ax, i, c, colour, worse, scale)
         jobs = _curve_jobs(c)
         epochs = sorted({r["epoch"] for j in jobs for r in j.metrics})
-        per_epoch = [[r["val_acc"] * 100 for j in jobs for r in j.metrics if r["epoch"] == e]
+        per_epoch = [[r[metric] * scale for j in jobs for r in j.metrics if r["epoch"] == e]
                      for e in epochs]  # fmt: skip
         mean = [math.fsum(v) / len(v) for v in per_epoch]
         ok = any(job_ok(j) for j in jobs)
@@ -74,30 +85,30 @@ def plot_sweep(ranked: list[Config], path: Path, title: str) -> Path:
             all_lrs += lrs
             lr_ax.plot(steps, lrs, drawstyle="steps-post",
                        **(style | ({"alpha": 0.35, "linewidth": 1.0} if k else {})))  # fmt: skip
-    rank_ax.set_yticks(range(len(shown)), [_row_label(c, labels[id(c)]) for c in shown],
+    rank_ax.set_yticks(range(len(shown)), [_row_label(c, labels[id(c)], scale) for c in shown],
                        fontsize=8)  # fmt: skip
     for tick, c, colour in zip(rank_ax.get_yticklabels(), shown, palette, strict=True):
         tick.set_color(colour)
         tick.set_fontweight("bold" if c.rank == 1 else "normal")
     rank_ax.set_ylim(len(shown) - 0.4, -0.6)  # best on top
-    rank_ax.set_xlabel("best validation accuracy (%)")
+    rank_ax.set_xlabel(f"best {words}")
     paired = any(c.test == "paired" for c in ranked)
     rank_ax.set_title(
-        "best val_acc per config: dots = seeds, bar = mean ± 95% CI\n"
+        f"best {metric} per config: dots = seeds, bar = mean ± 95% CI\n"
         "faded: worse than ★ (p < 0.05, Holm)"
         + ("; tested per seed, so bars may overlap" if paired else "")
         if replicated
-        else "best val_acc per config (one seed each:\nthe order may be seed noise)",
+        else f"best {metric} per config (one seed each:\nthe order may be seed noise)",
         fontsize=10,
     )
     acc_ax.set_xlabel("epoch")
     acc_ax.xaxis.set_major_locator(integer_locator())
-    acc_ax.set_ylabel("validation accuracy (%)")
+    acc_ax.set_ylabel(words)
     acc_ax.set_title(
-        ("mean val_acc per epoch; band: lowest to highest seed"
+        (f"mean {metric} per epoch; band: lowest to highest seed"
          + ("" if bands else "\n(band of the best config only)"))
         if replicated
-        else "validation accuracy per epoch",
+        else f"{words} per epoch",
         fontsize=10,
     )  # fmt: skip
     lr_axis(lr_ax, all_lrs)
@@ -114,49 +125,54 @@ def plot_sweep(ranked: list[Config], path: Path, title: str) -> Path:
     return path
 
 
-def _rank_row(ax: Any, y: int, c: Config, colour: Any, worse: bool) -> None:
+def _rank_row(ax: Any, y: int, c: Config, colour: Any, worse: bool, scale: float) -> None:
     """One config's row: each ok seed a dot, the mean with its 95% CI, the numbers as text."""
-    values = [v * 100 for _, v in c.values()]
+    values = [v * scale for _, v in c.values()]
     alpha = 0.45 if worse else 1.0
     ax.scatter(values, [y] * len(values), s=14, color=colour, alpha=0.5 * alpha, zorder=2)
-    s = c.stats["best_val_acc"]
+    s = c.stats[c.score]
     if s.mean is None:
         ax.text(0.02, y, "no ok job", transform=ax.get_yaxis_transform(), va="center", fontsize=8)
         return
-    ci = s.ci95 * 100 if s.ci95 is not None else None
-    ax.errorbar(s.mean * 100, y, xerr=ci, fmt="D" if c.rank == 1 else "o", color=colour,
+    ci = s.ci95 * scale if s.ci95 is not None else None
+    ax.errorbar(s.mean * scale, y, xerr=ci, fmt="D" if c.rank == 1 else "o", color=colour,
                 alpha=alpha, markersize=6, capsize=3, linewidth=1.6, zorder=3)  # fmt: skip
 
 
-def _row_label(c: Config, label: str) -> str:
+def _row_label(c: Config, label: str, scale: float) -> str:
     """The config, and under it its numbers: mean +- 95% CI (n), tied or worse."""
-    s = c.stats["best_val_acc"]
+    s = c.stats[c.score]
     if s.mean is None:
         return f"{label}\nno ok job"
-    text = ("★ " if c.rank == 1 else "") + f"{s.mean * 100:.2f}"
-    text += (f" ± {s.ci95 * 100:.2f}" if s.ci95 is not None else "") + f" (n={s.n})"
+    digits = 2 if scale == 100 else 4
+    text = ("★ " if c.rank == 1 else "") + f"{s.mean * scale:.{digits}f}"
+    text += (f" ± {s.ci95 * scale:.{digits}f}" if s.ci95 is not None else "") + f" (n={s.n})"
     return f"{label}\n{text}" + ("" if c.rank == 1 or s.n < 2 else
                                  ", tied" if c.tied_with_best else ", worse")  # fmt: skip
 
 
 def plot_heatmap(x_key: str, y_key: str, cells: dict[tuple[float, float], Config],
                  path: Path) -> Path:  # fmt: skip
-    """heatmap.png: mean best val_acc over a 2-D grid of numeric overrides (blank: no ok
-    job), +- its 95% interval, the cells tied with the best outlined."""
+    """heatmap.png: the mean best selection metric (val_acc, or val_loss) over a 2-D grid of
+    numeric overrides (blank: no ok job), +- its 95% interval, the cells tied with the best
+    outlined."""
     import numpy as np
     from matplotlib.patches import Rectangle
 
     plt = pyplot()
+    metric, scale, words = _shown(list(cells.values()))
+    digits = 2 if scale == 100 else 4
     xs = sorted({x for x, _ in cells})
     ys = sorted({y for _, y in cells})
     grid = np.full((len(ys), len(xs)), np.nan)
     for (x, y), c in cells.items():
         if c.mean is not None:
-            grid[ys.index(y), xs.index(x)] = c.mean * 100
+            grid[ys.index(y), xs.index(x)] = c.mean * scale
     replicated = _replicated(list(cells.values()))
     fig, ax = plt.subplots(figsize=(1.5 * len(xs) + 3.2, 0.9 * len(ys) + 2.4),
                            layout="constrained")  # fmt: skip
-    image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    cmap = "viridis" if scale == 100 else "viridis_r"  # the better end bright either way
+    image = ax.imshow(grid, cmap=cmap, origin="lower", aspect="auto")
     ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
     ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
     ax.set_xlabel(x_key)
@@ -167,25 +183,26 @@ def plot_heatmap(x_key: str, y_key: str, cells: dict[tuple[float, float], Config
         if c.mean is None:
             ax.text(j, i, "no ok job", ha="center", va="center", fontsize=8, color="0.3")
             continue
-        s = c.stats["best_val_acc"]
-        text = ("★ " if c.rank == 1 else "") + f"{s.mean * 100:.2f}"
-        text += f"\n± {s.ci95 * 100:.2f}" if s.ci95 is not None else ""
+        s = c.stats[c.score]
+        text = ("★ " if c.rank == 1 else "") + f"{s.mean * scale:.{digits}f}"
+        text += f"\n± {s.ci95 * scale:.{digits}f}" if s.ci95 is not None else ""
+        bright = s.mean * scale > middle if scale == 100 else s.mean * scale < middle
         ax.text(j, i, text, ha="center", va="center", fontsize=9,
-                color="black" if s.mean * 100 > middle else "white",
+                color="black" if bright else "white",
                 fontweight="bold" if c.rank == 1 else "normal")  # fmt: skip
         if replicated and c.tied_with_best:
             ax.add_patch(Rectangle((j - 0.47, i - 0.47), 0.94, 0.94, fill=False,
                                    edgecolor="#e8175d", linewidth=2.5))  # fmt: skip
-    n = sorted({c.stats["best_val_acc"].n for c in cells.values() if c.mean is not None})
+    n = sorted({c.stats[c.score].n for c in cells.values() if c.mean is not None})
     seeds = f"n = {n[0]}" if len(n) == 1 else f"n = {n[0]}-{n[-1]}" if n else "n = 0"
-    label = "mean best validation accuracy (%)" if replicated else "best validation accuracy (%)"
+    label = f"mean best {words}" if replicated else f"best {words}"
     fig.colorbar(image, ax=ax, label=label)
     if replicated:
-        ax.set_title(f"mean best val_acc ± 95% CI over seeds ({seeds}) by {x_key} x {y_key}\n"
+        ax.set_title(f"mean best {metric} ± 95% CI over seeds ({seeds}) by {x_key} x {y_key}\n"
                      "outlined: tied with ★ (not significantly worse, p > 0.05, Holm)",
                      fontsize=10)  # fmt: skip
     else:
-        ax.set_title(f"best val_acc by {x_key} x {y_key}\none seed per config: "
+        ax.set_title(f"best {metric} by {x_key} x {y_key}\none seed per config: "
                      "differences may be seed noise (add trainer.seed=range(1,4))",
                      fontsize=10)  # fmt: skip
     fig.savefig(path, dpi=110)

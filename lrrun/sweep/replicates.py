@@ -1,7 +1,10 @@
 """Seeds are replicates: jobs of a sweep that differ only in ``trainer.seed`` form one config.
 
-Each config gets the mean, std and 95% interval of its ok jobs' best_val_acc, final_val_acc
-and final_val_loss, a rank by mean best_val_acc, and a test against the best config
+Each config gets the mean, std and 95% interval of its ok jobs' best_<select>, final_<select>
+and final_<other> - the task's (lrrun.config.task): best_val_acc, final_val_acc and
+final_val_loss for classification; best_val_loss, final_val_loss and final_val_r2 (regression)
+or final_val_ppl (a language model) - a rank by mean best_<select>, the better direction first
+(higher accuracy, lower loss), and a test against the best config
 (lrrun.sweep.stats.compare: paired by seed when both have the same seeds, Welch otherwise; Holm's
 correction across the comparisons). ``tied_with_best`` means "not significantly worse at
 0.05": the best itself, and every config the data cannot tell from it (also when no test can
@@ -18,22 +21,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrrun.config.task import TaskSpec
 from lrrun.files import write_rows
-from lrrun.logs.runs import Job, is_seed
+from lrrun.logs.runs import Job, is_seed, sweep_task
 from lrrun.sweep import stats
 
-METRICS = ("best_val_acc", "final_val_acc", "final_val_loss")
 # Jobs in neither n nor failed: still running (a report taken during the sweep).
 NOT_ENDED = ("running",)
 
 
-def job_values(job: Job) -> dict[str, float]:
-    m = job.metrics
-    return {
-        "best_val_acc": max(r["val_acc"] for r in m),
-        "final_val_acc": m[-1]["val_acc"],
-        "final_val_loss": m[-1]["val_loss"],
-    }
+def metrics(task: TaskSpec) -> tuple[str, str, str]:
+    """What each config is summarised by: (best_<select>, final_<select>, final_<other>)."""
+    return f"best_{task.select}", f"final_{task.select}", f"final_{task.other}"
+
+
+def job_values(job: Job, task: TaskSpec) -> dict[str, float]:
+    m, best = job.metrics, task.best(job.metrics)
+    assert best is not None
+    return {f"best_{task.select}": best[task.select], f"final_{task.select}": m[-1][task.select],
+            f"final_{task.other}": m[-1][task.other]}  # fmt: skip
 
 
 def job_ok(job: Job) -> bool:
@@ -45,6 +51,7 @@ class Config:
     overrides: dict[str, str]  # this config's overrides, the seed left out
     label: str
     jobs: list[Job]
+    task: TaskSpec  # the sweep's: what ranks it
     stats: dict[str, stats.Summary] = field(default_factory=dict)
     rank: int = 0
     diff_vs_best: float | None = None
@@ -54,31 +61,37 @@ class Config:
 
     @property
     def ok(self) -> list[Job]:
-        return [j for j in self.jobs if job_ok(j)]
+        return [j for j in self.jobs if job_ok(j) and j.task == self.task]
 
     @property
     def failed(self) -> list[Job]:
         return [j for j in self.jobs if not job_ok(j) and j.status not in NOT_ENDED]
 
     @property
-    def mean(self) -> float | None:
-        return self.stats["best_val_acc"].mean
+    def score(self) -> str:
+        """The statistic configs are ranked by: best_val_acc, or best_val_loss."""
+        return f"best_{self.task.select}"
 
-    def values(self, metric: str = "best_val_acc") -> list[tuple[int, float]]:
-        """(seed, value) of each ok job."""
-        return [(j.seed, job_values(j)[metric]) for j in self.ok]
+    @property
+    def mean(self) -> float | None:
+        return self.stats[self.score].mean
+
+    def values(self, metric: str | None = None) -> list[tuple[int, float]]:
+        """(seed, value) of each ok job (by default of the ranking statistic)."""
+        return [(j.seed, job_values(j, self.task)[metric or self.score]) for j in self.ok]
 
 
 def group(jobs: list[Job], axes: list[str]) -> list[Config]:
     """Configs in the order their first job ran; ``axes`` are the sweep's varying keys."""
     keys = [k for k in axes if not is_seed(k)]
+    task = sweep_task(jobs)
     configs: dict[tuple[str, ...], Config] = {}
     for job in jobs:
         key = tuple(job.overrides.get(k, "") for k in keys)
         if key not in configs:
             overrides = {k: job.overrides[k] for k in keys if k in job.overrides}
             label = " ".join(f"{k}={v}" for k, v in overrides.items())
-            configs[key] = Config(overrides, label or "all jobs", [])
+            configs[key] = Config(overrides, label or "all jobs", [], task)
         configs[key].jobs.append(job)
     return list(configs.values())
 
@@ -86,10 +99,11 @@ def group(jobs: list[Job], axes: list[str]) -> list[Config]:
 def rank(configs: list[Config]) -> list[Config]:
     """Fill in every config's statistics, rank and test against the best; best first."""
     for c in configs:
-        c.stats = {m: stats.describe([v for _, v in c.values(m)]) for m in METRICS}
+        c.stats = {m: stats.describe([v for _, v in c.values(m)]) for m in metrics(c.task)}
+    sign = -1.0 if configs and configs[0].task.higher else 1.0  # the better mean first
     order = sorted(
         range(len(configs)),
-        key=lambda i: (configs[i].mean is None, -(configs[i].mean or 0.0), i),
+        key=lambda i: (configs[i].mean is None, sign * (configs[i].mean or 0.0), i),
     )
     ranked = [configs[i] for i in order]
     for i, c in enumerate(ranked, start=1):
@@ -108,8 +122,8 @@ def rank(configs: list[Config]) -> list[Config]:
     return ranked
 
 
-def columns(axes: list[str]) -> list[str]:
-    per_metric = [f"{s}_{m}" for m in METRICS for s in ("mean", "std", "ci95")]
+def columns(axes: list[str], task: TaskSpec) -> list[str]:
+    per_metric = [f"{s}_{m}" for m in metrics(task) for s in ("mean", "std", "ci95")]
     return [*(k for k in axes if not is_seed(k)), "n", "seeds", "failed", *per_metric,
             "rank", "diff_vs_best", "p_vs_best", "test", "tied_with_best"]  # fmt: skip
 
@@ -121,7 +135,7 @@ def row(c: Config, axes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {k: c.overrides.get(k, "") for k in axes if not is_seed(k)}
     out |= {"n": len(c.ok), "seeds": " ".join(str(s) for s, _ in c.values()),
             "failed": len(c.failed)}  # fmt: skip
-    for m in METRICS:
+    for m in metrics(c.task):
         s = c.stats[m]
         out |= {f"mean_{m}": num(s.mean), f"std_{m}": num(s.std), f"ci95_{m}": num(s.ci95)}
     return out | {
@@ -134,20 +148,21 @@ def row(c: Config, axes: list[str]) -> dict[str, Any]:
 
 
 def write_configs(path: Path, configs: list[Config], axes: list[str]) -> None:
-    write_rows(path, columns(axes), (row(c, axes) for c in configs))
+    task = configs[0].task if configs else sweep_task([])
+    write_rows(path, columns(axes, task), (row(c, axes) for c in configs))
 
 
 @dataclass(frozen=True)
 class Noise:
     """What the sweep can tell apart, from the spread between its seeds."""
 
-    std: float | None  # within-config std of best_val_acc, pooled over configs with n >= 2
+    std: float | None  # within-config std of the ranking statistic, pooled (configs, n >= 2)
     configs: int  # how many configs that std pools
     paired: bool  # comparisons were paired by seed
     test_std: float | None  # the std the test works with: of paired differences, or ``std``
     n: int  # seeds per config (the most common n among configs with n >= 2)
     detectable: float | None  # smallest difference found with 80% power at p < 0.05 with n
-    gap: float | None  # best minus runner-up (mean best_val_acc)
+    gap: float | None  # how far the runner-up is behind the best (>= 0)
     seeds_for_gap: int | None  # seeds per config that would find the gap (80%, p < 0.05)
 
 
@@ -167,7 +182,7 @@ def noise(ranked: list[Config]) -> Noise:
     detectable = None
     if test_std is not None and n >= 2:
         detectable = stats.detectable_difference(n, test_std, bool(paired))
-    gap = scored[0].mean - scored[1].mean if len(scored) >= 2 else None  # type: ignore[operator]
+    gap = abs(scored[0].mean - scored[1].mean) if len(scored) >= 2 else None  # type: ignore[operator]
     seeds = None
     if gap is not None and test_std is not None:
         seeds = stats.seeds_needed(gap, test_std, bool(paired))

@@ -19,36 +19,42 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lrrun.config.task import TaskSpec
 from lrrun.files import write_rows
-from lrrun.logs.runs import Job, common_overrides, config_axes, job_axes, sweep_jobs
+from lrrun.logs.runs import Job, common_overrides, config_axes, job_axes, sweep_jobs, sweep_task
 from lrrun.sweep import replicates
 from lrrun.sweep.replicates import Config
 
-SUMMARY_FIELDS = (
-    "best_val_acc", "best_epoch", "test_acc", "final_val_acc", "final_val_loss", "final_lr",
-    "epochs", "wall_time_s", "status",
-)  # fmt: skip
+
+def summary_fields(task: TaskSpec) -> tuple[str, ...]:
+    """summary.csv's columns after the job and its overrides; for classification:
+    best_val_acc, best_epoch, test_acc, final_val_acc, final_val_loss, final_lr, epochs,
+    wall_time_s, status (a contract); other tasks name their own metrics."""
+    test = "test_" + task.select.removeprefix("val_")
+    return (f"best_{task.select}", "best_epoch", test, f"final_{task.select}",
+            f"final_{task.other}", "final_lr", "epochs", "wall_time_s", "status")  # fmt: skip
 
 
 def summary(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
-    axes = job_axes(jobs)
+    axes, task = job_axes(jobs), sweep_task(jobs)
+    fields = summary_fields(task)
     rows = []
     for job in jobs:
         m, best = job.metrics, job.best
-        rows.append({
-            "job": job.name,
-            **{k: job.overrides.get(k, "") for k in axes},
-            "best_val_acc": best["val_acc"] if best else "",
-            "best_epoch": best["epoch"] if best else "",
-            "test_acc": "" if job.test_acc is None else job.test_acc,
-            "final_val_acc": m[-1]["val_acc"] if m else "",
-            "final_val_loss": m[-1]["val_loss"] if m else "",
-            "final_lr": job.lrs[-1][1] if job.lrs else "",
-            "epochs": len(m),
-            "wall_time_s": round(sum(r["epoch_time_s"] for r in m), 3) if m else "",
-            "status": job.status,
-        })  # fmt: skip
-    return ["job", *axes, *SUMMARY_FIELDS], rows
+        values = (
+            best[task.select] if best else "",
+            best["epoch"] if best else "",
+            "" if job.test_value is None else job.test_value,
+            m[-1][task.select] if m else "",
+            m[-1].get(task.other, "") if m else "",
+            job.lrs[-1][1] if job.lrs else "",
+            len(m),
+            round(sum(r["epoch_time_s"] for r in m), 3) if m else "",
+            job.status,
+        )
+        rows.append({"job": job.name, **{k: job.overrides.get(k, "") for k in axes},
+                     **dict(zip(fields, values, strict=True))})  # fmt: skip
+    return ["job", *axes, *fields], rows
 
 
 def write_summary(sweep_dir: Path, jobs: list[Job]) -> list[dict[str, Any]]:
@@ -125,7 +131,7 @@ def report_sweep(path: Path, jobs: list[Job], quiet: bool = False) -> list[Path]
             if any(len(c.jobs) > 1 for c in ranked):
                 tables.print_configs(ranked, axes, path)
             else:
-                tables.print_jobs(rows, path)
+                tables.print_jobs(rows, path, sweep_task(jobs))
             verdict.print_verdict(verdict.verdict(ranked, replicates.noise(ranked), jobs, axes))
     written += sweep_plots(path, jobs, ranked)
     return written

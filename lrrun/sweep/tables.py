@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lrrun.sweep.replicates import Config
+from lrrun.config.task import TaskSpec
+from lrrun.sweep.replicates import Config, metrics
 
 
 def wide_console() -> Any:
@@ -23,25 +24,33 @@ def _short(key: str) -> str:
 
 
 # --- one job per config: the per-job table --------------------------------------------------
-_HEADERS = {
-    "best_val_acc": "best val_acc", "best_epoch": "at epoch", "final_val_acc": "final val_acc",
-    "final_val_loss": "final val_loss", "final_lr": "final lr", "wall_time_s": "time (s)",
-}  # fmt: skip
+_HEADERS = {"best_epoch": "at epoch", "final_lr": "final lr", "wall_time_s": "time (s)"}
+_METRIC = ("best_", "final_val", "test_")  # summary columns holding a metric
 
 
-def print_jobs(rows: list[dict[str, Any]], sweep_dir: Path) -> None:
-    """summary.csv ranked by best val_acc, the winner starred; failed jobs in red, last."""
+def _header(column: str) -> str:
+    """best_val_acc -> "best val_acc"; the metric columns read as words."""
+    if column in _HEADERS:
+        return _HEADERS[column]
+    kind, _, metric = column.partition("_")
+    return f"{kind} {metric}" if kind in ("best", "final") and metric else _short(column)
+
+
+def print_jobs(rows: list[dict[str, Any]], sweep_dir: Path, task: TaskSpec) -> None:
+    """summary.csv ranked by the task's best val metric, the winner starred; failed jobs in
+    red, last."""
     from rich.table import Table
 
-    ranked = sorted(rows, key=lambda r: -r["best_val_acc"] if r["best_val_acc"] != "" else 1)
-    table = Table(title=f"{sweep_dir}: {len(rows)} job(s), best val_acc first")
+    score, sign = f"best_{task.select}", -1 if task.higher else 1
+    ranked = sorted(rows, key=lambda r: sign * r[score] if r[score] != "" else float("inf"))
+    table = Table(title=f"{sweep_dir}: {len(rows)} job(s), best {task.select} first")
     columns = [c for c in rows[0] if c != "epochs"] if rows else []
     for c in columns:
-        table.add_column(_HEADERS.get(c, _short(c)), no_wrap=True,
+        table.add_column(_header(c), no_wrap=True,
                          justify="left" if c in ("job", "status") else "right")  # fmt: skip
     for i, r in enumerate(ranked):
         cells = [_cell(c, r[c]) for c in columns]
-        winner = i == 0 and r["best_val_acc"] != ""
+        winner = i == 0 and r[score] != ""
         if winner:
             cells[0] = f"★ {cells[0]}"
         failed = r["status"] not in ("ok", "running")
@@ -57,7 +66,7 @@ def _cell(column: str, value: Any) -> str:
             return f"{float(value):.4g}"
         except ValueError:
             return value
-    if column in ("best_val_acc", "final_val_acc", "final_val_loss"):
+    if column.startswith(_METRIC) and column != "best_epoch":
         return f"{value:.4f}"
     if column == "final_lr":
         return f"{value:.3e}"
@@ -72,27 +81,29 @@ def print_configs(ranked: list[Config], axes: list[str], sweep_dir: Path) -> Non
     from rich.table import Table
 
     jobs = sum(len(c.jobs) for c in ranked)
+    select = ranked[0].task.select if ranked else "val_acc"
     table = Table(
-        title=f"{sweep_dir}: {len(ranked)} configs, {jobs} jobs; best mean val_acc first",
+        title=f"{sweep_dir}: {len(ranked)} configs, {jobs} jobs; best mean {select} first",
         caption="+- : 95% t-interval of the mean over seeds; p: vs the best, Holm-adjusted "
         "(paired by seed where both have the same seeds, else Welch)",
     )
     table.add_column("#", justify="right")
     for k in axes:
         table.add_column(_short(k), justify="right", no_wrap=True)
-    for name in ("best val_acc", "final val_acc", "final val_loss", "n", "failed", "vs best",
-                 "p vs best", "verdict"):  # fmt: skip
+    summarised = metrics(ranked[0].task) if ranked else ()
+    for name in (*map(_header, summarised), "n", "failed", "vs best", "p vs best", "verdict"):
         table.add_column(name, justify="left" if name == "verdict" else "right", no_wrap=True)
     for c in ranked:
         s = c.stats
+        best, final, other = (s[m] for m in summarised)
         verdict = "★ best" if c.rank == 1 else "tied" if c.tied_with_best else "worse"
         verdict = verdict if c.mean is not None else "no ok job"
         table.add_row(
             str(c.rank),
             *(_cell(k, c.overrides.get(k, "")) for k in axes),
-            pm(s["best_val_acc"].mean, s["best_val_acc"].ci95),
-            pm(s["final_val_acc"].mean, s["final_val_acc"].ci95),
-            pm(s["final_val_loss"].mean, None),
+            pm(best.mean, best.ci95),
+            pm(final.mean, final.ci95),
+            pm(other.mean, None),
             str(len(c.ok)),
             str(len(c.failed)) if c.failed else "",
             "" if c.diff_vs_best is None or c.rank == 1 else f"{c.diff_vs_best:+.4f}",

@@ -33,7 +33,8 @@ def verdict(ranked: list[Config], noise: Noise, jobs: list[Job], axes: list[str]
         best = scored[0]
         if len(scored) == 1:
             lines.append(
-                f"one run: {best.label}, best val_acc {best.mean:.4f}; nothing to compare."
+                f"one run: {best.label}, best {best.task.select} {best.mean:.4f}; nothing to "
+                "compare."
             )
         else:
             lines.append(
@@ -45,7 +46,7 @@ def verdict(ranked: list[Config], noise: Noise, jobs: list[Job], axes: list[str]
         lines += [f"  {command}" for command in seeded_commands(ranked, jobs, axes)]
     else:
         lines.append(_winner(scored, ranked))
-        lines.append(_noise(noise))
+        lines.append(_noise(noise, scored[0].task.select))
         lines.append(_power(noise, scored))
     lines += _selection(scored, jobs)
     lines += _not_ok(ranked)
@@ -53,7 +54,7 @@ def verdict(ranked: list[Config], noise: Noise, jobs: list[Job], axes: list[str]
 
 
 def _selection(scored: list[Config], jobs: list[Job]) -> list[str]:
-    """Which split ranked the configs, and the winner's test accuracy (reported only)."""
+    """Which split ranked the configs, and the winner's test result (reported only)."""
     on_test = [j for j in jobs if j.selection == "test"]
     if on_test:
         return [
@@ -62,22 +63,26 @@ def _selection(scored: list[Config], jobs: list[Job]) -> list[str]:
             "report; the winner's numbers are optimistic and no untouched test result is "
             "left. Hold out a val split (e.g. dataset.val_split=5000) to choose on."
         ]
-    tested = [j.test_acc for j in scored[0].ok if j.test_acc is not None] if scored else []
+    tested = [j.test_value for j in scored[0].ok if j.test_value is not None] if scored else []
     if not tested:
         return []
     from lrrun.sweep.stats import describe
 
     s = describe(tested)
+    metric = scored[0].task.select.removeprefix("val_")
+    what = "accuracy" if metric == "acc" else metric
     return [
-        f"test: the best config's test accuracy is {pm(s.mean, s.ci95)} (n={s.n}); it is "
+        f"test: the best config's test {what} is {pm(s.mean, s.ci95)} (n={s.n}); it is "
         "reported only: every choice above was made on the val split."
     ]
 
 
 def _winner(scored: list[Config], ranked: list[Config]) -> str:
     best = scored[0]
-    s = best.stats["best_val_acc"]
+    s, task = best.stats[best.score], best.task
     text = f"best: {best.label}, {pm(s.mean, s.ci95)} (n={s.n})"
+    if not task.higher:  # say which way is better where it is not the usual accuracy
+        text = f"best: {best.label}, {task.select} {pm(s.mean, s.ci95)} (n={s.n}; lower is better)"
     if len(scored) == 1:
         text += "; the only config with results, nothing to compare it with"
     else:
@@ -100,9 +105,9 @@ def _is(k: int) -> str:
     return "is" if k == 1 else "are"
 
 
-def _noise(noise: Noise) -> str:
+def _noise(noise: Noise, select: str) -> str:
     text = (
-        f"noise: best val_acc varies between seeds of one config with std {noise.std:.4f} "
+        f"noise: best {select} varies between seeds of one config with std {noise.std:.4f} "
         f"(pooled over {_n(noise.configs, 'config')})"
     )
     if noise.paired and noise.test_std is not None:

@@ -31,10 +31,9 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     plan of ``cfg`` (Settings, or a composed config read here)."""
     import torch
 
-    from lrrun.data.batches import batches_per_epoch
+    from lrrun.data.batches import train_batches
     from lrrun.data.load import describe
     from lrrun.logs.csv_log import lr_columns
-    from lrrun.models.adapt import facts_of
     from lrrun.schedule.build import (
         build_scheduler,
         current_lrs,
@@ -46,7 +45,6 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     from lrrun.train.loop import step_after_batch, step_after_epoch
     from lrrun.train.parts import build_model, build_optimizer
     from lrrun.train.recipe import Recipe, used_lrs
-    from lrrun.world import World, shard_size
 
     settings = cfg if isinstance(cfg, Settings) else read(cfg)
     settings, _ = settings.scaled(settings.trainer.devices)  # as the run will (lr_scaling)
@@ -54,11 +52,10 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     epochs = trainer.epochs
     data = describe(settings.dataset)  # sizes and facts; nothing decoded
     # each of trainer.devices processes trains on its shard (lrrun.world.shard)
-    batches = batches_per_epoch(shard_size(len(data.train), World(0, trainer.devices)),
-                                trainer.batch_size)  # fmt: skip
+    batches = train_batches(data, trainer.batch_size, trainer.devices, trainer.accumulate)
     spe = Recipe(trainer.accumulate).steps_per_epoch(batches)  # optimizer steps, as training
     torch.manual_seed(trainer.seed)
-    model, _ = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
+    model, _ = build_model(settings.model, data.facts)
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model, settings.no_decay)
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, spe)
     stepping.watch = EventWatcher(stepping, optimizer)

@@ -1,6 +1,7 @@
 """A run's parts, assembled from its Settings in the order each needs the one before: the
 data (its facts size the model), the model (checked on one batch of the data before epoch
-1), the optimizer, the batches. lrrun.train.runner and lrrun-find-lr start the same way."""
+1, as the task needs its output), the optimizer, the batches. lrrun.train.runner and
+lrrun-find-lr start the same way."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from lrrun.config.settings import Settings
 from lrrun.data.base import Data
 from lrrun.data.batches import Batches, make_batches, probe_batch
 from lrrun.data.load import load_data
-from lrrun.models.adapt import facts_of, probe
+from lrrun.data.tokens import TokenData
+from lrrun.models.adapt import probe
+from lrrun.tasks import Task, build_task
 from lrrun.train.distributed import wrap
 from lrrun.train.parts import build_model, build_optimizer, memory_format_for
 from lrrun.train.recipe import Recipe, build_recipe
@@ -28,7 +31,8 @@ MEMORY = {"tensor": True, "loader": False, "auto": None}
 
 @dataclass
 class Parts:
-    data: Data
+    data: Data | TokenData
+    task: Task  # what is measured and how the loss sees the output (lrrun.tasks)
     model: nn.Module
     model_args: dict[str, Any]  # the data's facts the model's constructor was given
     memory_format: torch.memory_format
@@ -36,7 +40,7 @@ class Parts:
     train: Batches
     val: Batches
     test: Batches | None
-    data_path: str  # tensor or loader
+    data_path: str  # tensor, loader or memmap
     recipe: Recipe  # how a step is made (accumulation, clipping, loss, mixing)
     trained: nn.Module  # what the training step calls: the model, or DDP around it
     global_batch: int  # batch_size x processes x accumulate
@@ -46,28 +50,26 @@ class Parts:
         """Optimizer steps per epoch: ceil(batches / trainer.accumulate)."""
         return self.recipe.steps_per_epoch(len(self.train))
 
-    @property
-    def top5(self) -> bool:
-        """metrics.csv has top-5 accuracy columns when the data has more than 5 classes."""
-        return self.data.num_classes > 5
-
 
 def assemble(settings: Settings, device: torch.device, world: World = SINGLE) -> Parts:
     trainer = settings.trainer
     data = load_data(settings.dataset, MEMORY[trainer.data_path], device)
-    model, model_args = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
+    model, model_args = build_model(settings.model, data.facts)
     model = model.to(device)
     memory_format = memory_format_for(trainer.channels_last, model)
     model = model.to(memory_format=memory_format)
-    probe(model, probe_batch(data, device, memory_format), data.num_classes,
-          settings.model["_target_"])  # fmt: skip
+    task = build_task(settings.task, data, device)
+    probe(model, probe_batch(data, device, memory_format), settings.model["_target_"],
+          task.check_output)  # fmt: skip
     trained = wrap(model, world, device)  # DDP: before the optimizer (rank 0's weights)
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model, settings.no_decay)
     train, val, test, data_path = make_batches(
         data, device, trainer.batch_size, trainer.eval_batch_size, trainer.seed,
         trainer.data_path, trainer.num_workers, memory_format, trainer.pin_memory,
-        trainer.persistent_workers, world,
+        trainer.persistent_workers, world, trainer.accumulate,
     )  # fmt: skip
-    recipe = build_recipe(settings, data.num_classes, device)
-    return Parts(data, model, model_args, memory_format, optimizer, train, val, test, data_path,
-                 recipe, trained, global_batch(trainer.batch_size, world.size, trainer.accumulate))  # fmt: skip
+    classes = data.num_classes if isinstance(data, Data) else 0
+    recipe = build_recipe(settings, classes, device, task)
+    return Parts(data, task, model, model_args, memory_format, optimizer, train, val, test,
+                 data_path, recipe, trained,
+                 global_batch(trainer.batch_size, world.size, trainer.accumulate))  # fmt: skip

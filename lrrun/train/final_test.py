@@ -1,10 +1,10 @@
 """The test split: reported, never used to choose.
 
 By default it is evaluated once, when a run ends ok, for the epoch the val split chose:
-best.pt's weights (the best val_acc); with ``trainer.save_best=false`` there is no best.pt
-and the last epoch is tested, which the report says. Its loss and accuracy go into that
-epoch's row of metrics.csv (test_loss, test_acc: every other row's are empty), status.json
-and the console. With ``trainer.test_every_epoch`` the loop evaluates it after every epoch
+best.pt's weights (the task's best val metric: val_acc, or val_loss); with
+``trainer.save_best=false`` there is no best.pt and the last epoch is tested, which the
+report says. Its metrics go into that epoch's row of metrics.csv (test_loss, test_acc, ...:
+every other row's are empty), status.json and the console. With ``trainer.test_every_epoch`` the loop evaluates it after every epoch
 instead (still never used to choose) and nothing happens here.
 """
 
@@ -18,6 +18,7 @@ from torch import nn
 
 from lrrun.data.batches import Batches
 from lrrun.files import write_rows
+from lrrun.tasks import Task
 from lrrun.train import checkpoint
 from lrrun.train.measure import evaluate
 from lrrun.train.recipe import Autocast
@@ -30,19 +31,17 @@ def test_selected(
     run_dir: Path,
     last_epoch: int,
     save_best: bool,
-    top5: bool = False,
+    task: Task,
 ) -> dict[str, Any]:
     """Load the selected epoch's weights into ``model`` and evaluate it on the test split."""
     best = run_dir / checkpoint.BEST
     if save_best and best.is_file():
         state = checkpoint.load(best)
         model.load_state_dict(state["model"])
-        epoch, chosen_by = int(state["epoch"]), "best val_acc"
+        epoch, chosen_by = int(state["epoch"]), f"best {task.spec.select}"
     else:
         epoch, chosen_by = last_epoch, "last epoch (trainer.save_best=false: no best.pt)"
-    loss, acc, *top = evaluate(model, batches, autocast, top5)
-    return {"epoch": epoch, "loss": loss, "acc": acc, **({"top5": top[0]} if top else {}),
-            "chosen_by": chosen_by}  # fmt: skip
+    return {"epoch": epoch, **evaluate(model, batches, task, autocast), "chosen_by": chosen_by}
 
 
 def write_into_metrics(run_dir: Path, tested: dict[str, Any]) -> None:
@@ -54,15 +53,20 @@ def write_into_metrics(run_dir: Path, tested: dict[str, Any]) -> None:
         columns, rows = list(reader.fieldnames or []), list(reader)
     for row in rows:
         mine = row["epoch"] == str(tested["epoch"])
-        for key in ("loss", "acc", "top5"):
-            if f"test_{key}" in row:
-                row[f"test_{key}"] = repr(tested[key]) if mine and key in tested else ""
+        for column in row:
+            if column.startswith("test_"):
+                key = column.removeprefix("test_")
+                row[column] = repr(tested[key]) if mine and key in tested else ""
     write_rows(path, columns, rows)
 
 
+NAMES = {"top5": "top-5"}
+
+
 def line(tested: dict[str, Any]) -> str:
-    top5 = f", top-5 {tested['top5']:.4f}" if "top5" in tested else ""
+    values = ", ".join(f"{NAMES.get(k, k)} {v:.4f}" for k, v in tested.items()
+                       if k not in ("epoch", "chosen_by"))  # fmt: skip
     return (
-        f"test loss {tested['loss']:.4f}, acc {tested['acc']:.4f}{top5} (epoch "
-        f"{tested['epoch']}, the {tested['chosen_by']}; reported, not used to choose)"
+        f"test {values} (epoch {tested['epoch']}, the {tested['chosen_by']}; reported, not "
+        "used to choose)"
     )

@@ -12,6 +12,7 @@ import torch
 from lrrun.config import param_groups
 from lrrun.config.settings import Settings, TrainerSettings
 from lrrun.data.base import dims
+from lrrun.data.tokens import TokenData
 from lrrun.models import parameter_count
 from lrrun.schedule.build import Stepping, format_args
 from lrrun.world import SINGLE, World
@@ -49,11 +50,8 @@ def data_facts(parts: Parts, world: World = SINGLE) -> dict[str, Any]:
     data = parts.data
     return {
         **({"processes": world.size} if world.active else {}),
-        "classes": list(data.classes),
-        "input_shape": list(data.input_shape),
-        "train": len(data.train),
-        "val": len(data.val),
-        "test": len(data.test) if data.test is not None else None,
+        "task": parts.task.spec.name,
+        **data.record(),
         "selection": data.selection,
         "model_args": {k: list(v) if isinstance(v, tuple) else v
                        for k, v in parts.model_args.items()},
@@ -123,23 +121,51 @@ def _recipe_line(settings: Settings, parts: Parts) -> dict[str, str]:
 def _data_lines(settings: Settings, parts: Parts) -> dict[str, str]:
     data = parts.data
     test = f" / {len(data.test):,} test" if data.test is not None else ", no test split"
-    names = ", ".join(data.classes[:SHOWN_CLASSES]) + (
-        ", ..." if data.num_classes > SHOWN_CLASSES else ""
-    )
+    chosen = settings.choices.get("dataset", settings.dataset.name)
+    task = settings.task
+    said = f"{task.name}: measures {', '.join(parts.task.metrics)}; selects on {task.select} " + (
+        "(higher is better)" if task.higher else "(lower is better)")  # fmt: skip
+    lines = {"task": said} if task.name != "classification" else {}
+    if isinstance(data, TokenData):
+        return lines | _token_lines(chosen, data, test)
+    if data.target_mean:
+        stats = ", ".join(f"{m:.4g} +- {s:.4g}" for m, s in zip(data.target_mean, data.target_std,
+                                                                strict=True))  # fmt: skip
+        what = (f"{len(data.target_mean)} target(s) per sample (mean +- std on train: {stats}; "
+                "standardised for training, reported in their units)")  # fmt: skip
+    else:
+        names = ", ".join(data.classes[:SHOWN_CLASSES]) + (
+            ", ..." if data.num_classes > SHOWN_CLASSES else ""
+        )
+        what = f"{data.num_classes} classes ({names})"
     shape = dims(data.input_shape)
     norm = ""
     if data.mean:
         stats = [f"{m:.4f}" for m in data.mean], [f"{s:.4f}" for s in data.std]
         norm = f", normalised (mean {', '.join(stats[0])}; std {', '.join(stats[1])})"
-    chosen = settings.choices.get("dataset", settings.dataset.name)
     val = f"{data.val_from}: selects (best.pt, plateau, verdict)"
     if data.selection == "test":
         val = (f"{data.val_from}: selection is on the test split, so its numbers are "
                "optimistic; hold out a val split with dataset.val_split")  # fmt: skip
     augment = ", ".join(type(t).__name__ for t in data.augment)
-    return {
+    return lines | {
         "dataset": f"{chosen}: {len(data.train):,} train / {len(data.val):,} val{test}, "
-        f"{data.num_classes} classes ({names}), samples {shape}, from {data.source}{norm}",
+        f"{what}, samples {shape}, from {data.source}{norm}",
         "val split": val,
         **({"augment": f"{augment} (train split)"} if augment else {}),
+    }
+
+
+def _token_lines(chosen: str, data: TokenData, test: str) -> dict[str, str]:
+    shown = repr("".join(data.vocab[:40])) + (" ..." if len(data.vocab) > 40 else "")
+    vocab = f"vocabulary {data.vocab_size}" + (f": {shown}" if data.vocab else "")
+    windows = "the whole split in order" if data.eval_windows == "all" else (
+        f"{data.eval_windows} fixed windows")  # fmt: skip
+    return {
+        "dataset": f"{chosen}: {len(data.train):,} train / {len(data.val):,} val{test} tokens, "
+        f"{vocab}, from {data.source}",
+        "val split": f"{data.val_from}: selects (best.pt, plateau, verdict)",
+        "windows": f"{data.block_size} tokens of context; an epoch is "
+        f"{data.steps_per_epoch} optimizer steps of random windows (seeded); val and test "
+        f"on {windows}, the same every evaluation",
     }

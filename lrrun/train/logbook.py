@@ -20,8 +20,8 @@ from lrrun.logs.console import RunConsole, print_warning
 from lrrun.logs.csv_log import (
     CSVLog,
     StepRecorder,
+    lr_columns,
     lr_labels,
-    metrics_columns,
     parse_row,
     steps_columns,
     write_status,
@@ -57,7 +57,7 @@ class Logbook:
         trainer, optimizer = settings.trainer, parts.optimizer
         self.groups = param_groups.names(optimizer)
         self.every_epoch = trainer.test_every_epoch and parts.test is not None
-        columns = metrics_columns(len(self.groups), parts.top5)
+        columns = settings.task.columns(lr_columns(len(self.groups)), parts.task.top5)
         shown = [c for c in columns if self.every_epoch or not c.startswith("test_")]
         steps = steps_columns(len(self.groups), stepping.momentum, parts.recipe.grad_norm)
         main = world.main
@@ -106,8 +106,9 @@ class Logbook:
             self.metrics.write(row)
         self.last_row = row
         self.console.epoch_end(row)
-        if self.best is None or row["val_acc"] > self.best[0]:  # chosen on the val split only
-            self.best = (row["val_acc"], row["epoch"])
+        task = self.settings.task  # chosen on the val split only: val_acc, or val_loss
+        if task.better(row[task.select], self.best[0] if self.best else None):
+            self.best = (row[task.select], row["epoch"])
 
     def epoch_done(self, epoch: int, step: int) -> None:
         self.log_events()

@@ -32,8 +32,8 @@ own record of the lr it used is read right after: lrrun.train.recipe.)
 Host syncs
 ----------
 None per step: the lr is a Python float the host already has, the loss and the gradient
-norm stay on the device (buffered by the StepRecorder) and so do the loss/accuracy sums. An
-epoch costs one sync when steps.csv and the metrics row are written. (The live progress bar
+norm stay on the device (buffered by the StepRecorder) and so do the task's metric sums
+(lrrun.tasks). An epoch costs one sync when steps.csv and the metrics row are written. (The live progress bar
 reads the latest loss at most four times a second, and only on an interactive terminal.)
 """
 
@@ -53,7 +53,8 @@ from lrrun.data.batches import Batches
 from lrrun.logs.csv_log import StepRecorder, lr_columns
 from lrrun.schedule.build import Stepping, current_lrs, current_momentum
 from lrrun.schedule.warmup import warmed_up
-from lrrun.train.measure import Sums, check_finite, evaluated
+from lrrun.tasks import Meter, Task
+from lrrun.train.measure import check_finite, evaluated
 from lrrun.train.recipe import Autocast, Recipe, no_autocast, set_mode, used_lrs
 
 OnStep = Callable[[int, list[float], torch.Tensor], None]
@@ -63,8 +64,7 @@ PLAIN = Recipe()
 @dataclass
 class TrainStats:
     lrs: list[float]  # each group's lr at the epoch's first step
-    loss: float
-    acc: float
+    metrics: dict[str, float]  # the task's training metrics: loss (and acc)
     last_step: int  # global, 1-based
 
 
@@ -107,6 +107,7 @@ def train_one_epoch(
     epoch: int,
     step: int,
     recorder: StepRecorder,
+    task: Task,
     autocast: Autocast = no_autocast,
     on_step: OnStep | None = None,
     stop_on_nonfinite: bool = True,
@@ -115,9 +116,9 @@ def train_one_epoch(
     model.train()
     set_mode(optimizer, train=True)
     batches.set_epoch(epoch)
-    sums, first_lrs, done = Sums(), None, 0
+    meter, first_lrs, done = task.meter(train=True), None, 0
     for group in groups(batches, recipe.accumulate):
-        loss, grad_norm = step_group(model, group, optimizer, recipe, autocast, epoch, sums)
+        loss, grad_norm = step_group(model, group, optimizer, recipe, autocast, epoch, meter)
         # warm-up: the scheduled lr x w(step) for this step only; the scheduler never sees it
         with warmed_up(optimizer, stepping.warmup.factor(step + 1)):
             lrs = current_lrs(optimizer)  # the lr this optimizer step uses
@@ -133,8 +134,7 @@ def train_one_epoch(
     assert first_lrs is not None, "the training data yielded no batch"
     if stop_on_nonfinite:
         check_finite(rows)
-    mean_loss, acc, _ = sums.means()  # the epoch's one host sync
-    return TrainStats(first_lrs, mean_loss, acc, step)
+    return TrainStats(first_lrs, meter.means(), step)  # the epoch's one host sync
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -159,22 +159,22 @@ def step_group(
     recipe: Recipe,
     autocast: Autocast,
     epoch: int,
-    sums: Sums | None = None,
+    meter: Meter | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The gradients of one optimizer step: each batch's loss over the group's size, summed
     by backward(); then clipped. The group's mean loss and the norm before clipping."""
     optimizer.zero_grad(set_to_none=True)
     total: torch.Tensor | None = None
-    for images, targets in group:
-        inputs, labels = recipe.mixed(images, targets, epoch)
+    for samples, targets in group:
+        inputs, labels = recipe.mixed(samples, targets, epoch)
         with autocast():
-            logits = model(inputs)
-            loss = recipe.criterion(logits, labels)
+            out = model(inputs)
+            loss = recipe.criterion(out, labels)
         (loss if len(group) == 1 else loss / len(group)).backward()
         loss = loss.detach()
         total = loss if total is None else total + loss
-        if sums is not None:
-            sums.add(loss, logits, targets)  # accuracy on the hard labels
+        if meter is not None:
+            meter.add(out.detach(), targets, loss)  # accuracy on the hard labels
     assert total is not None
     return (total if len(group) == 1 else total / len(group)), recipe.clip(optimizer)
 
@@ -197,6 +197,7 @@ def fit(
     stepping: Stepping,
     recorder: StepRecorder,
     epochs: int,
+    task: Task,
     *,
     start_epoch: int = 1,
     step: int = 0,
@@ -205,12 +206,12 @@ def fit(
     stop_on_nonfinite: bool = True,
     test_batches: Batches | None = None,
     recipe: Recipe = PLAIN,
-    top5: bool = False,
     eval_model: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
-    """Train epochs ``start_epoch..epochs``; return their metrics rows (test_* None unless
-    ``test_batches`` are given: the test split is reported, never used to choose, so by
-    default it is evaluated once, at the end, lrrun.train.final_test; *_top5 with ``top5``).
+    """Train epochs ``start_epoch..epochs``; return their metrics rows: the task's metrics
+    (lrrun.tasks), test_* None unless ``test_batches`` are given
+    (the test split is reported, never used to choose, so by default it is evaluated once,
+    at the end, lrrun.train.final_test).
     ``eval_model``: what evaluates, when ``model`` is a DDP wrapper (the module itself:
     the ranks evaluate their own shards, without DDP's collectives).
 
@@ -224,21 +225,20 @@ def fit(
         hooks.epoch_start(epoch)
         # --- train
         train = train_one_epoch(
-            model, train_batches, optimizer, stepping, epoch, step, recorder, autocast,
+            model, train_batches, optimizer, stepping, epoch, step, recorder, task, autocast,
             hooks.step, stop_on_nonfinite, recipe,
         )  # fmt: skip
         step = train.last_step
         # --- evaluate (a schedule-free optimizer's evaluation weights, kept for checkpoints)
         set_mode(optimizer, train=False)
         judge = eval_model or model
-        val = evaluated("val", judge, val_batches, autocast, top5)
-        test = evaluated("test", judge, test_batches, autocast, top5)
+        val = evaluated("val", judge, val_batches, task, autocast)
+        test = evaluated("test", judge, test_batches, task, autocast)
         # --- log (the row is on disk before the schedule moves on)
         row = {
             "epoch": epoch,
             **dict(zip(lr_columns(len(train.lrs)), train.lrs, strict=True)),
-            "train_loss": train.loss,
-            "train_acc": train.acc,
+            **{f"train_{name}": value for name, value in train.metrics.items()},
             **val,
             **test,
             "epoch_time_s": time.perf_counter() - start,

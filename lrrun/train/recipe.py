@@ -9,8 +9,10 @@ what a schedule does or what a step uses (lrrun.train.loop applies them).
   clip_grad_value_ over the optimizer's parameters, after the group's backward passes;
   ``grad_norm`` (the total 2-norm before clipping) goes into steps.csv when clipping or with
   ``trainer.log_grad_norm``, as a device tensor read with the epoch's losses: no host sync.
-- The loss node (``loss=cross_entropy``: torch's CrossEntropyLoss, ``label_smoothing``) for
-  training; evaluation is always plain cross-entropy, comparable across recipes.
+- The loss node (``loss=cross_entropy``: torch's CrossEntropyLoss, ``label_smoothing``;
+  ``loss=mse|l1|huber`` for regression) for training, handed what it expects by the task
+  (lrrun.tasks: per token, standardised targets); evaluation is always the task's plain loss,
+  comparable across recipes.
 - Mixing (``mix=mixup|cutmix|mixup_cutmix``: torchvision's MixUp / CutMix on the device batch)
   in epochs before ``mix.off_epoch``; accuracy is on the hard labels. Random draws come from
   torch's global generator, which checkpoints hold, so a resume mixes the same.
@@ -102,9 +104,10 @@ def used_lrs(optimizer: Optimizer, read_before: list[float]) -> list[float]:
     return read_before
 
 
-def build_recipe(settings: Any, num_classes: int, device: torch.device) -> Recipe:
-    """The Recipe of a run's Settings: the trainer's step keys, the loss node and the mixing
-    node (its num_classes: null anywhere filled from the data)."""
+def build_recipe(settings: Any, num_classes: int, device: torch.device, task: Any) -> Recipe:
+    """The Recipe of a run's Settings: the trainer's step keys, the loss node (as ``task``,
+    an lrrun.tasks.Task, hands it the output and targets) and the mixing node (its
+    num_classes: null anywhere filled from the data)."""
     import hydra.utils
 
     from lrrun.errors import ConfigError, root_cause
@@ -122,6 +125,7 @@ def build_recipe(settings: Any, num_classes: int, device: torch.device) -> Recip
     criterion = build(settings.loss, "loss")
     if isinstance(criterion, torch.nn.Module):
         criterion = criterion.to(device)
+    criterion = task.criterion(criterion)
     mix = None
     if settings.mix.get("_target_"):
         node = _with_classes(

@@ -74,6 +74,7 @@ def restore(
             f"trainer.epochs={trainer.epochs}: nothing left to train. Raise trainer.epochs "
             "to train longer."
         )
+    saved["plan"].get("data", {}).setdefault("task", "classification")  # written before tasks
     changes = diff(saved["plan"], plan)
     if changes and not trainer.allow_config_change:
         raise ConfigError(

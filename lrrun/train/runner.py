@@ -112,15 +112,15 @@ def _train(
     try:
         history = fit(
             forward, parts.train, parts.val, optimizer, stepping, book.recorder, epochs,
-            start_epoch=start_epoch, step=step, autocast=autocast, hooks=book.hooks(),
+            parts.task, start_epoch=start_epoch, step=step, autocast=autocast, hooks=book.hooks(),
             stop_on_nonfinite=trainer.stop_on_nonfinite,
             test_batches=parts.test if book.every_epoch else None, recipe=parts.recipe,
-            top5=parts.top5, eval_model=model,
+            eval_model=model,
         )  # fmt: skip
         if parts.test is not None and not book.every_epoch:
             distributed.barrier()  # rank 0 has written best.pt
             tested = final_test.test_selected(model, parts.test, autocast, run_dir, epochs,
-                                              trainer.save_best, parts.top5)  # fmt: skip
+                                              trainer.save_best, parts.task)  # fmt: skip
     except BaseException as error:
         exc = distributed.explain(error, world)  # a peer's end, when a collective failed
         outcome = failure(exc)
@@ -142,5 +142,6 @@ def _train(
         plot(run_dir, trainer)
         book.tracked.close("ok", artifacts(run_dir))
     history = book.previous + history
-    book.console.finish(history, short(run_dir))
+    task = settings.task
+    book.console.finish(task.best(history), task.select, short(run_dir))
     return history

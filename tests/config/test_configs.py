@@ -17,12 +17,11 @@ from lrrun.config.location import config_dir
 from lrrun.config.settings import read
 from lrrun.data.batches import probe_batch
 from lrrun.data.load import load_data
-from lrrun.models.adapt import facts_of
 from lrrun.schedule.build import Stepping, build_scheduler
 from lrrun.train.parts import build_model, build_optimizer
 from tests.conftest import TINY_STEPS_PER_EPOCH
 from tests.idx import write_idx_set
-from tests.sources import write_folder, write_npz
+from tests.sources import facts_of, write_folder, write_npz
 
 MNIST_FACTS = facts_of(10, (1, 28, 28))
 
@@ -90,7 +89,7 @@ def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: 
     settings = read(cfg)
     data = load_data(settings.dataset)
     assert len(data.train) and len(data.val) and data.selection == "val"
-    model, given = build_model(settings.model, facts_of(data.num_classes, data.input_shape))
+    model, given = build_model(settings.model, data.facts)
     batch = probe_batch(data, torch.device("cpu"), torch.contiguous_format)
     assert model.eval()(batch).shape == (len(batch), data.num_classes)
     assert given.get("num_classes", data.num_classes) == data.num_classes

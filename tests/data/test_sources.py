@@ -141,13 +141,15 @@ def test_npz_with_its_own_val_split_and_class_names(tmp_path: Path) -> None:
         ({"x_train": np.zeros((4, 2)), "y_train": np.array([0, 1, 2, -1])}, "include -1"),
         ({"x_train": np.zeros((4, 2)), "y_train": np.array([0, 1, 0, 1]),
           "x_test": np.zeros((2, 2)), "y_test": np.array([0, 5])}, r"test labels include 5, outside \[0, 2\)"),
-        ({"x_train": np.zeros((4, 2)), "y_train": np.array([0.5, 1, 0, 1])}, "labels must be integers"),
+        ({"x_train": np.zeros((4, 2)), "y_train": np.array([0.5, 1, 0, 1])}, "float64: under task=classification .* use task=regression"),
+        ({"x_train": np.zeros((4, 2)), "y_train": np.array([2.0, 1, 0, 1])}, "float64: under task=classification .* use task=regression"),
         ({"x_train": np.zeros((4, 2))}, "it needs x_train and y_train"),
         ({"x_train": np.zeros((4, 2)), "y_train": np.zeros(4, int), "x_val": np.zeros((1, 2))},
          "has x_val but no y_val"),
         ({"x_train": np.zeros((4, 2), dtype=np.int32), "y_train": np.zeros(4, int)}, "uint8 pixels or floats"),
     ],
-    ids=["lengths", "negative", "outside", "float-labels", "no-y", "no-y_val", "int32"],
+    ids=["lengths", "negative", "outside", "float-labels", "whole-floats", "no-y", "no-y_val",
+         "int32"],
 )  # fmt: skip
 def test_npz_errors_name_the_array(tmp_path: Path, arrays: dict, message: str) -> None:
     np.savez(tmp_path / "d.npz", **arrays)

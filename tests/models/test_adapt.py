@@ -8,19 +8,22 @@ import torch
 from torch import nn
 
 from lrrun.errors import ConfigError
-from lrrun.models.adapt import facts_of, fill, probe
+from lrrun.models.adapt import fill, probe
 from lrrun.models.builtin import FashionMNISTNet, FeedForward
 from lrrun.models.vision import torchvision_model
+from lrrun.tasks.classification import Classification
 from lrrun.train.parts import build_model
+from tests.sources import facts_of
 
 RGB32 = facts_of(5, (3, 32, 32))
 
 
 def test_facts() -> None:
-    assert RGB32 == {"num_classes": 5, "input_shape": (3, 32, 32), "input_dim": 3072,
-                     "in_channels": 3, "in_chans": 3, "image_size": 32}  # fmt: skip
+    assert RGB32 == {"num_classes": 5, "num_outputs": 5, "input_shape": (3, 32, 32),
+                     "input_dim": 3072, "in_channels": 3, "in_chans": 3, "image_size": 32}  # fmt: skip
     assert facts_of(2, (3, 16, 24))["image_size"] == (16, 24)
-    assert facts_of(4, (7,)) == {"num_classes": 4, "input_shape": (7,), "input_dim": 7}
+    assert facts_of(4, (7,)) == {"num_classes": 4, "num_outputs": 4, "input_shape": (7,),
+                                 "input_dim": 7}  # fmt: skip
 
 
 def test_only_the_parameters_a_target_takes_are_filled() -> None:
@@ -48,16 +51,16 @@ def test_an_explicit_value_must_fit_the_data() -> None:
 
 
 def test_the_probe_refuses_with_the_fix() -> None:
-    batch = torch.zeros(2, 3, 32, 32)
+    batch, check = torch.zeros(2, 3, 32, 32), Classification(5).check_output
     with pytest.raises(ConfigError, match=r"returns \(2, 3072\) .* needs logits of shape \(2, 5\)"):
-        probe(nn.Flatten(), batch, 5, "torch.nn.Flatten")
+        probe(nn.Flatten(), batch, "torch.nn.Flatten", check)
     with pytest.raises(
         ConfigError, match=r"fails on one batch of the data \(input 2x3x32x32, float32\)"
     ):
-        probe(nn.Linear(10, 5), batch, 5, "torch.nn.Linear")
+        probe(nn.Linear(10, 5), batch, "torch.nn.Linear", check)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3072, 5), nn.BatchNorm1d(5))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    probe(model, torch.randn(2, 3, 32, 32), 5, "x")
+    probe(model, torch.randn(2, 3, 32, 32), "x", check)
     assert model.training  # mode restored, no statistic moved
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 

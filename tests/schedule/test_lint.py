@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from lrrun.config.settings import read
-from lrrun.models.adapt import facts_of
 from lrrun.schedule.build import build_scheduler
 from lrrun.schedule.lint import lint
 from lrrun.train.parts import build_model, build_optimizer
 from tests.conftest import TINY_STEPS_PER_EPOCH
+from tests.sources import facts_of
 
 CASES = [
     (["scheduler=cosine_annealing_lr", "scheduler.T_max=3"], "climbs back up the cosine"),

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from lrrun.config.settings import read
+from lrrun.tasks.classification import ClassMeter
 from lrrun.tools.preview import simulate
 from lrrun.train.assembly import assemble
-from lrrun.train.measure import Sums
 from lrrun.train.runner import run
 from tests.conftest import TINY, assert_ok, read_csv, run_cli
 from tests.schedule.test_cited import replay
@@ -122,9 +122,9 @@ def test_mixing_stops_at_off_epoch_and_accuracy_uses_hard_labels(compose_cfg) ->
     mixed, soft = recipe.mixed(images, labels, epoch=2)
     assert soft.shape == (8, 10) and not torch.equal(mixed, images)  # num_classes from the data
     assert recipe.mixed(images, labels, epoch=3) == (images, labels)
-    sums = Sums()
-    sums.add(torch.tensor(0.0), torch.eye(10)[:8] * 5, labels)  # logits right on the hard labels
-    assert sums.means()[1] == 1.0
+    meter = ClassMeter()
+    meter.add(torch.eye(10)[:8] * 5, labels, torch.tensor(0.0))  # logits right on the hard labels
+    assert meter.means()["acc"] == 1.0
 
 
 @pytest.mark.parametrize("mix", ["mixup", "cutmix", "mixup_cutmix"])
@@ -139,10 +139,10 @@ def test_mixed_runs_resume_exactly(compose_cfg, tmp_path: Path, mix: str) -> Non
 
 def test_top5_accuracy() -> None:
     logits = torch.tensor([[9.0, 8, 7, 6, 5, 4], [0, 1, 2, 3, 4, 9], [9, 1, 1, 1, 1, 0]])
-    sums = Sums(top5=True)
-    sums.add(torch.tensor(0.0), logits, torch.tensor([4, 0, 5]))
-    _, acc, top5 = sums.means()
-    assert (acc, top5) == (0.0, 1 / 3)  # 4 is in row 0's top five; 0 and 5 are last
+    meter = ClassMeter(top5=True)
+    meter.add(logits, torch.tensor([4, 0, 5]), torch.tensor(0.0))
+    means = meter.means()
+    assert (means["acc"], means["top5"]) == (0.0, 1 / 3)  # 4 is in row 0's top five; 0 and 5 last
 
 
 def test_top5_columns_only_with_more_than_five_classes(tmp_path: Path) -> None:
