@@ -53,7 +53,8 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
 
 
 ENTRIES = {"lrrun": "lrrun.cli:main", "lrrun-preview": "lrrun.tools.preview:main",
-           "lrrun-report": "lrrun.sweep.report:main", "lrrun-find-lr": "lrrun.tools.find_lr:main"}  # fmt: skip
+           "lrrun-report": "lrrun.sweep.report:main", "lrrun-find-lr": "lrrun.tools.find_lr:main",
+           "lrrun-sample": "lrrun.tools.sample:main"}  # fmt: skip
 
 
 class ForkServer:

@@ -65,25 +65,26 @@ def locate(spec: str) -> Path:
     return path
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path, where: str = "trainer.resume") -> dict[str, Any]:
     """Read a checkpoint without running any code from it: ``weights_only=True`` unpickles
     tensors and plain values only, so a checkpoint from someone else cannot execute anything.
-    A file that needs more is refused, and nothing is loaded or overwritten."""
+    A file that needs more is refused, and nothing is loaded or overwritten. ``where``: who
+    reads it, for the messages."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         why = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line),
                    root_cause(exc))  # fmt: skip
         raise ConfigError(
-            f"trainer.resume: {path} holds more than tensors and plain values ({why}), so "
+            f"{where}: {path} holds more than tensors and plain values ({why}), so "
             "loading it could run code. lrrun loads checkpoints with weights_only=True and "
             f"refuses this one. Resume from a {NAME} written by this lrrun version."
         ) from None
     except Exception as exc:
         raise ConfigError(
-            f"trainer.resume: {path} could not be read ({root_cause(exc)}). It may be from "
+            f"{where}: {path} could not be read ({root_cause(exc)}). It may be from "
             "an incompatible version or damaged."
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ConfigError(f"trainer.resume: {path} is not an lrrun checkpoint (format {FORMAT}).")
+        raise ConfigError(f"{where}: {path} is not an lrrun checkpoint (format {FORMAT}).")
     return state

@@ -15,20 +15,30 @@ import torch.optim.lr_scheduler as lrs
 
 from lrrun.config.location import config_dir
 from lrrun.config.settings import read
-from lrrun.data.batches import probe_batch
+from lrrun.data.batches import make_batches, probe_batch
 from lrrun.data.load import load_data
 from lrrun.schedule.build import Stepping, build_scheduler
 from lrrun.train.parts import build_model, build_optimizer
 from tests.conftest import TINY_STEPS_PER_EPOCH
 from tests.idx import write_idx_set
-from tests.sources import facts_of, write_folder, write_npz
+from lrrun.tasks import build_task
+from lrrun.train.recipe import build_recipe
+from tests.sources import (
+    facts_of,
+    write_folder,
+    write_npz,
+    write_regression,
+    write_text,
+    write_tokens,
+)
 
 MNIST_FACTS = facts_of(10, (1, 28, 28))
 
 CLASS_DIR = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 
 CONF = config_dir()
-GROUPS = ["dataset", "augment", "model", "loss", "mix", "optimizer", "scheduler", "trainer"]
+GROUPS = ["dataset", "augment", "model", "loss", "mix", "optimizer", "scheduler", "trainer",
+          "task", "experiment"]  # fmt: skip
 CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -66,14 +76,36 @@ def dataset_overrides(choice: str, tmp_path: Path) -> list[str]:
         return [f"dataset.path={write_npz(tmp_path / 'd.npz')}"]
     if choice == "custom":
         return ["dataset._target_=tests.sources.build_datasets"]
+    if choice == "text":
+        return [f"dataset.path={write_text(tmp_path / 't.txt')}", *SMALL_WINDOWS]
+    if choice == "tokens":
+        return [f"dataset.root={write_tokens(tmp_path / 'tok')}", *SMALL_WINDOWS]
     return []
+
+
+SMALL_WINDOWS = ["dataset.block_size=16", "dataset.steps_per_epoch=4", "dataset.eval_windows=8"]
+# What each choice trains on when it is not the default task's data: (task, dataset choice)
+TASK_DATA = {("task", "regression"): "tensors_regression", ("task", "language_model"): "text",
+             ("model", "gpt"): "text", ("loss", "mse"): "tensors_regression",
+             ("loss", "l1"): "tensors_regression", ("loss", "huber"): "tensors_regression",
+             ("experiment", "nanogpt_char_cpu"): "tokens"}  # fmt: skip
+
+
+def task_data(kind: str, tmp_path: Path) -> list[str]:
+    if kind == "tensors_regression":
+        path = write_regression(tmp_path / "r.npz")
+        return ["task=regression", "dataset=tensors", f"dataset.path={path}"]
+    return [f"dataset={kind}", *dataset_overrides(kind, tmp_path)]
 
 
 @pytest.mark.parametrize(("group", "choice"), CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
 def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: Path) -> None:
     """Each config with data of its kind: the data loads, the model built for it returns
     (batch, classes) logits, the optimizer and scheduler build on it."""
-    if group == "dataset":
+    if (group, choice) in TASK_DATA:
+        data_args = task_data(TASK_DATA[group, choice], tmp_path)
+        cfg = compose_cfg(*data_args, f"{group}={choice}", tiny=False)
+    elif group == "dataset":
         cfg = compose_cfg(f"dataset={choice}", *dataset_overrides(choice, tmp_path), tiny=False)
     elif group == "augment":  # crop_flip is the 32x32 recipe
         root = write_folder(tmp_path / "images", size=32)
@@ -85,14 +117,19 @@ def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: 
         cfg = compose_cfg(f"{group}={choice}", "scheduler=none")
     else:
         cfg = compose_cfg(f"{group}={choice}")
-    assert cfg[group] is not None if group != "augment" else "transforms" in cfg.dataset
+    assert cfg[group] is not None if group not in ("augment", "experiment") else True
     settings = read(cfg)
     data = load_data(settings.dataset)
     assert len(data.train) and len(data.val) and data.selection == "val"
     model, given = build_model(settings.model, data.facts)
     batch = probe_batch(data, torch.device("cpu"), torch.contiguous_format)
-    assert model.eval()(batch).shape == (len(batch), data.num_classes)
-    assert given.get("num_classes", data.num_classes) == data.num_classes
+    task = build_task(settings.task, data, torch.device("cpu"))
+    task.check_output(model.eval()(batch), batch, "model")  # what the task needs, or it raises
+    assert all(given[k] == v for k, v in data.facts.items() if k in given)
+    criterion = build_recipe(settings, 0, torch.device("cpu"), task).criterion
+    inputs, targets = next(iter(make_batches(data, torch.device("cpu"), 4, 4, 0)[0]))
+    with torch.no_grad():
+        assert torch.isfinite(criterion(model(inputs), targets))  # the loss takes what it gets
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model)
     assert optimizer.param_groups[0]["lr"] > 0
     stepping = build_scheduler(
@@ -103,7 +140,7 @@ def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: 
     if group == "scheduler" and choice != "none":
         target = cfg.scheduler._target_.rsplit(".", 1)[-1]
         assert type(stepping.scheduler).__name__ == target
-        cited = choice.startswith("hf_") or choice in ("wsd", "noam", "goyal")  # named for a source
+        cited = choice.startswith(("hf_", "wsd")) or choice in ("noam", "goyal", "nanogpt_cosine")
         assert snake(target) == choice or cited
     if group == "dataset" and choice == "synthetic":
         assert data.train.images.shape == (cfg.dataset.train_size, 1, 28, 28)
