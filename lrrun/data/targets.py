@@ -29,7 +29,7 @@ def targets_of(values: Any, n: int, task: str, where: str) -> torch.Tensor:
         array = array[:, 0]  # a column of labels
     if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer)
                                    or np.issubdtype(array.dtype, np.floating)):  # fmt: skip
-        raise DataError(f"{where} are {array.dtype}: targets must be numbers.")
+        raise DataError(f"{where} is {array.dtype}: targets must be numbers.")
     if len(array) != n:
         raise DataError(
             f"{where} has shape {array.shape} but there are {n} samples: give one target per "
@@ -38,17 +38,17 @@ def targets_of(values: Any, n: int, task: str, where: str) -> torch.Tensor:
     if task == "regression":
         if array.ndim not in (1, 2):
             raise DataError(
-                f"{where} have shape {array.shape}: regression targets are (N,) or (N, k)."
+                f"{where} has shape {array.shape}: regression targets are (N,) or (N, k)."
             )
         out = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         if not torch.isfinite(out).all():
-            raise DataError(f"{where} hold NaN or infinite values: drop or fill those samples.")
+            raise DataError(f"{where} holds NaN or infinite values: drop or fill those samples.")
         return out.reshape(n, -1)
     if np.issubdtype(array.dtype, np.floating):
-        raise DataError(f"{where} are {array.dtype}: {FLOAT_FIX}")
+        raise DataError(f"{where} is {array.dtype}: {FLOAT_FIX}")
     if array.ndim != 1:
         raise DataError(
-            f"{where} have shape {array.shape}: give one integer label per sample (N,)."
+            f"{where} has shape {array.shape}: give one integer label per sample (N,)."
         )
     return torch.from_numpy(array.astype(np.int64))
 
