@@ -44,6 +44,12 @@ def fill(node: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
         return {}
     filled = {}
     for name in FACTS:
+        if name in params and name in node and node[name] is None and name not in facts:
+            raise ConfigError(
+                f"model.{name} is null (from the data), and this data has no {name}: it gives "
+                f"{', '.join(sorted(facts))}. Set model.{name}, or choose a model for this data "
+                "(model=gpt for token streams; model=feedforward for samples)."
+            )
         if name not in params or name not in facts:
             continue
         given = node.get(name)
