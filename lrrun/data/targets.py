@@ -47,9 +47,7 @@ def targets_of(values: Any, n: int, task: str, where: str) -> torch.Tensor:
     if np.issubdtype(array.dtype, np.floating):
         raise DataError(f"{where} is {array.dtype}: {FLOAT_FIX}")
     if array.ndim != 1:
-        raise DataError(
-            f"{where} has shape {array.shape}: give one integer label per sample (N,)."
-        )
+        raise DataError(f"{where} has shape {array.shape}: give one integer label per sample (N,).")
     return torch.from_numpy(array.astype(np.int64))
 
 

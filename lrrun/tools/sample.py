@@ -42,7 +42,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def load_model(run_dir: Path, last: bool = False, device: str = "cpu") -> tuple[Any, list[str], int]:
+def load_model(
+    run_dir: Path, last: bool = False, device: str = "cpu"
+) -> tuple[Any, list[str], int]:
     """(model in eval mode, vocabulary, block_size) of the run in ``run_dir``."""
     import torch
 

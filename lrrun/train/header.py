@@ -127,7 +127,7 @@ def _data_lines(settings: Settings, parts: Parts) -> dict[str, str]:
         "(higher is better)" if task.higher else "(lower is better)")  # fmt: skip
     lines = {"task": said} if task.name != "classification" else {}
     if isinstance(data, TokenData):
-        return lines | _token_lines(chosen, data, test)
+        return lines | _token_lines(chosen, data)
     if data.target_mean:
         stats = ", ".join(f"{m:.4g} +- {s:.4g}" for m, s in zip(data.target_mean, data.target_std,
                                                                 strict=True))  # fmt: skip
@@ -156,13 +156,16 @@ def _data_lines(settings: Settings, parts: Parts) -> dict[str, str]:
     }
 
 
-def _token_lines(chosen: str, data: TokenData, test: str) -> dict[str, str]:
+def _token_lines(chosen: str, data: TokenData) -> dict[str, str]:
+    test = (
+        f" / {len(data.test):,} test tokens" if data.test is not None else " tokens, no test split"
+    )
     shown = repr("".join(data.vocab[:40])) + (" ..." if len(data.vocab) > 40 else "")
     vocab = f"vocabulary {data.vocab_size}" + (f": {shown}" if data.vocab else "")
     windows = "the whole split in order" if data.eval_windows == "all" else (
         f"{data.eval_windows} fixed windows")  # fmt: skip
     return {
-        "dataset": f"{chosen}: {len(data.train):,} train / {len(data.val):,} val{test} tokens, "
+        "dataset": f"{chosen}: {len(data.train):,} train / {len(data.val):,} val{test}, "
         f"{vocab}, from {data.source}",
         "val split": f"{data.val_from}: selects (best.pt, plateau, verdict)",
         "windows": f"{data.block_size} tokens of context; an epoch is "

@@ -103,7 +103,7 @@ def float_targets(tmp_path: Path, whole: bool) -> Path:
     return tmp_path / "diabetes.npz"
 
 
-BUILD = '''
+BUILD = """
 import torch
 from torch.utils.data import TensorDataset
 
@@ -111,7 +111,7 @@ from torch.utils.data import TensorDataset
 def build():
     x = torch.randn(40, 4)
     return TensorDataset(x, 0.25 + 3.2 * torch.rand(40)), None
-'''
+"""
 
 
 @pytest.mark.parametrize("whole", [True, False], ids=["integer-valued", "fractional"])
