@@ -7,7 +7,7 @@ ARGS ?=
 FASHION_SYSTEM_DIR := /usr/share/datasets/fashion-mnist
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run test test-slow test-full lint format bench clean
+.PHONY: help install data corpus run test test-slow test-full lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -31,6 +31,17 @@ data: ## make sure FashionMNIST is on this machine (Debian's dataset-fashion-mni
 	  echo "FashionMNIST: not found; install Debian's dataset-fashion-mnist, put the IDX files in data/FashionMNIST/raw, or let lrrun try torchvision's download"; \
 	fi
 
+corpus: ## plain English text for language-model benchmarks (Debian's fortunes, via apt)
+	@if [ -d /usr/share/games/fortunes ]; then \
+	  echo "fortunes: found"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fortunes; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q fortunes; \
+	else \
+	  echo "fortunes: not found; install Debian's fortunes package (or pass --root to benchmarks/nanogpt.py)"; \
+	fi
+
 run: install data ## train: make run ARGS="scheduler=step_lr optimizer=adam"
 	$(BIN)/lrrun $(ARGS)
 
@@ -51,12 +62,13 @@ format: install ## ruff fix + format
 	$(BIN)/ruff check --fix lrrun tests benchmarks
 	$(BIN)/ruff format lrrun tests benchmarks
 
-bench: install data ## lrrun vs the tutorial loop (both models, 5 epochs, ~15 min on 2 CPU cores), start-up and sweep cost, trackers cost, PNG folders vs a hand loop, 2 DDP processes vs 1
+bench: install data corpus ## lrrun vs the tutorial loop (both models, 5 epochs, ~15 min on 2 CPU cores), start-up and sweep cost, trackers cost, PNG folders vs a hand loop, 2 DDP processes vs 1, nanoGPT's CPU run vs its loop
 	$(BIN)/python benchmarks/peer.py $(ARGS)
 	$(BIN)/python benchmarks/sweep.py
 	$(BIN)/python benchmarks/trackers.py
 	$(BIN)/python benchmarks/image_folder.py
 	$(BIN)/python benchmarks/ddp.py
+	$(BIN)/python benchmarks/nanogpt.py
 
 clean: ## remove the venv, caches and run outputs (keeps data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist build outputs/*/ multirun

@@ -131,7 +131,8 @@ def _data_lines(settings: Settings, parts: Parts) -> dict[str, str]:
     if data.target_mean:
         stats = ", ".join(f"{m:.4g} +- {s:.4g}" for m, s in zip(data.target_mean, data.target_std,
                                                                 strict=True))  # fmt: skip
-        what = (f"{len(data.target_mean)} target(s) per sample (mean +- std on train: {stats}; "
+        k = len(data.target_mean)
+        what = (f"{k} target{'s' if k > 1 else ''} per sample (mean +- std on train: {stats}; "
                 "standardised for training, reported in their units)")  # fmt: skip
     else:
         names = ", ".join(data.classes[:SHOWN_CLASSES]) + (

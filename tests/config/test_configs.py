@@ -18,11 +18,11 @@ from lrrun.config.settings import read
 from lrrun.data.batches import make_batches, probe_batch
 from lrrun.data.load import load_data
 from lrrun.schedule.build import Stepping, build_scheduler
+from lrrun.tasks import build_task
 from lrrun.train.parts import build_model, build_optimizer
+from lrrun.train.recipe import build_recipe
 from tests.conftest import TINY_STEPS_PER_EPOCH
 from tests.idx import write_idx_set
-from lrrun.tasks import build_task
-from lrrun.train.recipe import build_recipe
 from tests.sources import (
     facts_of,
     write_folder,
