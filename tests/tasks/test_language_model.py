@@ -163,7 +163,7 @@ def token_errors(tmp: Path) -> list[tuple[list[str], str]]:
     (tmp / "one.txt").write_text("aaaa")
     (tmp / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 50)
     write_text(tmp / "short.txt", 300)
-    no_meta = write_tokens(tmp / "nometa", 3000, meta="none")
+    write_tokens(tmp / "nometa", 3000, meta="none")
     big = write_tokens(tmp / "big", 3000)
     np.array([0, 1, 90, 2] * 100, dtype=np.uint16).tofile(big / "val.bin")
     odd = write_tokens(tmp / "odd", 3000)
