@@ -24,7 +24,8 @@ DEFAULTS = {"tokens": 200, "temperature": 0.8, "top_k": 200, "seed": 1337}  # na
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="lrrun-sample", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    parser.add_argument("--prompt", default=None,
+                        help="text to continue (default: a newline, or the first token)")  # fmt: skip
     parser.add_argument("--tokens", type=int, default=DEFAULTS["tokens"], help="tokens to add")
     parser.add_argument("--temperature", type=float, default=DEFAULTS["temperature"])
     parser.add_argument("--top-k", type=int, default=DEFAULTS["top_k"],
@@ -85,6 +86,8 @@ def sample(args: argparse.Namespace) -> list[str]:
 
     model, vocab, block = load_model(args.run_dir, args.last, args.device)
     stoi = {t: i for i, t in enumerate(vocab)}
+    if args.prompt is None:  # nanoGPT's sample.py starts from a newline
+        args.prompt = "\n" if "\n" in stoi else vocab[0]
     unknown = sorted({c for c in args.prompt if c not in stoi})
     if unknown:
         raise ConfigError(
@@ -100,8 +103,10 @@ def sample(args: argparse.Namespace) -> list[str]:
 
 def main() -> None:
     from lrrun.logs.console import print_error
+    from lrrun.tools.common import user_code_importable
 
     args = parse(sys.argv[1:])
+    user_code_importable()  # a model of the user's own package, as training found it
     try:
         texts = sample(args)
     except LrrunError as exc:

@@ -224,3 +224,38 @@ def test_a_sweep_of_schedules_ranks_lower_val_loss_first(tmp_path: Path) -> None
     out = " ".join(proc.stdout.split())
     assert "best mean val_loss first" in out and "(n=2; lower is better)" in out
     assert f"best: {configs[0]['scheduler'] and 'scheduler=' + configs[0]['scheduler']}" in out
+
+
+USER_LM = '''
+import torch
+from torch import nn
+
+
+class Bigram(nn.Module):
+    """A user's language model: lrrun passes vocab_size and block_size by name."""
+
+    def __init__(self, vocab_size: int, block_size: int, width: int = 16) -> None:
+        super().__init__()
+        self.block_size = block_size
+        self.embed = nn.Embedding(vocab_size, width)
+        self.head = nn.Linear(width, vocab_size)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(idx))
+'''
+
+
+def test_a_users_language_model_beside_the_command(tmp_path: Path) -> None:
+    write_text(tmp_path / "t.txt", 6_000)
+    (tmp_path / "mylm.py").write_text(USER_LM)
+    proc = run_cli(["dataset=text", "dataset.path=t.txt", "model=custom",
+                    "model._target_=mylm.Bigram", "dataset.block_size=16",
+                    "dataset.steps_per_epoch=20", "trainer.epochs=2", "optimizer.lr=0.01",
+                    *FAST, "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    assert_ok(proc)
+    assert "from the data: vocab_size=28, block_size=16" in " ".join(proc.stdout.split())
+    metrics = read_csv(tmp_path / "run" / "metrics.csv")
+    assert float(metrics[-1]["val_loss"]) < float(metrics[0]["val_loss"]) < math.log(28)
+    sample = run_cli(["run", "--tokens", "20"], tmp_path, prog="lrrun-sample")
+    assert_ok(sample)  # any model that returns logits per position samples
+    assert len(sample.stdout.rstrip("\n")) == 21
