@@ -10,8 +10,8 @@
   ``pin_memory``, ``persistent_workers``; for data that does not fit, or transforms that run
   per sample.
 
-Both visit the training samples in the same documented order (lrrun.data.order.epoch_order) and, without
-augmentation, compute the same inputs, so they produce the same numbers
+Both visit the training samples in the same documented order (lrrun.data.order.epoch_order)
+and, without augmentation, compute the same inputs, so they produce the same numbers
 (tests/data/test_fast_path.py). With augmentation each path draws its own random numbers.
 
 A language model's token streams are batched as windows (lrrun.data.windows): on the device,

@@ -259,3 +259,16 @@ def test_a_users_language_model_beside_the_command(tmp_path: Path) -> None:
     sample = run_cli(["run", "--tokens", "20"], tmp_path, prog="lrrun-sample")
     assert_ok(sample)  # any model that returns logits per position samples
     assert len(sample.stdout.rstrip("\n")) == 21
+
+
+def test_a_memory_mapped_stream_trains_as_one_in_memory(tmp_path: Path) -> None:
+    """trainer.data_path=loader reads each batch's windows from the memory map of the .bin
+    files; the windows, and so every loss, are those of the stream kept on the device."""
+    write_tokens(tmp_path / "tok", 8_000)
+    args = ["dataset=tokens", "dataset.root=tok", *TINY_GPT, "dataset.steps_per_epoch=5",
+            "trainer.epochs=2", *FAST]  # fmt: skip
+    mapped = run_cli([*args, "trainer.data_path=loader", "hydra.run.dir=mapped"], tmp_path)
+    assert_ok(mapped)
+    assert "data_path=memmap" in mapped.stdout
+    assert_ok(run_cli([*args, "hydra.run.dir=tensor"], tmp_path))
+    assert read_csv(tmp_path / "mapped" / "steps.csv") == read_csv(tmp_path / "tensor" / "steps.csv")
