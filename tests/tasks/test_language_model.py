@@ -271,4 +271,6 @@ def test_a_memory_mapped_stream_trains_as_one_in_memory(tmp_path: Path) -> None:
     assert_ok(mapped)
     assert "data_path=memmap" in mapped.stdout
     assert_ok(run_cli([*args, "hydra.run.dir=tensor"], tmp_path))
-    assert read_csv(tmp_path / "mapped" / "steps.csv") == read_csv(tmp_path / "tensor" / "steps.csv")
+    assert read_csv(tmp_path / "mapped" / "steps.csv") == read_csv(
+        tmp_path / "tensor" / "steps.csv"
+    )
