@@ -8,8 +8,9 @@ whose jobs partly failed.
 - a sweep dir (numbered job folders): summary.csv (one row per job); configs.csv (one row per
   config: jobs that differ only in trainer.seed are its replicates, lrrun.sweep.replicates); a
   ranked table (per config with replicates, per job otherwise) and the verdict in words
-  (lrrun.sweep.verdict); sweep_curves.png (per config: mean val_acc with its spread over seeds, and
-  the lr), heatmap.png when the configs form a 2-D grid of numeric overrides; for
+  (lrrun.sweep.verdict); sweep_curves.png (per config: the mean selection metric - val_acc,
+  or val_loss for regression and language models - with its spread over seeds, and the lr),
+  heatmap.png when the configs form a 2-D grid of numeric overrides; for
   lrrun-preview sweeps, preview.png (all lr curves)
 """
 

@@ -2,9 +2,11 @@
 
 ``checkpoint.pt`` holds everything the next epoch depends on: model, optimizer and
 scheduler state, the epoch and global step reached, every RNG (torch, CUDA, numpy, Python;
-the data order is a pure function of seed and epoch, ``lrrun.data.batches.epoch_order``), the best
-val_acc so far, and the resolved config with the scheduler's derived arguments, so a resume
-can refuse a config that would change the run.
+the data order is a pure function of seed and epoch, ``lrrun.data.order.epoch_order``; a
+language model's windows of seed, epoch and batch, ``lrrun.data.windows``), the best val
+metric so far (val_acc, or val_loss), and the resolved config with the scheduler's derived
+arguments and the data as the run saw it, so a resume can refuse a config that would change
+the run.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 - The world comes from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
   MASTER_PORT); gloo on CPU, NCCL on CUDA (each rank on ``cuda:<LOCAL_RANK>``).
-- Every rank draws the same epoch order (lrrun.data.batches.epoch_order) and trains on
+- Every rank draws the same epoch order (lrrun.data.order.epoch_order) and trains on
   ``order[rank::world]``, padded to a multiple of the world size by repeating the order's
   first samples (as DistributedSampler pads), so at every step the ranks' batches together
   are the single-process run's batch of world x the per-rank batch.

@@ -40,7 +40,8 @@ def check_output_dir(run_dir: Path, model: nn.Module, total_steps: int) -> None:
 
 
 def plot(run_dir: Path, trainer: TrainerSettings) -> None:
-    """curves.png (lr per step, loss and accuracy per epoch); a failure here only warns."""
+    """curves.png (lr per step, loss and the task's other metric per epoch); a failure here
+    only warns."""
     if not trainer.plot:
         return
     try:
