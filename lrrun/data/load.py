@@ -77,16 +77,22 @@ def _source(spec: DataSpec) -> tuple[Loaded | None, dict[bool, Any]]:
     return _CACHE[spec.key]
 
 
+# The largest token stream kept in memory (as int32) without being asked: a multi-GB token
+# file is read window by window from its memory map, never loaded whole.
+RESIDENT_TOKENS_BYTES = 1 << 30
+
+
 def _token_stream(spec: DataSpec, memory: bool | None, device: torch.device | None) -> TokenData:
-    """A language model's token streams: in memory when asked or when they fit (a text file
-    always is), else memory-mapped."""
+    """A language model's token streams: in memory when asked (trainer.data_path=tensor), or
+    when they are at most 1 GiB and fit in half the device's free memory (a text file always
+    is: it was read whole to find its characters); else memory-mapped."""
     _, made = _source(spec)
     if spec.source == "text":
         memory = True
     elif memory is None:
         root = Path(spec.options["root"]).expanduser()
         size = sum(p.stat().st_size * 2 for p in root.glob("*.bin"))  # uint16 -> int32
-        memory = fits_on(device or torch.device("cpu"), size)
+        memory = size <= RESIDENT_TOKENS_BYTES and fits_on(device or torch.device("cpu"), size)
     if memory not in made:
         made[memory] = load_text(spec) if spec.source == "text" else load_tokens(spec, memory)
     return made[memory]

@@ -10,9 +10,9 @@ and ``dataset=tokens`` (nanoGPT's prepared layout, read as it is).
   (dicts, lists, ints, floats, strs): a pickle that names any class or function - which is
   how a pickle runs code - is refused before anything in it is built.
 
-A stream that fits in half of the device's free memory lives there (the tensor path:
-lrrun.data.windows gathers each batch's windows with one index); a larger one is read window
-by window from the memory map.
+A stream of at most 1 GiB that fits in half of the device's free memory lives there (the
+tensor path: lrrun.data.windows gathers each batch's windows with one index); a larger one is
+read window by window from the memory map (lrrun.data.load decides).
 """
 
 from __future__ import annotations

@@ -274,3 +274,20 @@ def test_a_memory_mapped_stream_trains_as_one_in_memory(tmp_path: Path) -> None:
     assert read_csv(tmp_path / "mapped" / "steps.csv") == read_csv(
         tmp_path / "tensor" / "steps.csv"
     )
+
+
+def test_a_large_token_file_is_never_loaded_whole(tmp_path: Path, monkeypatch) -> None:
+    """Past RESIDENT_TOKENS_BYTES (1 GiB of int32) the stream stays a memory map, whatever
+    the free memory; below it, it is loaded (here: a limit of 1 KiB and an 8 KiB stream)."""
+    import lrrun.data.load as load
+    from lrrun.config.dataset import read_dataset
+
+    root = write_tokens(tmp_path / "tok", 4_000)
+    spec = read_dataset({"source": "tokens", "name": "tokens", "root": str(root),
+                         "block_size": 16, "steps_per_epoch": 2, "eval_windows": 4},
+                        "language_model")  # fmt: skip
+    assert load.load_data(spec, None).train.in_memory
+    monkeypatch.setattr(load, "RESIDENT_TOKENS_BYTES", 1024)
+    load._CACHE.clear()
+    data = load.load_data(spec, None)
+    assert not data.train.in_memory and isinstance(data.train.tokens, np.memmap)
