@@ -47,6 +47,7 @@ def test_find_lr(tmp_path: Path, tasks, task: str) -> None:
     assert len(rows) >= 10 and "steepest" in proc.stdout
 
 
+@pytest.mark.slow
 def test_regression_resumes_bit_exact(tmp_path: Path, tasks) -> None:
     args = [*tasks["regression"], "trainer.plot=false", *FAST]
     assert_ok(run_cli([*args, "trainer.epochs=4", "hydra.run.dir=full"], tmp_path))
@@ -75,6 +76,7 @@ def test_recipe_features_on_a_language_model(tmp_path: Path, tasks) -> None:
     assert "monitor=val_ppl" in proc.stdout and "mode=min" in proc.stdout
 
 
+@pytest.mark.slow
 def test_pictures_and_report_per_task(tmp_path: Path, tasks) -> None:
     args = ["-m", *tasks["regression"], "optimizer.lr=0.01,0.001", "trainer.seed=1,2",
             "trainer.epochs=2", *FAST, "hydra.sweep.dir=sweep"]  # fmt: skip

@@ -69,6 +69,7 @@ def test_a_char_model_learns_text_and_samples_it(tmp_path: Path) -> None:
     assert greedy.stdout.startswith("the quick")  # it learnt the text it read
 
 
+@pytest.mark.slow
 def test_random_windows_resume_bit_exact(tmp_path: Path) -> None:
     write_text(tmp_path / "t.txt", 8_000)
     args = [*lm(per_epoch=6), "scheduler=exponential_lr", "scheduler.interval=step"]
@@ -208,6 +209,7 @@ def test_every_bad_input_is_one_line(tmp_path: Path) -> None:
         assert not (tmp_path / "run" / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_of_schedules_ranks_lower_val_loss_first(tmp_path: Path) -> None:
     write_text(tmp_path / "t.txt", 8_000)
     args = ["-m", *lm(epochs=2, per_epoch=10), "scheduler=wsd,hf_cosine",
@@ -261,6 +263,7 @@ def test_a_users_language_model_beside_the_command(tmp_path: Path) -> None:
     assert len(sample.stdout.rstrip("\n")) == 21
 
 
+@pytest.mark.slow
 def test_a_memory_mapped_stream_trains_as_one_in_memory(tmp_path: Path) -> None:
     """trainer.data_path=loader reads each batch's windows from the memory map of the .bin
     files; the windows, and so every loss, are those of the stream kept on the device."""

@@ -19,6 +19,7 @@ ARGS = ["dataset=text", "dataset.path=t.txt", *TINY_GPT, "dataset.steps_per_epoc
         "trainer.progress=false", "trainer.plot=false"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_two_ranks_stream_halves_of_one_process_batch(tmp_path: Path) -> None:
     write_text(tmp_path / "t.txt", 8_000)
     args = [a for a in ARGS if not a.startswith("trainer.batch_size")]
