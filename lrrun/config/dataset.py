@@ -71,7 +71,7 @@ def read_dataset(node: dict[str, Any], task: str = "classification") -> DataSpec
         if node.get(key) is None or node.get(key) == "???":
             raise ConfigError(
                 f"dataset.{key} is missing: dataset.source={source} needs it "
-                f"(e.g. dataset.{key}={_EXAMPLE.get(key, '...')})."
+                f"(e.g. dataset.{key}={_EXAMPLE.get((source, key), _EXAMPLE.get(key, '...'))})."
             )
     if source == "idx" and node["name"] not in IDX_NAMES:
         raise ConfigError(
@@ -97,8 +97,9 @@ def read_dataset(node: dict[str, Any], task: str = "classification") -> DataSpec
     )
 
 
-_EXAMPLE = {"root": "DIR", "path": "FILE.npz", "_target_": "mypkg.data.build", "name": "CIFAR10",
-            "block_size": 64, "steps_per_epoch": 250, "eval_windows": 200}  # fmt: skip
+_EXAMPLE: dict[Any, Any] = {"root": "DIR", "path": "FILE.npz", "_target_": "mypkg.data.build", "name": "CIFAR10",
+            "block_size": 64, "steps_per_epoch": 250, "eval_windows": 200,
+            ("text", "path"): "input.txt", ("tokens", "root"): "data/shakespeare_char"}  # fmt: skip
 # Sources whose labels are classes: they cannot hold regression targets.
 CLASS_SOURCES = ("idx", "synthetic", "image_folder", "torchvision")
 
