@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import signal
 import sys
 from pathlib import Path
@@ -96,9 +95,9 @@ def _config_flags(argv: list[str]) -> list[str]:
 
 
 def _resume_command(overrides: list[str], run_dir: Path, cfg: DictConfig) -> str:
-    resume = cfg.trainer.get("resume") or str(run_dir)
-    kept = [o for o in overrides if not o.lstrip("+~").startswith("trainer.resume=")]
-    return shlex.join(["lrrun", *kept, f"trainer.resume={resume}"])
+    from lrrun.config.overrides import resume_command
+
+    return resume_command(overrides, str(cfg.trainer.get("resume") or run_dir))
 
 
 class _sigterm_raises:

@@ -21,14 +21,21 @@ def root_cause(exc: BaseException) -> str:
 
 
 class Diverged(Exception):
-    """A non-finite training loss (trainer.stop_on_nonfinite=true): the run stops, exit 3."""
+    """A non-finite training loss, or val / test loss (trainer.stop_on_nonfinite=true): the
+    run stops, exit 3. ``split``: which loss ("" for the training loss of a step)."""
 
-    def __init__(self, epoch: int, step: int, lr: float, loss: float) -> None:
+    def __init__(self, epoch: int, step: int, lr: float, loss: float, split: str = "") -> None:
         self.epoch, self.step, self.lr, self.loss = epoch, step, lr, loss
+        if split:
+            where = (f"{split}_loss={loss} after epoch {epoch} (step {step}, lr {lr:.6g}): the "
+                     f"model's outputs on the {split} split are not finite. That epoch's row "
+                     "is in metrics.csv")  # fmt: skip
+        else:
+            where = (f"loss={loss} at epoch {epoch}, step {step} (lr {lr:.6g}). Every row up "
+                     "to the end of that epoch is in steps.csv")  # fmt: skip
         super().__init__(
-            f"diverged: loss={loss} at epoch {epoch}, step {step} (lr {lr:.6g}). Every row up "
-            "to the end of that epoch is in steps.csv. Lower optimizer.lr or the schedule's "
-            "peak, or set trainer.stop_on_nonfinite=false to keep training and watch."
+            f"diverged: {where}. Lower optimizer.lr or the schedule's peak, or set "
+            "trainer.stop_on_nonfinite=false to keep training and watch."
         )
 
 

@@ -155,7 +155,7 @@ def check_output_location(args: list[str]) -> None:
     import os
 
     key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
-    given = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+    given = [_parsed_value(a) for a in args if a.startswith(f"{key}=")]
     target = given[-1] if given else "outputs"  # the last override wins, as in Hydra
     if "${" in target:
         return  # interpolated: Hydra resolves it
@@ -177,9 +177,41 @@ def check_output_location(args: list[str]) -> None:
     if finished and not any(a.lstrip("+").startswith("trainer.resume=") for a in args):
         raise ConfigError(
             f"{key}={target} holds a finished run (status {finished}); a new run there would "
-            f"overwrite its CSVs. Resume it with trainer.resume={target}, or choose another "
+            f"overwrite its CSVs. Resume it with trainer.resume={hydra_value(target)}, or choose another "
             f"run dir with {key}=..."
         )
+
+
+def _parsed_value(arg: str) -> str:
+    """An override's value as Hydra reads it (quotes removed); as typed if it does not parse."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return str(OverridesParser.create().parse_overrides([arg])[0].value())
+    except Exception:
+        return arg.split("=", 1)[1]
+
+
+def hydra_value(value: str) -> str:
+    """``value`` as Hydra's override parser reads it back: as it is when plain, else in
+    single quotes, a quote inside escaped with a backslash, and so every backslash that runs
+    up to a quote or to the closing one (a run dir named ``ü run, 2 [x]=(y)#`` too)."""
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9_./~:@+-]+", value):
+        return value
+    quoted = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    quoted = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, quoted)
+    return f"'{quoted}'"
+
+
+def resume_command(overrides: list[str], resume: str) -> str:
+    """The command that resumes a run, to paste into a shell: the run's overrides as Hydra
+    read them, ``trainer.resume`` quoted for Hydra, all of it quoted for the shell."""
+    import shlex
+
+    kept = [o for o in overrides if not o.lstrip("+~").startswith("trainer.resume=")]
+    return shlex.join(["lrrun", *kept, f"trainer.resume={hydra_value(resume)}"])
 
 
 def finished_run(path: Path) -> str | None:

@@ -6,7 +6,10 @@
 Images are listed with torchvision's own ``find_classes`` / ``make_dataset`` (its extensions)
 and decoded with PIL, as ImageFolder does (uint8, C x H x W; grey or RGB as
 ``dataset.channels`` says, else as the first image), resized to ``dataset.image_size`` when
-it is set. (torchvision 0.29 deprecates its own torchvision.io decoders.)
+it is set. (torchvision 0.29 deprecates its own torchvision.io decoders.) A folder whose first
+image has 16-bit (or 32-bit integer) pixels is decoded to float32 in [0, 1] (pixel / 65535;
+its 8-bit images / 255): scaled, never clipped to 8 bits, so 12-bit scans keep their detail
+(normalisation then measures their range).
 """
 
 from __future__ import annotations
@@ -23,32 +26,61 @@ from lrrun.errors import DataError, root_cause
 SPLITS = ("train", "val", "test")
 
 
-class FolderItems(torch.utils.data.Dataset):
-    """(uint8 image, class index) per file, decoded when asked for."""
+# PIL modes of more than 8 bits per pixel (16-bit PNG and TIFF load as one of these)
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
-    def __init__(self, samples: list[tuple[str, int]], channels: int, size: Any) -> None:
-        self.samples, self.channels, self.size = samples, channels, size
+
+class FolderItems(torch.utils.data.Dataset):
+    """(image, class index) per file, decoded when asked for: uint8, or float32 in [0, 1]
+    for a folder of 16-bit images (``wide``)."""
+
+    def __init__(self, samples: list[tuple[str, int]], channels: int, size: Any,
+                 wide: bool = False) -> None:  # fmt: skip
+        self.samples, self.channels, self.size, self.wide = samples, channels, size, wide
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[i]
-        return decode(path, self.channels, self.size), label
+        return decode(path, self.channels, self.size, self.wide), label
 
 
-def decode(path: str, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
+def decode(
+    path: str, channels: int, size: tuple[int, int] | None, wide: bool = False
+) -> torch.Tensor:
     from PIL import Image
 
     from lrrun.data.items import as_tensor
 
     try:
         with Image.open(path) as image:
+            if wide:
+                return as_tensor(_unit_float(image, channels), channels, size)
+            if image.mode in WIDE_MODES:
+                raise DataError(
+                    f"{path} has {image.mode} pixels (more than 8 bits) in a folder whose first "
+                    "image has 8: lrrun will not clip it to 8 bits. Store the folder's images "
+                    "with one bit depth."
+                )
             return as_tensor(image.convert("L" if channels == 1 else "RGB"), channels, size)
     except OSError as exc:
         raise DataError(
             f"{path} could not be decoded as an image ({root_cause(exc)}). Replace or remove it."
         ) from None
+
+
+def _unit_float(image: Any, channels: int) -> Any:
+    """A 16-bit (or 8-bit) image as a float32 C x H x W array in [0, 1]."""
+    import numpy as np
+
+    if image.mode in WIDE_MODES:
+        pixels = np.asarray(image, dtype=np.float32) / 65535.0
+        pixels = pixels[None] if channels == 1 else np.repeat(pixels[None], 3, axis=0)
+    else:
+        rgb = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+        pixels = (rgb[None] if channels == 1 else rgb.transpose(2, 0, 1)) / 255.0
+    return np.ascontiguousarray(pixels)
 
 
 def load_folder(spec: DataSpec) -> Loaded:
@@ -72,9 +104,10 @@ def load_folder(spec: DataSpec) -> Loaded:
     listed = {s: _samples(d, index, root) for s, d in split_dirs.items()}
     first = listed["train"][0][0]
     channels = spec.channels or _channels_of(first)
+    wide = _mode_of(first) in WIDE_MODES
     splits = {
         s: Split(None, torch.tensor([c for _, c in found], dtype=torch.long),
-                 FolderItems(found, channels, spec.image_size))
+                 FolderItems(found, channels, spec.image_size, wide))
         for s, found in listed.items()
     }  # fmt: skip
     one_folder = split_dirs["train"] == root
@@ -126,11 +159,15 @@ def _has_dirs(folder: Path) -> bool:
     return any(p.is_dir() for p in folder.iterdir())
 
 
-def _channels_of(path: str) -> int:
+def _mode_of(path: str) -> str:
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            return 1 if image.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+            return str(image.mode)
     except OSError as exc:
         raise DataError(f"{path} could not be decoded as an image ({root_cause(exc)}).") from None
+
+
+def _channels_of(path: str) -> int:
+    return 1 if _mode_of(path) in ("1", "L", "LA", "F", *WIDE_MODES) else 3

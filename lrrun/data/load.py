@@ -26,7 +26,7 @@ from lrrun.data.splits import assign_roles
 from lrrun.data.synthetic import load_synthetic
 from lrrun.data.tokens import TokenData, load_text, load_tokens
 from lrrun.data.transforms import apply, build, sample_seed, seeded
-from lrrun.errors import ConfigError
+from lrrun.errors import ConfigError, DataError
 
 SOURCES: dict[str, Callable[[DataSpec], Loaded]] = {
     "idx": load_idx,
@@ -114,6 +114,8 @@ def _load(spec: DataSpec, loaded: Loaded, memory: bool, measure: bool = True) ->
         splits = {k: decode_all(s, f"{k} split") if s else None for k, s in splits.items()}
     if spec.image_size is not None:
         splits = {k: _resized(s, spec.image_size) if s else None for k, s in splits.items()}
+    if spec.task == "classification":
+        _two_classes(splits["train"], loaded.classes)
     train, val, test, selection, how = assign_roles(
         splits["train"], splits["val"], splits["test"], spec.val_split, spec.split_seed
     )
@@ -133,6 +135,19 @@ def _load(spec: DataSpec, loaded: Loaded, memory: bool, measure: bool = True) ->
         augment=tuple(augment), eval_steps=tuple(eval_steps),
         target_mean=target_mean, target_std=target_std,
     )  # fmt: skip
+
+
+def _two_classes(train: Split, classes: tuple[str, ...]) -> None:
+    """A classifier's train split must hold at least two classes: with one, every prediction
+    is right and "acc 1.0000" says nothing."""
+    present = train.labels.unique().tolist()
+    if len(present) < 2:
+        name = classes[present[0]] if present and present[0] < len(classes) else "?"
+        raise DataError(
+            f"the train split holds one class ({name}, {len(train)} samples): a classifier "
+            "needs at least two to tell apart, and would score accuracy 1.0 on one. Add the "
+            "other classes' samples (or, for float targets, use task=regression)."
+        )
 
 
 def target_stats(targets: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

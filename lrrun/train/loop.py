@@ -54,7 +54,7 @@ from lrrun.logs.csv_log import StepRecorder, lr_columns
 from lrrun.schedule.build import Stepping, current_lrs, current_momentum
 from lrrun.schedule.warmup import warmed_up
 from lrrun.tasks import Meter, Task
-from lrrun.train.measure import check_finite, evaluated
+from lrrun.train.measure import check_evaluated, check_finite, evaluated
 from lrrun.train.recipe import Autocast, Recipe, no_autocast, set_mode, used_lrs
 
 OnStep = Callable[[int, list[float], torch.Tensor], None]
@@ -245,6 +245,8 @@ def fit(
         }
         hooks.epoch_end(row)
         history.append(row)
+        if stop_on_nonfinite:
+            check_evaluated(row, step)  # a NaN val loss is divergence; the plateau never sees it
         # --- schedule
         step_after_epoch(stepping, row, epoch, step)
         hooks.epoch_done(epoch, step)

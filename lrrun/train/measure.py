@@ -47,3 +47,13 @@ def check_finite(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if not math.isfinite(row["loss"]):
             raise Diverged(row["epoch"], row["step"], row["lr"], row["loss"])
+
+
+def check_evaluated(row: dict[str, Any], step: int) -> None:
+    """Raise Diverged when an evaluated loss of the epoch's row is NaN or infinite: a model
+    whose val outputs are not finite has diverged too, however its training loss looks (and
+    ReduceLROnPlateau must not act on a NaN). The row is on disk first."""
+    for split in ("val", "test"):
+        value = row.get(f"{split}_loss")
+        if value is not None and not math.isfinite(value):
+            raise Diverged(row["epoch"], step, row["lr"], value, split)

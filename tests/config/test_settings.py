@@ -81,3 +81,23 @@ def test_below_the_entry_nothing_reads_the_config_again(
     _, rows, _ = lrrun.tools.preview.simulate(settings)
     trained = [float(r["lr"]) for r in read_csv(tmp_path / "steps.csv")]
     assert trained == [r["lr"] for r in rows] and len(trained) == 8
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["outputs/2026-12-05/10-00-00", "ü run, 2 [x]=(y)#", "it's", 'say "hi"', "back\\slash",
+     "end\\", "a\\'b"],
+)  # fmt: skip
+def test_the_printed_resume_command_reads_back(path: str) -> None:
+    """Pasted into a shell, then parsed by Hydra, the resume command names the same dir."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from lrrun.config.overrides import resume_command
+
+    command = resume_command(["optimizer.lr=0.1", "trainer.resume=old"], path)
+    argv = shlex.split(command)
+    assert argv[:2] == ["lrrun", "optimizer.lr=0.1"] and len(argv) == 3
+    (override,) = OverridesParser.create().parse_overrides([argv[2]])
+    assert override.key_or_group == "trainer.resume" and override.value() == path

@@ -213,3 +213,48 @@ def test_both_paths_normalise_a_folder_alike(tmp_path: Path, monkeypatch) -> Non
     assert memory.train.in_memory and not files.train.in_memory
     assert (memory.mean, memory.std) == (files.mean, files.std)
     assert torch.equal(memory.val.labels, files.val.labels)  # the same held-out samples
+
+
+def test_a_one_class_dataset_is_refused(tmp_path: Path) -> None:
+    write_folder(tmp_path / "one", classes=1, per_class=12)
+    with pytest.raises(DataError, match=r"the train split holds one class \(class_0, 12 samples\)"):
+        load(source="image_folder", root=str(tmp_path / "one"), val_split=0.25)
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((6, 2), np.float32), y_train=np.zeros(6, int))
+    with pytest.raises(DataError, match="a classifier needs at least two"):
+        load(source="tensors", path=str(tmp_path / "d.npz"), val_split=1)
+
+
+def write_wide_folder(root: Path, per_class: int = 16) -> Path:
+    """12-bit scans in 16-bit PNGs: class 0 at 1000, class 1 at 3000 (both over 255)."""
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    for c, level in enumerate((1000, 3000)):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = level + g.integers(0, 400, size=(6, 6))
+            Image.fromarray(pixels.astype(np.uint16)).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def test_16_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    """Clipped to 8 bits both classes would be white (255) and train at chance."""
+    from lrrun.data.folder import decode
+
+    root = write_wide_folder(tmp_path / "scans")
+    pixels = decode(str(root / "c1" / "0.png"), 1, None, wide=True)
+    assert pixels.dtype == torch.float32 and pixels.shape == (1, 6, 6)
+    assert 3000 / 65535 <= pixels.min() and pixels.max() < 3400 / 65535
+    data = load(source="image_folder", root=str(root), val_split=0.25)
+    levels = [data.train.images[data.train.labels == c].mean().item() for c in (0, 1)]
+    assert levels[1] > levels[0] * 2  # the classes stay apart
+
+
+def test_a_16_bit_image_among_8_bit_ones_is_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = write_folder(tmp_path / "mixed", classes=2, per_class=6)
+    wide = next((root / "class_1").iterdir())
+    Image.fromarray(np.full((8, 8), 4000, np.uint16)).save(wide)
+    with pytest.raises(DataError, match="more than 8 bits.*will not clip it to 8 bits"):
+        load(source="image_folder", root=str(root), val_split=0.25)

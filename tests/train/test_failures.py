@@ -49,6 +49,23 @@ def test_signal_saves_prints_resume_command_and_resume_is_exact(tmp_path: Path, 
     assert drop(resumed) == drop(full)
 
 
+@pytest.mark.slow
+def test_the_printed_resume_command_works_for_any_run_dir_name(tmp_path: Path) -> None:
+    """A dir name Hydra's lexer would refuse unquoted: the printed command, pasted into a
+    shell, resumes it."""
+    from lrrun.config.overrides import hydra_value
+
+    name = "ü run, 2 [x]=(y)#"
+    run_dir = tmp_path / name
+    proc = interrupt_after_first_epoch([*LONG, f"hydra.run.dir={hydra_value(name)}"], tmp_path,
+                                       run_dir)  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if "Resume with: " in x)
+    command = shlex.split(line.split("Resume with: ", 1)[1])
+    assert_ok(run_cli(command[1:], tmp_path))
+    assert status(run_dir)["status"] == "ok" and len(read_csv(run_dir / "metrics.csv")) == 12
+
+
 def test_divergence_stops_with_epoch_step_lr_and_keeps_rows(tmp_path: Path) -> None:
     proc = run_cli([*TINY, "optimizer.lr=1e10", "hydra.run.dir=run"], tmp_path)
     assert proc.returncode == 3, proc.stderr
@@ -84,3 +101,36 @@ def test_sweep_goes_on_past_a_diverged_and_a_failed_job(tmp_path: Path) -> None:
     assert len(read_csv(tmp_path / "sw" / "2" / "metrics.csv")) == 6
     assert "3 job(s) did not finish ok" in proc.stderr
     assert "scheduler.gamma=-1 is not allowed" in proc.stderr
+
+
+NAN_IN_EVAL = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    """Trains normally; its eval-mode outputs are NaN (a broken BatchNorm would do this)."""
+
+    def __init__(self, input_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(input_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(x.flatten(1))
+        return out if self.training or x.shape[0] <= 2 else out * float("nan")
+'''
+
+
+def test_a_non_finite_val_loss_ends_the_run_as_diverged(tmp_path: Path) -> None:
+    """The plateau would otherwise cut the lr every epoch on NaN and the run end "ok" with a
+    NaN test loss: the row is written, then the run stops, status diverged, exit 3."""
+    (tmp_path / "nanval.py").write_text(NAN_IN_EVAL)
+    proc = run_cli([*TINY, "model=custom", "model._target_=nanval.Net",
+                    "scheduler=reduce_lr_on_plateau", "scheduler.patience=0",
+                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert "diverged: val_loss=nan after epoch 1" in proc.stderr
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    assert len(rows) == 1 and rows[0]["val_loss"] == "nan"
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "diverged"
+    assert len(read_csv(tmp_path / "run" / "events.csv")) == 0  # the plateau never acted
