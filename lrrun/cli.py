@@ -21,6 +21,7 @@ from lrrun.tools.common import (
     fail_job,
     precheck,
     rank_args,
+    user_code_importable,
 )
 from lrrun.world import env_world
 
@@ -29,6 +30,7 @@ from lrrun.world import env_world
 def _hydra_main(cfg: DictConfig) -> float | None:
     from lrrun.logs.console import print_error
 
+    user_code_importable()  # also in a launcher's worker process, which runs only this
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN

@@ -226,3 +226,20 @@ def test_param_groups_over_the_users_parameter_names(user_dir: Path) -> None:
     assert "head 68 params, lr=0.1" in proc.stdout
     steps = read_csv(user_dir / "run" / "steps.csv")
     assert {round(float(r["lr_1"]) / float(r["lr"]), 9) for r in steps} == {10.0}
+
+
+SHADOW = 'raise ImportError("the user\'s own file was imported instead of the package")\n'
+
+
+def test_the_users_directory_is_importable_but_never_shadows(user_dir: Path) -> None:
+    """mypkg/ beside the command is found; matplotlib.py and torchvision.py there are not
+    imported in place of the installed packages (python -m puts the directory first: lrrun
+    moves it last)."""
+    for name in ("matplotlib.py", "torchvision.py"):
+        (user_dir / name).write_text(SHADOW)
+    args = ["model=custom", "model._target_=mypkg.net.Net", "+model.width=8",
+            "dataset=image_folder", "dataset.root=shapes", "trainer.epochs=1",
+            "trainer.device=cpu", "trainer.progress=false", "hydra.run.dir=run"]  # fmt: skip
+    proc = run_cli(args, user_dir, fresh=True)
+    assert_ok(proc)
+    assert (user_dir / "run" / "curves.png").is_file()  # matplotlib: the installed one

@@ -55,18 +55,26 @@ def precheck(args: list[str], extra_roots: tuple[str, ...] = ()) -> None:
         raise SystemExit(EXIT_USER_ERROR) from None
 
 
+USER_DIR = "LRRUN_USER_DIR"  # the directory lrrun was started in, for the processes it starts
+
+
 def user_code_importable() -> None:
-    """The current directory first on the import path, for this process and for the
-    processes a launcher starts (joblib, submitit) through PYTHONPATH."""
+    """The directory lrrun was started in importable (a user's ``mypkg/`` beside the command,
+    as in torchtune) - but last on the import path, after the installed packages, so a
+    ``matplotlib.py`` or ``torchvision.py`` lying there never shadows them. ``python -m`` and
+    ``-c`` put it first: it is moved to the end. The processes a launcher or
+    ``trainer.devices`` starts call this too (lrrun.cli), with the directory in
+    LRRUN_USER_DIR, and PYTHONSAFEPATH keeps their own ``python -m`` from putting theirs
+    first."""
     import os
     import sys
 
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if cwd not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([cwd, *filter(None, paths)])
+    where = os.environ.setdefault(USER_DIR, os.getcwd())
+    while sys.path and sys.path[0] in ("", os.getcwd(), where):
+        sys.path.pop(0)
+    if where not in sys.path:
+        sys.path.append(where)
+    os.environ["PYTHONSAFEPATH"] = "1"
 
 
 def rank_args(args: list[str]) -> list[str]:

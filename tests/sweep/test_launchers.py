@@ -96,3 +96,41 @@ def test_ray_local_matches_the_basic_launcher_without_oversubscribing(tmp_path: 
     assert len(two) == 2
     for status in sorted((tmp_path / "ray2").glob("*/status.json")):
         assert json.loads(status.read_text())["torch_threads"] == 2, status
+
+
+USER_NET = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, input_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(input_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "how",
+    [["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=0.1,0.01"],
+     ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "optimizer.lr=0.1"],
+     ["trainer.devices=2"]],
+    ids=["joblib", "submitit", "devices=2"],
+)  # fmt: skip
+def test_the_users_module_is_found_in_every_process(tmp_path: Path, how: list[str]) -> None:
+    """A model in mynet.py beside the command, in the processes a launcher or
+    trainer.devices starts; a matplotlib.py there shadows nothing in them either."""
+    (tmp_path / "mynet.py").write_text(USER_NET)
+    (tmp_path / "matplotlib.py").write_text("raise ImportError('shadowed')\n")
+    args = [*how[:1], *TINY, "model=custom", "model._target_=mynet.Net", "trainer.epochs=2",
+            "trainer.plot=true", "hydra.sweep.dir=sweep", "hydra.run.dir=run", *how[1:]]  # fmt: skip
+    proc = run_cli(args, tmp_path, fresh=True, env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    runs = sorted((tmp_path / "sweep").glob("[0-9]")) if "-m" in how else [tmp_path / "run"]
+    for run in runs:
+        assert json.loads((run / "status.json").read_text())["status"] == "ok"
+        assert (run / "curves.png").is_file()
