@@ -256,5 +256,5 @@ def test_a_16_bit_image_among_8_bit_ones_is_refused(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "mixed", classes=2, per_class=6)
     wide = next((root / "class_1").iterdir())
     Image.fromarray(np.full((8, 8), 4000, np.uint16)).save(wide)
-    with pytest.raises(DataError, match="more than 8 bits.*will not clip it to 8 bits"):
+    with pytest.raises(DataError, match=r"more than 8 bits.*will not clip it to 8 bits"):
         load(source="image_folder", root=str(root), val_split=0.25)
