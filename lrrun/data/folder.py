@@ -26,6 +26,15 @@ from lrrun.errors import DataError, root_cause
 SPLITS = ("train", "val", "test")
 
 
+def _unreadable() -> tuple[type[Exception], ...]:
+    """What PIL raises for a file it will not decode: damaged, not an image, or declaring
+    more pixels than PIL's decompression-bomb limit (a PNG header of 20000 x 20000)."""
+    from PIL import Image
+
+    return (OSError, Image.DecompressionBombError, SyntaxError, ValueError)
+
+
+UNREADABLE = _unreadable()
 # PIL modes of more than 8 bits per pixel (16-bit PNG and TIFF load as one of these)
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
@@ -64,7 +73,7 @@ def decode(
                     "with one bit depth."
                 )
             return as_tensor(image.convert("L" if channels == 1 else "RGB"), channels, size)
-    except OSError as exc:
+    except UNREADABLE as exc:
         raise DataError(
             f"{path} could not be decoded as an image ({root_cause(exc)}). Replace or remove it."
         ) from None
@@ -165,7 +174,7 @@ def _mode_of(path: str) -> str:
     try:
         with Image.open(path) as image:
             return str(image.mode)
-    except OSError as exc:
+    except UNREADABLE as exc:
         raise DataError(f"{path} could not be decoded as an image ({root_cause(exc)}).") from None
 
 

@@ -258,3 +258,27 @@ def test_a_16_bit_image_among_8_bit_ones_is_refused(tmp_path: Path) -> None:
     Image.fromarray(np.full((8, 8), 4000, np.uint16)).save(wide)
     with pytest.raises(DataError, match=r"more than 8 bits.*will not clip it to 8 bits"):
         load(source="image_folder", root=str(root), val_split=0.25)
+
+
+def bomb_png(path: Path, side: int = 20_000) -> Path:
+    """A tiny PNG whose header declares side x side pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+def test_a_decompression_bomb_and_empty_arrays_are_one_line(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "f", classes=2, per_class=6)
+    bomb_png(root / "class_1" / "99.png")
+    with pytest.raises(DataError, match=r"99.png could not be decoded as an image \(Image size"):
+        load(source="image_folder", root=str(root), val_split=0.25)
+    np.savez(tmp_path / "e.npz", x_train=np.zeros((0, 2), np.float32), y_train=np.zeros(0, int))
+    with pytest.raises(DataError, match="x_train is empty. Give samples"):
+        load(source="tensors", path=str(tmp_path / "e.npz"), val_split=1)
