@@ -74,11 +74,17 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def _launch(devices: int, hydra_cfg: DictConfig, run_dir: Path, sweep: bool) -> int:
-    """trainer.devices=N: this job as N data-parallel processes (lrrun.tools.launch); the
-    exit code."""
+    """trainer.devices=N: this job as N data-parallel processes (lrrun.tools.launch), in a
+    run dir this process holds; the exit code."""
+    from lrrun.config.run_dirs import claim
+    from lrrun.files import release
     from lrrun.tools.launch import launch
 
-    code = launch(devices, list(hydra_cfg.overrides.task), run_dir, _config_flags(sys.argv[1:]))
+    claim(run_dir, "run dir", str(run_dir))
+    try:
+        code = launch(devices, list(hydra_cfg.overrides.task), run_dir, _config_flags(sys.argv[1:]))
+    finally:
+        release(run_dir)
     if code and not sweep:
         raise SystemExit(code)
     return code
@@ -97,7 +103,7 @@ def _config_flags(argv: list[str]) -> list[str]:
 
 
 def _resume_command(overrides: list[str], run_dir: Path, cfg: DictConfig) -> str:
-    from lrrun.config.overrides import resume_command
+    from lrrun.config.run_dirs import resume_command
 
     return resume_command(overrides, str(cfg.trainer.get("resume") or run_dir))
 

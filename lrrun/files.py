@@ -35,3 +35,59 @@ def write_rows(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]
         writer = csv.DictWriter(f, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(rows)
+
+
+# --- the run dir's lock ---------------------------------------------------------------------
+LOCK = ".lrrun.lock"
+HELD_BY_PARENT = "LRRUN_RUN_DIR_LOCKED"  # set for processes whose launcher holds the lock
+_HELD: dict[Path, Any] = {}
+
+
+def hold(run_dir: Path) -> bool:
+    """Take ``run_dir``'s lock for the rest of this process; False when another process holds
+    it. The lock is the OS's (filelock: flock), so it goes when its holder ends, however it
+    ends: a killed run's dir is free for its resume at once. A process whose launcher holds
+    the lock (trainer.devices=N's ranks: ``LRRUN_RUN_DIR_LOCKED``) needs none."""
+    from filelock import FileLock, Timeout
+
+    path = run_dir.expanduser().resolve()
+    if path in _HELD or _parent_holds(path):
+        return True
+    path.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return False
+    _HELD[path] = lock
+    return True
+
+
+def held_elsewhere(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir``'s lock now (a run is training there)."""
+    from filelock import FileLock, Timeout
+
+    path = run_dir.expanduser().resolve()
+    if path in _HELD or _parent_holds(path) or not (path / LOCK).is_file():
+        return False
+    try:
+        FileLock(path / LOCK, timeout=0).acquire().lock.release()
+    except Timeout:
+        return True
+    return False
+
+
+def held() -> list[Path]:
+    """The run dirs this process holds (a launcher passes them on: HELD_BY_PARENT)."""
+    return list(_HELD)
+
+
+def _parent_holds(path: Path) -> bool:
+    return str(path) in os.environ.get(HELD_BY_PARENT, "").split(os.pathsep)
+
+
+def release(run_dir: Path) -> None:
+    """Give ``run_dir``'s lock back (a job of a sweep run in this process has ended)."""
+    lock = _HELD.pop(run_dir.expanduser().resolve(), None)
+    if lock is not None:
+        lock.release()

@@ -1,6 +1,6 @@
 """The command line, checked before Hydra composes: unknown choices and keys (typos) with the
-closest valid name suggested, and a run dir that can be created. Hydra would reject most of
-these too, but with exit 1, a traceback-like message and no suggestion."""
+closest valid name suggested. Hydra would reject most of these too, but with exit 1, a
+traceback-like message and no suggestion. (Where the run writes: lrrun.config.run_dirs.)"""
 
 from __future__ import annotations
 
@@ -147,79 +147,3 @@ def _did_you_mean(word: str, options: Iterable[str], prefix: str = "") -> str:
 
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f": did you mean {prefix}{close[0]}?" if close else "."
-
-
-def check_output_location(args: list[str]) -> None:
-    """Hydra creates the run dir before lrrun starts, and fails with a traceback-like
-    message if it cannot: check the place it will create it in first."""
-    import os
-
-    key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
-    given = [_parsed_value(a) for a in args if a.startswith(f"{key}=")]
-    target = given[-1] if given else "outputs"  # the last override wins, as in Hydra
-    if "${" in target:
-        return  # interpolated: Hydra resolves it
-    path = Path(target).expanduser().absolute()
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    problem = None
-    if not existing.is_dir():
-        problem = f"{existing} is a file, not a folder"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable"
-    if problem:
-        raise ConfigError(
-            f"{key}={target}: cannot create the run dir there ({problem}). "
-            f"Choose another with {key}=..."
-        )
-    finished = finished_run(path) if key == "hydra.run.dir" else None
-    if finished and not any(a.lstrip("+").startswith("trainer.resume=") for a in args):
-        raise ConfigError(
-            f"{key}={target} holds a finished run (status {finished}); a new run there would "
-            f"overwrite its CSVs. Resume it with trainer.resume={hydra_value(target)}, or choose another "
-            f"run dir with {key}=..."
-        )
-
-
-def _parsed_value(arg: str) -> str:
-    """An override's value as Hydra reads it (quotes removed); as typed if it does not parse."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        return str(OverridesParser.create().parse_overrides([arg])[0].value())
-    except Exception:
-        return arg.split("=", 1)[1]
-
-
-def hydra_value(value: str) -> str:
-    """``value`` as Hydra's override parser reads it back: as it is when plain, else in
-    single quotes, a quote inside escaped with a backslash, and so every backslash that runs
-    up to a quote or to the closing one (a run dir named ``ü run, 2 [x]=(y)#`` too)."""
-    import re
-
-    if re.fullmatch(r"[A-Za-z0-9_./~:@+-]+", value):
-        return value
-    quoted = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
-    quoted = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, quoted)
-    return f"'{quoted}'"
-
-
-def resume_command(overrides: list[str], resume: str) -> str:
-    """The command that resumes a run, to paste into a shell: the run's overrides as Hydra
-    read them, ``trainer.resume`` quoted for Hydra, all of it quoted for the shell."""
-    import shlex
-
-    kept = [o for o in overrides if not o.lstrip("+~").startswith("trainer.resume=")]
-    return shlex.join(["lrrun", *kept, f"trainer.resume={hydra_value(resume)}"])
-
-
-def finished_run(path: Path) -> str | None:
-    """The status of the run that ended in ``path`` (None: no run, or one still running)."""
-    import json
-
-    try:
-        status = json.loads((path / "status.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return status if status not in (None, "running") and (path / "metrics.csv").is_file() else None

@@ -26,7 +26,7 @@ def fail_job(exc: LrrunError, out: Path, quiet: bool = False) -> None:
     """A user error ends this job: one line on stderr and status "failed" (never over the
     status of a run that finished there before); exit 2, unless it is one job of a sweep,
     which goes on. ``quiet``: a rank of a data-parallel run other than 0 (rank 0 says it)."""
-    from lrrun.config.overrides import finished_run
+    from lrrun.config.run_dirs import finished_run
     from lrrun.logs.console import print_error
     from lrrun.logs.csv_log import write_status
 
@@ -42,9 +42,11 @@ def precheck(args: list[str], extra_roots: tuple[str, ...] = ()) -> None:
     """Checks that must run before Hydra composes (typos, run dir); exit 2 on failure. Also
     makes the current directory importable, so a ``_target_`` in the user's own package
     beside their configs (mypkg/net.py) works without installing it, as torchtune does."""
-    from lrrun.config.overrides import check_output_location, check_overrides
+    from lrrun.config.overrides import check_overrides
+    from lrrun.config.run_dirs import check_output_location, register_unique_resolver
 
     user_code_importable()
+    register_unique_resolver()  # the default run dirs' names
     try:
         check_overrides(args, extra_roots)
         check_output_location(args)

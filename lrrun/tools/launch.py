@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from lrrun.files import HELD_BY_PARENT, held
+
 GRACE_S = 60.0
 
 
@@ -31,6 +33,7 @@ def launch(devices: int, overrides: list[str], run_dir: Path, extra_args: list[s
     base = dict(os.environ) | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                                "WORLD_SIZE": str(devices), "LOCAL_WORLD_SIZE": str(devices)}  # fmt: skip
     base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // devices)))
+    base[HELD_BY_PARENT] = os.pathsep.join(map(str, held()))  # the ranks write where it holds
     command = [sys.executable, "-m", "lrrun", *extra_args, *overrides,
                f"hydra.run.dir={run_dir.resolve()}"]  # fmt: skip
     procs = [

@@ -13,8 +13,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from lrrun.config.run_dirs import claim
 from lrrun.config.settings import Settings, read
 from lrrun.errors import Diverged
+from lrrun.files import release
 from lrrun.schedule.build import build_scheduler
 from lrrun.schedule.lint import lint
 from lrrun.train import checkpoint, distributed, final_test, header
@@ -52,6 +54,8 @@ def run(
     if trainer.resume:
         path = checkpoint.locate(str(trainer.resume))
         saved, run_dir = checkpoint.load(path), path.parent
+    if world.main:  # its lock, before anything is written (a sweep's job, a dated dir)
+        claim(run_dir, "run dir", str(run_dir))
     torch.manual_seed(trainer.seed)
     device = resolve_device(trainer.device, job_num, world)
     distributed.start(world, device)
@@ -60,6 +64,8 @@ def run(
     except BaseException:
         distributed.stop(wait=False)
         raise
+    finally:
+        release(run_dir)  # the next job of a sweep run in this process may take its own
     distributed.stop(wait=True)
     return history
 

@@ -94,7 +94,7 @@ def test_the_printed_resume_command_reads_back(path: str) -> None:
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from lrrun.config.overrides import resume_command
+    from lrrun.config.run_dirs import resume_command
 
     command = resume_command(["optimizer.lr=0.1", "trainer.resume=old"], path)
     argv = shlex.split(command)

@@ -53,7 +53,7 @@ def test_signal_saves_prints_resume_command_and_resume_is_exact(tmp_path: Path, 
 def test_the_printed_resume_command_works_for_any_run_dir_name(tmp_path: Path) -> None:
     """A dir name Hydra's lexer would refuse unquoted: the printed command, pasted into a
     shell, resumes it."""
-    from lrrun.config.overrides import hydra_value
+    from lrrun.config.run_dirs import hydra_value
 
     name = "ü run, 2 [x]=(y)#"
     run_dir = tmp_path / name

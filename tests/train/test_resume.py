@@ -107,7 +107,9 @@ def test_checkpoint_contents(compose_cfg, tmp_path: Path) -> None:
     assert state["plan"]["scheduler"]["gamma"] == 0.7
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["epoch"] == state["best"][1]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert hidden == [".lrrun.lock"]  # no temp files left; the run dir's lock stays (empty)
+    assert (tmp_path / ".lrrun.lock").stat().st_size == 0
 
 
 def test_derived_length_that_would_change_is_refused(compose_cfg, tmp_path: Path) -> None:
