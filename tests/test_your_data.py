@@ -231,6 +231,7 @@ def test_param_groups_over_the_users_parameter_names(user_dir: Path) -> None:
 SHADOW = 'raise ImportError("the user\'s own file was imported instead of the package")\n'
 
 
+@pytest.mark.slow
 def test_the_users_directory_is_importable_but_never_shadows(user_dir: Path) -> None:
     """mypkg/ beside the command is found; matplotlib.py and torchvision.py there are not
     imported in place of the installed packages (python -m puts the directory first: lrrun

@@ -41,6 +41,7 @@ def wait_for_an_epoch(proc: subprocess.Popen[str], run_dir: Path) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_runs_started_together_get_their_own_dirs(tmp_path: Path) -> None:
     """Four runs with the default dated dir, in the same second: four dirs, four good runs."""
     procs = [start([*TINY, "trainer.epochs=2", f"trainer.seed={s}"], tmp_path) for s in range(4)]
