@@ -57,7 +57,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             return None
         raise SystemExit(EXIT_DIVERGED if isinstance(exc, Diverged) else 1) from None
     except KeyboardInterrupt as exc:
-        resume = _resume_command(list(hydra_cfg.overrides.task), run_dir, cfg)
+        resume = _resume_command([*_config_flags(sys.argv[1:]), *hydra_cfg.overrides.task],
+                                 run_dir, cfg)  # fmt: skip
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         cause = f" ({exc})" if str(exc) else ""
         say(

@@ -66,7 +66,7 @@ def claim(path: Path, key: str, target: str, args: list[str] | None = None) -> N
     resuming = args is None or key == "trainer.resume"
     state = run_state(path)
     if state and not resuming:
-        kept = [a for a in (args or []) if not a.startswith(("hydra.run.dir=", "-"))]
+        kept = [a for a in (args or []) if not a.startswith("hydra.run.dir=")]
         raise ConfigError(
             f"{key}={target} holds {state}; a new run there would overwrite its files. "
             f"Resume it with: {resume_command(kept, str(path))} - or {elsewhere}."
