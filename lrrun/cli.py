@@ -21,6 +21,7 @@ from lrrun.tools.common import (
     fail_job,
     precheck,
     rank_args,
+    register_resolvers,
     user_code_importable,
 )
 from lrrun.world import env_world
@@ -39,10 +40,18 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         with _sigterm_raises():
             settings = read(cfg, hydra_cfg.runtime.choices)  # before torch (seconds to import)
-            if settings.trainer.devices > 1 and not world.active:
+            state = _sweep_job_state(run_dir, hydra_cfg) if sweep else "run"
+            if state == "resume":
+                settings = settings.resuming(str(run_dir))
+            if state == "skip":
                 from lrrun.logs.runs import read_rows
 
-                code = _launch(settings.trainer.devices, hydra_cfg, run_dir, sweep)
+                history = read_rows(run_dir / "metrics.csv")
+            elif settings.trainer.devices > 1 and not world.active:
+                from lrrun.logs.runs import read_rows
+
+                code = _launch(settings.trainer.devices, hydra_cfg, run_dir, sweep,
+                               resume=state == "resume")  # fmt: skip
                 history = read_rows(run_dir / "metrics.csv") if not code else []
             else:
                 from lrrun.train.runner import run
@@ -57,13 +66,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             return None
         raise SystemExit(EXIT_DIVERGED if isinstance(exc, Diverged) else 1) from None
     except KeyboardInterrupt as exc:
-        resume = _resume_command([*_config_flags(sys.argv[1:]), *hydra_cfg.overrides.task],
-                                 run_dir, cfg)  # fmt: skip
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         cause = f" ({exc})" if str(exc) else ""
         say(
             f"{what}{cause}; every completed epoch is saved in {run_dir} (checkpoint.pt, "
-            f"CSVs). Resume with: {resume}"
+            f"CSVs). {_continue_command(hydra_cfg, run_dir, cfg, sweep)}"
         )
         raise SystemExit(
             EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
@@ -74,16 +81,49 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return best[settings.task.select] if best else None
 
 
-def _launch(devices: int, hydra_cfg: DictConfig, run_dir: Path, sweep: bool) -> int:
+def _sweep_job_state(run_dir: Path, hydra_cfg: DictConfig) -> str:
+    """A sweep's job: "run", "resume" (stopped after a checkpoint) or "skip" (it ended
+    before: the same sweep again finishes what is left; lrrun.config.sweep_dirs)."""
+    from lrrun.config.sweep_dirs import ended, job_state
+    from lrrun.logs.console import print_note
+
+    state = job_state(run_dir, list(hydra_cfg.overrides.task))
+    job = f"job {hydra_cfg.job.num}"
+    if state == "skip":
+        print_note(f"{job} ended before (status {ended(run_dir)}): kept as it is")
+    elif state == "resume":
+        print_note(f"{job} stopped before: resuming it from {run_dir}/checkpoint.pt")
+    return state
+
+
+def _continue_command(hydra_cfg: DictConfig, run_dir: Path, cfg: DictConfig, sweep: bool) -> str:
+    """What to paste to go on after Ctrl-C: the run's resume command, or the command that
+    finishes the sweep (its ended jobs kept, this one resumed, the rest run)."""
+    flags = _config_flags(sys.argv[1:])
+    if sweep:
+        from lrrun.config.sweep_dirs import finish_command, sweep_record
+
+        record = sweep_record(Path(hydra_cfg.sweep.dir))
+        if record is not None:
+            return f"Finish the sweep with: {finish_command(record, hydra_cfg.sweep.dir, flags)}"
+    return f"Resume with: {_resume_command([*flags, *hydra_cfg.overrides.task], run_dir, cfg)}"
+
+
+def _launch(
+    devices: int, hydra_cfg: DictConfig, run_dir: Path, sweep: bool, resume: bool = False
+) -> int:
     """trainer.devices=N: this job as N data-parallel processes (lrrun.tools.launch), in a
-    run dir this process holds; the exit code."""
-    from lrrun.config.run_dirs import claim
+    run dir this process holds; the exit code. ``resume``: a sweep's stopped job."""
+    from lrrun.config.run_dirs import claim, hydra_value
     from lrrun.files import release
     from lrrun.tools.launch import launch
 
     claim(run_dir, "run dir", str(run_dir))
+    overrides = list(hydra_cfg.overrides.task)
+    if resume:
+        overrides.append(f"trainer.resume={hydra_value(str(run_dir))}")
     try:
-        code = launch(devices, list(hydra_cfg.overrides.task), run_dir, _config_flags(sys.argv[1:]))
+        code = launch(devices, overrides, run_dir, _config_flags(sys.argv[1:]))
     finally:
         release(run_dir)
     if code and not sweep:
@@ -124,6 +164,11 @@ class _sigterm_raises:
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+# A launcher's worker process (joblib, submitit) imports this module to run a job: Hydra
+# resolves the job's hydra node there, with lrrun's resolvers.
+register_resolvers()
 
 
 def main() -> None:

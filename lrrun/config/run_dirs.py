@@ -36,15 +36,17 @@ def check_output_location(args: list[str]) -> None:
     the command line names - ``trainer.resume``'s, or ``hydra.run.dir`` - for this process:
     refused if another process trains there, or (not resuming it) if it holds a run."""
     key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
-    given = [_parsed_value(a) for a in args if a.startswith(f"{key}=")]
+    given = [parsed_value(a) for a in args if a.startswith(f"{key}=")]
     target = given[-1] if given else "outputs"  # the last override wins, as in Hydra
     if "${" in target:
         return  # interpolated: Hydra resolves it
     path = Path(target).expanduser().absolute()
     _creatable(path, key, target)
-    resumes = [_parsed_value(a) for a in args if a.lstrip("+").startswith("trainer.resume=")]
-    if key != "hydra.run.dir" or env_world().rank > 0:
-        return  # a sweep's jobs are claimed by the runner; rank 0 claims for its ranks
+    if key == "hydra.sweep.dir":
+        return  # lrrun.config.sweep_dirs checks it; the runner claims each job's dir
+    resumes = [parsed_value(a) for a in args if a.lstrip("+").startswith("trainer.resume=")]
+    if env_world().rank > 0:
+        return  # rank 0 claims for its ranks
     if resumes:
         found = Path(resumes[-1]).expanduser().absolute()
         claim(found if found.is_dir() or not found.exists() else found.parent, "trainer.resume",
@@ -107,7 +109,7 @@ def _creatable(path: Path, key: str, target: str) -> None:
         )
 
 
-def _parsed_value(arg: str) -> str:
+def parsed_value(arg: str) -> str:
     """An override's value as Hydra reads it (quotes removed); as typed if it does not parse."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 

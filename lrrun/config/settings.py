@@ -95,6 +95,10 @@ class Settings:
     lr_scaling: LrScaling = field(default_factory=lambda: LrScaling())
     choices: dict[str, str] = field(default_factory=dict)  # Hydra's group choices (header)
 
+    def resuming(self, run_dir: str) -> Settings:
+        """These settings continuing the run saved in ``run_dir`` (a sweep's stopped job)."""
+        return dataclasses.replace(self, trainer=dataclasses.replace(self.trainer, resume=run_dir))
+
     def scaled(self, processes: int) -> tuple[Settings, str]:
         """These settings with optimizer.lr_scaling applied for ``processes`` data-parallel
         processes (the whole schedule: lrrun.config.scaling), and the header's account of it

@@ -163,6 +163,13 @@ def print_warning(message: str) -> None:
     _print_line("warning: ", "bold yellow", message)
 
 
+def print_note(message: str) -> None:
+    """One ``note: ...`` line on stdout (what lrrun decided for the user, e.g. to finish a
+    sweep rather than redo it)."""
+    Console(highlight=False).print(Text.assemble(("note: ", "bold cyan"), message),
+                                   soft_wrap=True)  # fmt: skip
+
+
 def _print_line(label: str, style: str, message: str) -> None:
     Console(stderr=True, highlight=False).print(
         Text.assemble((label, style), message), soft_wrap=True

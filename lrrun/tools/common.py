@@ -43,18 +43,35 @@ def precheck(args: list[str], extra_roots: tuple[str, ...] = ()) -> None:
     makes the current directory importable, so a ``_target_`` in the user's own package
     beside their configs (mypkg/net.py) works without installing it, as torchtune does."""
     from lrrun.config.overrides import check_overrides
-    from lrrun.config.run_dirs import check_output_location, register_unique_resolver
+    from lrrun.config.run_dirs import check_output_location
+    from lrrun.config.sweep_dirs import check_sweep_location
 
     user_code_importable()
-    register_unique_resolver()  # the default run dirs' names
+    register_resolvers()
     try:
         check_overrides(args, extra_roots)
         check_output_location(args)
+        finishing = check_sweep_location(args)
     except LrrunError as exc:
         from lrrun.logs.console import print_error
 
         print_error(str(exc))
         raise SystemExit(EXIT_USER_ERROR) from None
+    if finishing:
+        from lrrun.logs.console import print_note
+
+        print_note(finishing)
+
+
+def register_resolvers() -> None:
+    """lrrun's resolvers in conf/config.yaml's hydra node: the default run dirs' names, and
+    whether Hydra writes a job's ``.hydra/`` (not into an ended job of a sweep it finishes).
+    Also called where a launcher's worker process imports lrrun.cli to run a job."""
+    from lrrun.config.run_dirs import register_unique_resolver
+    from lrrun.config.sweep_dirs import register_hydra_files_resolver
+
+    register_unique_resolver()
+    register_hydra_files_resolver()
 
 
 USER_DIR = "LRRUN_USER_DIR"  # the directory lrrun was started in, for the processes it starts
