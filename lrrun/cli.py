@@ -172,6 +172,9 @@ register_resolvers()
 
 
 def main() -> None:
+    from lrrun.tools.launch import follow_launcher
+
+    follow_launcher()  # a rank of trainer.devices=N dies with its launcher
     precheck(sys.argv[1:])
     sys.argv += rank_args(sys.argv[1:])
     _hydra_main()

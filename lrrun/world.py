@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: lrrun.cli reads the config first
+    import torch
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ def shard(order: torch.Tensor, world: World, pad: bool = True) -> torch.Tensor:
         return order
     if pad and len(order) % world.size:
         extra = world.size - len(order) % world.size
+        import torch
+
         order = torch.cat([order, order.repeat(extra // len(order) + 1)[:extra]])
     return order[world.rank :: world.size]
 

@@ -99,7 +99,8 @@ def user_code_importable() -> None:
 def rank_args(args: list[str]) -> list[str]:
     """What a rank other than 0 of a data-parallel run adds to its command line: Hydra writes
     nothing for it (rank 0 writes the run dir), and Ctrl-C is left to rank 0, which the others
-    follow (lrrun.train.distributed). A sweep is one job per launch: refused under torchrun."""
+    follow (lrrun.train.distributed), and its C++ warnings are left to rank 0. A sweep is one job
+    per launch: refused under torchrun."""
     import atexit
     import os
     import shutil
@@ -122,6 +123,9 @@ def rank_args(args: list[str]) -> list[str]:
     if world.main:
         return []
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # When rank 0 ends first (Ctrl-C), torch's C++ side warns here of the lost connection
+    # with 60 lines of frames; rank 0 says what happened, in one line. Read at torch import.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     quiet_dir = os.path.join(tempfile.gettempdir(), f"lrrun-rank{world.rank}-{os.getpid()}")
     atexit.register(shutil.rmtree, quiet_dir, True)  # Hydra makes it; nothing is written
     return ["hydra.output_subdir=null", "hydra/job_logging=disabled",

@@ -6,7 +6,9 @@ have as one process: rank 0's (130 Ctrl-C, 143 SIGTERM, 3 diverged, 2 a user err
 
 Signals: Ctrl-C in a terminal reaches every process of the group (the other ranks ignore it
 and end with rank 0); SIGINT or SIGTERM sent to this process alone is passed on. When a rank
-ends and another has not ended a minute later, it is sent SIGTERM.
+ends and another has not ended a minute later, it is sent SIGTERM. When this process dies,
+even by SIGKILL, the ranks get SIGTERM (follow_launcher): none is left training, orphaned.
+A rank killed outright is recorded in status.json (failed), never left "running".
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def launch(devices: int, overrides: list[str], run_dir: Path, extra_args: list[s
                                "WORLD_SIZE": str(devices), "LOCAL_WORLD_SIZE": str(devices)}  # fmt: skip
     base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // devices)))
     base[HELD_BY_PARENT] = os.pathsep.join(map(str, held()))  # the ranks write where it holds
+    base[FOLLOW] = str(os.getpid())  # they die with it (follow_launcher)
     command = [sys.executable, "-m", "lrrun", *extra_args, *overrides,
                f"hydra.run.dir={run_dir.resolve()}"]  # fmt: skip
     procs = [
@@ -62,5 +65,42 @@ def launch(devices: int, overrides: list[str], run_dir: Path, extra_args: list[s
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    killed = [f"rank {r} was killed ({signal.Signals(-p.returncode).name})"
+              for r, p in enumerate(procs) if p.returncode < 0]  # fmt: skip
+    if killed:
+        _record_kill(run_dir, "; ".join(killed))
     codes = [128 - p.returncode if p.returncode < 0 else p.returncode for p in procs]  # signals
     return codes[0] if codes[0] else next((c for c in codes if c), 0)
+
+
+def _record_kill(run_dir: Path, message: str) -> None:
+    """A rank killed outright (SIGKILL, the OOM killer) writes nothing; its run must not be
+    left "running": the launcher, which still holds the run dir, writes its end."""
+    import json
+
+    from lrrun.logs.csv_log import write_status
+
+    try:
+        if json.loads((run_dir / "status.json").read_text()).get("status") == "running":
+            write_status(run_dir, "failed", message=message)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+FOLLOW = "LRRUN_LAUNCHER_PID"  # set for the ranks: the launcher they die with
+
+
+def follow_launcher() -> None:
+    """In a rank this launcher started: SIGTERM when the launcher dies, however it dies
+    (Linux's PR_SET_PDEATHSIG), so no rank trains on, orphaned, holding a GPU. SIGTERM, not
+    SIGKILL: each rank still saves what it did and ends as "interrupted"."""
+    import ctypes
+    import ctypes.util
+
+    parent = os.environ.get(FOLLOW)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -106,6 +107,43 @@ def peer_outcome(world: World, wait_s: float = 5.0) -> tuple[int, str, str, str]
     return (int(rank), outcome, kind, message) if int(rank) != world.rank else None
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while a failing run writes how it ended (torchrun sends
+    SIGTERM to every rank when one dies: it must not land between the failure and its
+    status); one that came meanwhile is raised after, by the handler it would have met."""
+    import signal
+
+    pending: list[int] = []
+    try:
+        previous = {s: signal.signal(s, lambda n, f: pending.append(n))
+                    for s in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    except ValueError:  # not the main thread: signals are not ours to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether ``error`` is a collective that failed because a peer's connection closed (its
+    text then carries 60 lines of C++ frames, which no user should have to read)."""
+    import torch.distributed as dist
+
+    text = str(error)
+    return isinstance(error, dist.DistError) or (
+        isinstance(error, RuntimeError)
+        and any(
+            s in text for s in ("gloo", "NCCL", "Connection closed by peer", "Connection reset")
+        )
+    )
+
+
 def explain(error: BaseException, world: World) -> BaseException:
     """This rank's exception, as the run should end with it: when a collective failed
     because another rank ended first (its sockets closed), that rank's end - interrupted
@@ -115,7 +153,13 @@ def explain(error: BaseException, world: World) -> BaseException:
     if not world.active or isinstance(error, LrrunError | Diverged | KeyboardInterrupt):
         return error
     peer = peer_outcome(world)
-    if peer is None:
+    if peer is None:  # the rank that ended said nothing: killed, or it hosted the store
+        if lost_peer(error):
+            import re
+
+            first = (str(error).strip().splitlines() or [""])[0]
+            cause = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]
+            return PeerFailed(f"another rank ended without a word (killed?): {cause}")
         return error
     rank, outcome, kind, message = peer
     if outcome == "interrupted":

@@ -39,6 +39,26 @@ def check_output_dir(run_dir: Path, model: nn.Module, total_steps: int) -> None:
         )
 
 
+def orphan_end(run_dir: Path, outcome: str, message: str) -> None:
+    """A rank other than 0 that outlives rank 0 (killed under torchrun) writes the run's end,
+    which rank 0 could not: never over rank 0's own, and only once nobody holds the run
+    dir's lock (rank 0 holds it while alive; under trainer.devices=N the launcher, which
+    writes the end itself: lrrun.tools.launch)."""
+    import json
+
+    from lrrun.files import HELD_BY_PARENT, held_elsewhere
+    from lrrun.logs.csv_log import write_status
+
+    if os.environ.get(HELD_BY_PARENT) or held_elsewhere(run_dir):
+        return
+    try:
+        if json.loads((run_dir / "status.json").read_text()).get("status") != "running":
+            return
+    except (OSError, ValueError, AttributeError):
+        return
+    write_status(run_dir, outcome, message=f"rank 0 ended without a word (killed?); {message}")
+
+
 def plot(run_dir: Path, trainer: TrainerSettings) -> None:
     """curves.png (lr per step, loss and the task's other metric per epoch); a failure here
     only warns."""

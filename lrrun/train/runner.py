@@ -28,7 +28,7 @@ from lrrun.train.loop import fit
 from lrrun.train.parts import precision_context, set_deterministic
 from lrrun.train.resume import plan as resume_plan
 from lrrun.train.resume import restore
-from lrrun.train.run_dir import artifacts, check_output_dir, plot, short
+from lrrun.train.run_dir import artifacts, check_output_dir, orphan_end, plot, short
 from lrrun.world import World, env_world, gather
 
 
@@ -128,12 +128,16 @@ def _train(
             tested = final_test.test_selected(model, parts.test, autocast, run_dir, epochs,
                                               trainer.save_best, parts.task)  # fmt: skip
     except BaseException as error:
-        exc = distributed.explain(error, world)  # a peer's end, when a collective failed
-        outcome = failure(exc)
-        distributed.post_outcome(world, outcome, type(exc).__name__, str(exc))
-        book.status(outcome, message=str(exc) or type(exc).__name__)
-        if isinstance(exc, Diverged) and world.main:
-            plot(run_dir, trainer)
+        outcome = failure(error)
+        with distributed.signals_held():  # a launcher's SIGTERM now must not skip the status
+            exc = distributed.explain(error, world)  # a peer's end, when a collective failed
+            outcome = failure(exc)
+            distributed.post_outcome(world, outcome, type(exc).__name__, str(exc))
+            book.status(outcome, message=str(exc) or type(exc).__name__)
+            if not world.main:
+                orphan_end(run_dir, outcome, str(exc) or type(exc).__name__)  # rank 0 killed
+            if isinstance(exc, Diverged) and world.main:
+                plot(run_dir, trainer)
         if exc is error:
             raise
         raise exc from None
