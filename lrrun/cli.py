@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from lrrun.config.location import config_dir
 from lrrun.config.settings import read
-from lrrun.errors import Diverged, LrrunError, PeerFailed, Terminated
+from lrrun.errors import Diverged, LrrunError, PeerFailed, Terminated, WriteFailed
 from lrrun.tools.common import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
@@ -60,8 +60,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except LrrunError as exc:
         fail_job(exc, run_dir, quiet=not world.main)
         return None
-    except (Diverged, PeerFailed) as exc:  # the runner has written status "diverged" / "failed"
-        say(str(exc))
+    except (Diverged, PeerFailed, WriteFailed) as exc:  # the runner wrote status diverged/failed
+        go_on = f" {_what_is_kept(hydra_cfg, run_dir, cfg, sweep)}"
+        say(str(exc) + (go_on if isinstance(exc, WriteFailed) else ""))
         if sweep:  # the other jobs go on; SweepEnd reports the failure at the end
             return None
         raise SystemExit(EXIT_DIVERGED if isinstance(exc, Diverged) else 1) from None
@@ -69,12 +70,23 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         cause = f" ({exc})" if str(exc) else ""
         say(
-            f"{what}{cause}; every completed epoch is saved in {run_dir} (checkpoint.pt, "
+            f"{what}{cause}; every completed epoch is saved in {_trained_dir(run_dir, cfg)} (checkpoint.pt, "
             f"CSVs). {_continue_command(hydra_cfg, run_dir, cfg, sweep)}"
         )
         raise SystemExit(
             EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         ) from None
+    except Exception as exc:  # the user's own code (a model, a dataset function), or a bug
+        import traceback
+
+        traceback.print_exc()  # it is theirs to read: kept, on every rank
+        say(
+            f"the run failed with {type(exc).__name__} (traceback above); once it is fixed: "
+            f"{_what_is_kept(hydra_cfg, run_dir, cfg, sweep)}"
+        )
+        if sweep:
+            return None
+        raise SystemExit(1) from None
     # The return value lets Hydra sweepers (e.g. Optuna) optimise it: the task's selection
     # metric at the chosen epoch (val_acc: maximise; val_loss: minimise).
     best = settings.task.best(history)
@@ -94,6 +106,26 @@ def _sweep_job_state(run_dir: Path, hydra_cfg: DictConfig) -> str:
     elif state == "resume":
         print_note(f"{job} stopped before: resuming it from {run_dir}/checkpoint.pt")
     return state
+
+
+def _trained_dir(run_dir: Path, cfg: DictConfig) -> Path:
+    """Where the run writes: Hydra's run dir, or with trainer.resume the resumed run's."""
+    resume = cfg.trainer.get("resume")
+    if not resume:
+        return run_dir
+    path = Path(str(resume)).expanduser()
+    return path if path.is_dir() else path.parent
+
+
+def _what_is_kept(hydra_cfg: DictConfig, run_dir: Path, cfg: DictConfig, sweep: bool) -> str:
+    """After a failure: how to go on from the last saved epoch, or that none was saved."""
+    trained = _trained_dir(run_dir, cfg)
+    if not (trained / "checkpoint.pt").is_file():
+        return "no epoch was saved: run it again."
+    return (
+        f"every completed epoch is saved in {trained}. "
+        f"{_continue_command(hydra_cfg, run_dir, cfg, sweep)}"
+    )
 
 
 def _continue_command(hydra_cfg: DictConfig, run_dir: Path, cfg: DictConfig, sweep: bool) -> str:

@@ -39,6 +39,18 @@ class Diverged(Exception):
         )
 
 
+class WriteFailed(Exception):
+    """The run dir stopped taking the run's files mid-run (disk full, quota, made read-only):
+    the run ends "failed", exit 1, what was written before kept. ``reason``: the OS's words."""
+
+    def __init__(self, run_dir: object, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"the run dir {run_dir} stopped taking the run's files ({reason}). Free space or "
+            "fix its permissions;"
+        )
+
+
 class PeerFailed(Exception):
     """Another rank of a data-parallel run failed; this one ends with its message (exit 1)."""
 

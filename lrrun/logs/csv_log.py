@@ -189,5 +189,11 @@ def write_status(run_dir: Path, status: str, **fields: Any) -> None:
         previous = json.loads(path.read_text())
     except (OSError, ValueError):
         previous = {}
-    with atomic_write(path) as f:
-        json.dump({**previous, **fields, "status": status}, f, indent=1)
+    text = json.dumps({**previous, **fields, "status": status}, indent=1)
+    try:
+        with atomic_write(path) as f:
+            f.write(text)
+    except OSError:  # a dir that takes no new file (full, read-only): the file may take it
+        if not path.is_file():
+            raise
+        path.write_text(text)

@@ -9,6 +9,7 @@ rank's RNG state for the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -143,11 +144,18 @@ class Logbook:
     def close(self, outcome: str, artifacts: list[Path]) -> None:
         """Whatever happened, every step taken is on disk (and in the trackers); after a
         failure without a collective (lrrun.logs.csv_log.StepRecorder.flush)."""
-        self.recorder.flush(reduce=outcome == "ok")
-        self.log_events()
+
+        def guarded() -> contextlib.AbstractContextManager[None]:
+            # after a failure, one more failed write (a full disk) must not hide the first
+            return contextlib.suppress(OSError) if outcome != "ok" else contextlib.nullcontext()
+
+        with guarded():
+            self.recorder.flush(reduce=outcome == "ok")
+            self.log_events()
         for log in (self.metrics, self.steps, self.events):
             if log is not None:
-                log.close()
+                with guarded():
+                    log.close()
         self.console.close()
         if outcome != "ok":
             self.tracked.close(outcome, artifacts)

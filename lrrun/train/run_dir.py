@@ -3,6 +3,7 @@ there at the end (curves.png), and how it is named on the console."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from lrrun.config.settings import TrainerSettings
-from lrrun.errors import ConfigError, root_cause
+from lrrun.errors import ConfigError, WriteFailed, root_cause
 from lrrun.logs.console import print_warning
 
 ARTIFACTS = ("curves.png", "metrics.csv", "steps.csv")  # what the trackers get at the end
@@ -37,6 +38,25 @@ def check_output_dir(run_dir: Path, model: nn.Module, total_steps: int) -> None:
             f"run dir {run_dir} has {free / 2**20:.1f} MiB free; this run needs about "
             f"{need / 2**20:.1f} MiB (checkpoints and CSVs). Free some space. {hint}"
         )
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def write_failure(exc: BaseException, run_dir: Path) -> BaseException:
+    """``exc`` as WriteFailed when it is the run dir refusing a write: an OSError on a file
+    there, or one of a full or read-only disk - also beneath the error torch.save raises on
+    it. Anything else (a user's model raising OSError on its own files) is left as it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            name = str(seen.filename or "")
+            inside = bool(name) and Path(name).resolve().is_relative_to(run_dir.resolve())
+            if seen.errno in WRITE_ERRNOS or inside:
+                reason = f"{seen.strerror or seen}" + (f": {name}" if name else "")
+                return WriteFailed(run_dir, reason)
+        seen = seen.__cause__ or seen.__context__
+    return exc
 
 
 def orphan_end(run_dir: Path, outcome: str, message: str) -> None:

@@ -7,6 +7,7 @@ trackers)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,14 @@ from lrrun.train.loop import fit
 from lrrun.train.parts import precision_context, set_deterministic
 from lrrun.train.resume import plan as resume_plan
 from lrrun.train.resume import restore
-from lrrun.train.run_dir import artifacts, check_output_dir, orphan_end, plot, short
+from lrrun.train.run_dir import (
+    artifacts,
+    check_output_dir,
+    orphan_end,
+    plot,
+    short,
+    write_failure,
+)
 from lrrun.world import World, env_world, gather
 
 
@@ -131,9 +139,11 @@ def _train(
         outcome = failure(error)
         with distributed.signals_held():  # a launcher's SIGTERM now must not skip the status
             exc = distributed.explain(error, world)  # a peer's end, when a collective failed
+            exc = write_failure(exc, run_dir)  # the disk, not the run
             outcome = failure(exc)
             distributed.post_outcome(world, outcome, type(exc).__name__, str(exc))
-            book.status(outcome, message=str(exc) or type(exc).__name__)
+            with contextlib.suppress(OSError):  # a dir that takes nothing takes no status
+                book.status(outcome, message=getattr(exc, "reason", str(exc)) or type(exc).__name__)
             if not world.main:
                 orphan_end(run_dir, outcome, str(exc) or type(exc).__name__)  # rank 0 killed
             if isinstance(exc, Diverged) and world.main:
