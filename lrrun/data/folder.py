@@ -55,6 +55,40 @@ class FolderItems(torch.utils.data.Dataset):
         return decode(path, self.channels, self.size, self.wide), label
 
 
+def check_headers(items: FolderItems, what: str) -> None:
+    """Before epoch 1 on the DataLoader path (which decodes while training): every file opens
+    as an image (its header only: no pixels are decoded), none declares a decompression
+    bomb or a bit depth the folder does not have, and - unless dataset.image_size resizes
+    them - all have one size, as the in-memory path checks when it decodes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    def header(path: str) -> tuple[tuple[int, int], str]:
+        try:
+            with Image.open(path) as image:
+                return image.size, image.mode
+        except UNREADABLE as exc:
+            raise DataError(
+                f"{what}: {path} could not be opened as an image ({root_cause(exc)}). "
+                "Replace or remove it."
+            ) from None
+
+    paths = [path for path, _ in items.samples]
+    with ThreadPoolExecutor(4) as pool:
+        headers = list(pool.map(header, paths, chunksize=256))
+    (width, height), _ = headers[0]
+    for path, (size, mode) in zip(paths, headers, strict=True):
+        if mode in WIDE_MODES and not items.wide:
+            raise DataError(f"{what}: {_deeper(path, mode)}")
+        if items.size is None and size != (width, height):
+            raise DataError(
+                f"{what}: {path} is {size[0]}x{size[1]} pixels, {paths[0]} is {width}x{height}: "
+                "samples of one batch must have one size. Set dataset.image_size=[height,width] "
+                "(or one number) to resize every image."
+            )
+
+
 def decode(
     path: str, channels: int, size: tuple[int, int] | None, wide: bool = False
 ) -> torch.Tensor:
@@ -67,16 +101,19 @@ def decode(
             if wide:
                 return as_tensor(_unit_float(image, channels), channels, size)
             if image.mode in WIDE_MODES:
-                raise DataError(
-                    f"{path} has {image.mode} pixels (more than 8 bits) in a folder whose first "
-                    "image has 8: lrrun will not clip it to 8 bits. Store the folder's images "
-                    "with one bit depth."
-                )
+                raise DataError(_deeper(path, image.mode))
             return as_tensor(image.convert("L" if channels == 1 else "RGB"), channels, size)
     except UNREADABLE as exc:
         raise DataError(
             f"{path} could not be decoded as an image ({root_cause(exc)}). Replace or remove it."
         ) from None
+
+
+def _deeper(path: str, mode: str) -> str:
+    return (
+        f"{path} has {mode} pixels (more than 8 bits) in a folder whose first image has 8: "
+        "lrrun will not clip it to 8 bits. Store the folder's images with one bit depth."
+    )
 
 
 def _unit_float(image: Any, channels: int) -> Any:

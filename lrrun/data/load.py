@@ -18,7 +18,7 @@ from lrrun.config.dataset import TOKEN_SOURCES, DataSpec
 from lrrun.data.arrays import load_arrays
 from lrrun.data.base import Data, Loaded, Split, dims
 from lrrun.data.base import measure as channel_stats
-from lrrun.data.folder import load_folder
+from lrrun.data.folder import FolderItems, check_headers, load_folder
 from lrrun.data.idx import load_idx
 from lrrun.data.library import load_callable, load_torchvision
 from lrrun.data.memory import decode_all, estimate_nbytes, fits_on
@@ -112,6 +112,10 @@ def _load(spec: DataSpec, loaded: Loaded, memory: bool, measure: bool = True) ->
     splits = {"train": loaded.train, "val": loaded.val, "test": loaded.test}
     if memory:
         splits = {k: decode_all(s, f"{k} split") if s else None for k, s in splits.items()}
+    elif measure:  # the DataLoader path decodes while training: its files are checked now
+        for k, s in splits.items():
+            if s is not None and isinstance(s.items, FolderItems):
+                check_headers(s.items, f"{k} split")
     if spec.image_size is not None:
         splits = {k: _resized(s, spec.image_size) if s else None for k, s in splits.items()}
     if spec.task == "classification":

@@ -1,9 +1,9 @@
 """Decode a per-sample split once into one tensor, so training needs no per-sample work.
 
 Files are decoded on threads (PIL's decoders run outside Python's lock) into one uint8
-tensor. An image folder's decoded splits are kept in a cache file (``$XDG_CACHE_HOME``
-or ``~/.cache``, ``lrrun/images/``), stamped with every file's name, size and mtime and the
-decoding settings, so the next run (or a sweep's other processes) loads them in a blink.
+tensor. An image folder's decoded splits are kept in a cache file (``cache_dir()``), stamped
+with every file's name, size and mtime and the decoding settings, checked by a checksum
+(lrrun.data.cache), so the next run (or a sweep's other processes) loads them in a blink.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
+from lrrun.data import cache
 from lrrun.data.base import Split, dims
 from lrrun.data.folder import FolderItems
 from lrrun.errors import DataError
-from lrrun.files import atomic_write
 
 
 def fits_on(device: torch.device, nbytes: int) -> bool:
@@ -49,14 +49,11 @@ def decode_all(split: Split, what: str) -> Split:
     if split.in_memory:
         return split
     items = split.items
-    cache = _cache_path(items) if isinstance(items, FolderItems) else None
-    if cache is not None:
-        try:
-            saved = torch.load(cache, weights_only=True)
-            if torch.equal(saved["labels"], split.labels):
-                return Split(saved["images"], split.labels)
-        except Exception:  # no cache yet, or an unreadable one: decode
-            pass
+    place = _cache_place(items) if isinstance(items, FolderItems) else None
+    if place is not None:
+        saved = cache.load(place[0], place[1])
+        if saved is not None:
+            return Split(saved["images"], split.labels)
     first = torch.as_tensor(items[0][0])
     images = torch.empty((len(split), *first.shape), dtype=first.dtype)
 
@@ -72,29 +69,35 @@ def decode_all(split: Split, what: str) -> Split:
 
     with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
         list(pool.map(fill, range(len(split))))
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(cache, "wb") as f:
-                torch.save({"images": images, "labels": split.labels}, f)
-        except OSError:  # a read-only cache dir: decode again next time
-            pass
+    if place is not None:
+        path, stamp, family = place
+        cache.save(path, stamp, {"images": images}, replaces=f"{family}-*.pt")
     return Split(images, split.labels)
 
 
-def _cache_path(items: FolderItems) -> Path | None:
-    """The cache file of a folder's decoded images: named by everything the pixels depend on."""
-    digest = hashlib.sha256(repr((items.channels, items.size)).encode())
+def cache_dir() -> Path:
+    """Where image folders' decoded pixels are cached (README, "Caches")."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lrrun" / "images"
+
+
+def _cache_place(items: FolderItems) -> tuple[Path, str, str] | None:
+    """A folder's cache file, its stamp (a digest of every file's name, label, size and
+    mtime, and the decoding settings) and its family (the folder and settings: the name
+    its newer caches share, so that one replaces the others)."""
+    settings = repr((items.channels, items.size))
     try:
+        folder = os.path.commonpath([os.path.abspath(p) for p, _ in items.samples])
+        state = hashlib.sha256(settings.encode())
         for path, label in items.samples:
             st = os.stat(path)
-            digest.update(
+            state.update(
                 f"{os.path.abspath(path)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
             )
-    except OSError:
+    except (OSError, ValueError):
         return None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "lrrun" / "images" / f"{digest.hexdigest()[:32]}.pt"
+    family = hashlib.sha256(f"{folder}\0{settings}".encode()).hexdigest()[:16]
+    stamp = state.hexdigest()
+    return cache_dir() / f"{family}-{stamp[:16]}.pt", stamp, family
 
 
 def _name(items: Any, i: int) -> str:

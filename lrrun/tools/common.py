@@ -30,10 +30,13 @@ def fail_job(exc: LrrunError, out: Path, quiet: bool = False) -> None:
     from lrrun.logs.console import print_error
     from lrrun.logs.csv_log import write_status
 
+    message = str(exc)
+    if "Original Traceback" in message:  # raised in a DataLoader worker: torch adds its frames
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
     if not quiet:
-        print_error(str(exc))
+        print_error(message)
         if not finished_run(out):
-            write_status(out, "failed", message=str(exc))
+            write_status(out, "failed", message=message)
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         raise SystemExit(EXIT_USER_ERROR) from None
 
