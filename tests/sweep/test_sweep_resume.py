@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lrrun.config.run_dirs import hydra_value
 from tests.conftest import assert_ok, interrupt_after_first_epoch, read_csv, run_cli
 from tests.train.test_failures import LONG, status
 
@@ -31,12 +32,12 @@ def without_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
 
 
-@pytest.mark.parametrize(
-    "sig", [signal.SIGINT, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)]
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_stopped_sweep_is_finished_by_the_same_command(tmp_path: Path, sig: int) -> None:
-    sweep = tmp_path / "sweep dir"
-    args = ["-m", *SWEEP, "hydra.sweep.dir='sweep dir'"]
+    name = "ü run, 2 [x]=(y)#"  # the printed command must read back through Hydra's parser
+    sweep = tmp_path / name
+    args = ["-m", *SWEEP, f"hydra.sweep.dir={hydra_value(name)}"]
     proc = interrupt_after_first_epoch(args, tmp_path, sweep / "1", sig)
     assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), proc.stderr
     assert "Traceback" not in proc.stderr
@@ -68,8 +69,8 @@ def test_a_stopped_sweep_is_finished_by_the_same_command(tmp_path: Path, sig: in
 
     # another sweep into that dir: refused with the difference named, nothing written
     before = files(sweep)
-    other = run_cli(["-m", *SWEEP[:-1], "optimizer.lr=0.05,0.3", "hydra.sweep.dir='sweep dir'"],
-                    tmp_path)  # fmt: skip
+    other = run_cli(["-m", *SWEEP[:-1], "optimizer.lr=0.05,0.3",
+                     f"hydra.sweep.dir={hydra_value(name)}"], tmp_path)  # fmt: skip
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert "holds another sweep (optimizer.lr: 0.05,0.1,0.2 there, 0.05,0.3 here)" in other.stderr
     assert "Finish that sweep with: lrrun -m" in other.stderr

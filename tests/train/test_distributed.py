@@ -104,6 +104,7 @@ def test_devices_shortcut_and_resume_are_exact(tmp_path: Path) -> None:
     assert read_csv(tmp_path / "torchrun" / "steps.csv") == full
 
 
+@pytest.mark.slow
 def test_lr_scaling_by_the_global_batch(tmp_path: Path) -> None:
     args = [*SMALL, "scheduler=none", "trainer.epochs=1", "trainer.batch_size=16",
             "optimizer.lr_scaling=linear", "optimizer.reference_batch=16"]  # fmt: skip
@@ -163,6 +164,7 @@ def test_sigterm_to_one_rank_ends_every_rank_as_one_sigterm_ends_a_run(tmp_path:
     assert len(read_csv(tmp_path / "run" / "metrics.csv")) == epochs + 1
 
 
+@pytest.mark.slow
 def test_both_batch_paths_shard_alike_with_padding(tmp_path: Path) -> None:
     """The DataLoader path (its distributed sampler) gives each rank the samples the in-memory
     path's index slices give it, also when the train split does not divide by the ranks (121
@@ -177,6 +179,7 @@ def test_both_batch_paths_shard_alike_with_padding(tmp_path: Path) -> None:
     assert len(tensor) == 2 * 4 and tensor == loader
 
 
+@pytest.mark.slow
 def test_divergence_on_every_rank_is_one_diverged_run(tmp_path: Path) -> None:
     """The logged losses are averaged over the ranks, so every rank sees the NaN at the same
     epoch end and stops alike: status diverged and exit 3, as one process would."""
@@ -189,6 +192,7 @@ def test_divergence_on_every_rank_is_one_diverged_run(tmp_path: Path) -> None:
     assert proc.stderr.count("diverged: loss=") == 1  # rank 0's message alone
 
 
+@pytest.mark.slow
 def test_a_sweep_of_data_parallel_jobs(tmp_path: Path) -> None:
     """Each job of a multirun with trainer.devices=2 runs as two processes in its own dir;
     the sweep's summary sees them as any job."""

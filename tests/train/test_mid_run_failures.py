@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import assert_ok, read_csv, run_cli
 
 ARGS = ["dataset=synthetic", "dataset.train_size=256", "dataset.val_size=64",
@@ -62,6 +64,7 @@ def test_a_file_size_limit_ends_the_run_with_one_line(tmp_path: Path) -> None:
     assert len(read_csv(tmp_path / "run" / "metrics.csv")) == 1
 
 
+@pytest.mark.slow
 def test_a_disk_full_mid_run_keeps_what_was_saved_and_resumes(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", FULL_AT_EPOCH_3, *ARGS, "hydra.run.dir=run"],
                           cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)  # fmt: skip
