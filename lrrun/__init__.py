@@ -5,3 +5,13 @@ train, sweep, tools; lrrun.cli on top. errors and files are the base all may imp
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``lrrun.load_run``: a trained run, ready to use (lrrun.tools.use); imported on first
+    use, so ``import lrrun`` stays light."""
+    if name in ("load_run", "TrainedRun", "Predictions"):
+        from lrrun.tools import use
+
+        return getattr(use, name)
+    raise AttributeError(f"module 'lrrun' has no attribute {name!r}")

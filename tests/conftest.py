@@ -54,7 +54,8 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
 
 ENTRIES = {"lrrun": "lrrun.cli:main", "lrrun-preview": "lrrun.tools.preview:main",
            "lrrun-report": "lrrun.sweep.report:main", "lrrun-find-lr": "lrrun.tools.find_lr:main",
-           "lrrun-sample": "lrrun.tools.sample:main"}  # fmt: skip
+           "lrrun-sample": "lrrun.tools.sample:main", "lrrun-predict": "lrrun.tools.predict:main",
+           "lrrun-export": "lrrun.tools.export:main"}  # fmt: skip
 
 
 class ForkServer:

@@ -47,7 +47,7 @@ def load_arrays(spec: DataSpec) -> Loaded:
                 raise DataError(
                     f"{where}: x_{role} is empty. Give samples, or leave the split out."
                 )
-            samples = _samples(x, f"{where}: x_{role}")
+            samples = as_samples(x, f"{where}: x_{role}")
             splits[role] = Split(samples, targets_of(y, len(x), spec.task, f"{where}: y_{role}"))
     classes = class_names(arrays.get("classes"), splits, where, spec.task)
     shapes = {tuple(s.images.shape[1:]) for s in splits.values()}
@@ -57,7 +57,7 @@ def load_arrays(spec: DataSpec) -> Loaded:
                   f"{path} ({', '.join(f'{k} {len(v)}' for k, v in splits.items())})")  # fmt: skip
 
 
-def _samples(x: np.ndarray, where: str) -> torch.Tensor:
+def as_samples(x: np.ndarray, where: str) -> torch.Tensor:
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{where} is {x.dtype}: samples must be uint8 pixels or floats.")
     t = torch.from_numpy(np.ascontiguousarray(x))

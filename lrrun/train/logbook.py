@@ -53,6 +53,7 @@ class Logbook:
     ) -> None:
         self.settings, self.parts, self.stepping, self.run_dir = settings, parts, stepping, run_dir
         self.world, self.best, self.plan = world, best, plan
+        self.inputs = inputs_record(parts.data)
         self.last_row: dict[str, Any] = {}
         self.start_epoch, step = resumed or (1, 0)
         trainer, optimizer = settings.trainer, parts.optimizer
@@ -127,6 +128,7 @@ class Logbook:
                 "rng": rng[0] if len(rng) == 1 else rng,
                 "best": self.best,
                 "plan": self.plan,
+                "inputs": self.inputs,  # with the plan: what using the model needs
             }
             checkpoint.save_atomic(state, self.run_dir / checkpoint.NAME)
             if self.settings.trainer.save_best and self.best is not None and self.best[1] == epoch:
@@ -159,6 +161,18 @@ class Logbook:
         self.console.close()
         if outcome != "ok":
             self.tracked.close(outcome, artifacts)
+
+
+def inputs_record(data: Any) -> dict[str, Any]:
+    """What using the trained model needs beyond the plan (lrrun.tools.use): the inputs'
+    normalisation, and whether its images were float (16-bit files: decoded to [0, 1])."""
+    from lrrun.data.base import Data
+
+    if not isinstance(data, Data):  # a token stream: the plan's vocabulary is all
+        return {"mean": [], "std": [], "wide": False}
+    train = data.train
+    sample = train.images[:1] if train.in_memory else torch.as_tensor(train.items[0][0])
+    return {"mean": list(data.mean), "std": list(data.std), "wide": sample.is_floating_point()}
 
 
 def failure(exc: BaseException) -> str:
