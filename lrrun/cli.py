@@ -29,9 +29,10 @@ from lrrun.world import env_world
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from lrrun.logs.console import print_error
+    from lrrun.logs.console import log_to_run_dir, print_error
 
     user_code_importable()  # also in a launcher's worker process, which runs only this
+    log_to_run_dir()  # what the console prints of this job, also in its lrrun.log
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN

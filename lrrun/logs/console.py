@@ -1,10 +1,18 @@
 """The rich console: a header, a live progress bar per epoch, and one fixed-width row per
 epoch whose columns are metrics.csv's. Without a TTY or with trainer.progress=false the
-same rows print as plain lines and nothing is redrawn."""
+same rows print as plain lines and nothing is redrawn.
+
+What the console prints of a run (header, rows, events, the test result, the choice, errors
+and warnings) also goes, without colour, to the run's log file (``lrrun.log``: Hydra's job
+log, through the logger ``RUN_LOG``; ``log_to_run_dir`` points it at the job's file)."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -24,6 +32,46 @@ if TYPE_CHECKING:
 _FORMATS = {"epoch": ("{:>5d}", 5), "epoch_time_s": ("{:>12.2f}", 12)}
 _METRIC_WIDTHS = {"acc": 9, "top5": 9, "r2": 9}  # a fraction; losses, errors, ppl: 10
 _LR_FORMAT = ("{:>11.4e}", 11)  # scientific: 1e-4 must never print as 0.000
+
+
+RUN_LOG = logging.getLogger("lrrun.run")
+RUN_LOG.propagate = False  # the console has printed it: only the log file gets it again
+RUN_LOG.setLevel(logging.INFO)
+
+
+def log_to_run_dir() -> None:
+    """Write RUN_LOG to the file handlers Hydra gave this job (its run dir's lrrun.log):
+    called at each job's start, as Hydra replaces them per job."""
+    root = logging.getLogger()
+    RUN_LOG.handlers = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+
+
+@contextmanager
+def also_to(path: Path) -> Iterator[None]:
+    """Everything printed to stdout meanwhile also appended to ``path``, without colour (a
+    sweep's tables and verdict in its sweep dir's lrrun.log)."""
+    import re
+    import sys
+
+    ansi = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+    class Tee:
+        def __init__(self, screen: Any, log: Any) -> None:
+            self.screen, self.log = screen, log
+
+        def write(self, text: str) -> int:
+            self.log.write(ansi.sub("", text))
+            return self.screen.write(text)
+
+        def __getattr__(self, name: str) -> Any:  # isatty, flush, encoding: the screen's
+            return getattr(self.screen, name)
+
+    with path.open("a") as log:
+        screen, sys.stdout = sys.stdout, Tee(sys.stdout, log)
+        try:
+            yield
+        finally:
+            sys.stdout = screen
 
 
 def _fmt(column: str) -> tuple[str, int]:
@@ -67,6 +115,10 @@ class RunConsole:
     # --- header -----------------------------------------------------------------------------
     def header(self, items: dict[str, str]) -> None:
         print_items(items, self.console)
+        if not self.console.quiet:
+            width = max(map(len, items)) + 2
+            for key, value in items.items():
+                RUN_LOG.info(f"{key:<{width}}{value}")
 
     # --- per epoch --------------------------------------------------------------------------
     def epoch_start(self, epoch: int) -> None:
@@ -110,15 +162,14 @@ class RunConsole:
 
     def epoch_end(self, row: dict[str, Any]) -> None:
         if not self._printed_header:
-            self.console.print(
-                " ".join(f"{self.labels[c]:>{self.widths[c]}}" for c in self.columns),
-                style="bold",
-                markup=False,
-                soft_wrap=True,  # a row is one line, however narrow the terminal (or log)
-            )
+            heading = " ".join(f"{self.labels[c]:>{self.widths[c]}}" for c in self.columns)
+            self.console.print(heading, style="bold", markup=False,
+                               soft_wrap=True)  # a row is one line, however narrow  # fmt: skip
+            self._log(heading)
             self._printed_header = True
         line = " ".join(f"{_cell(c, row.get(c)):>{self.widths[c]}}" for c in self.columns)
         self.console.print(line, markup=False, soft_wrap=True)
+        self._log(line)
 
     def event(self, line: str) -> None:
         """A schedule event (lrrun.schedule.events), one plain line under its epoch's row."""
@@ -127,6 +178,11 @@ class RunConsole:
     def line(self, text: str) -> None:
         """One plain line (an event, the test result)."""
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        self._log(text)
+
+    def _log(self, text: str) -> None:
+        if not self.console.quiet:
+            RUN_LOG.info(text)
 
     # --- end --------------------------------------------------------------------------------
     def close(self) -> None:
@@ -138,10 +194,9 @@ class RunConsole:
         """The epoch the run chose: ``best`` row by its ``select`` metric (lrrun.config.task)."""
         self.close()
         if best is not None:
-            self.console.print(
-                f"best {select} {best[select]:.4f} at epoch {best['epoch']} · run dir {run_dir}",
-                markup=False,
-            )
+            text = f"best {select} {best[select]:.4f} at epoch {best['epoch']} · run dir {run_dir}"
+            self.console.print(text, markup=False)
+            self._log(text)
 
 
 def print_items(items: dict[str, str], console: Console | None = None) -> None:
@@ -156,11 +211,13 @@ def print_items(items: dict[str, str], console: Console | None = None) -> None:
 def print_error(message: str) -> None:
     """One ``error: ...`` line on stderr (no markup: values such as [3, 2] contain brackets)."""
     _print_line("error: ", "bold red", message)
+    RUN_LOG.error(message)
 
 
 def print_warning(message: str) -> None:
     """One ``warning: ...`` line on stderr."""
     _print_line("warning: ", "bold yellow", message)
+    RUN_LOG.warning(message)
 
 
 def print_note(message: str) -> None:

@@ -34,7 +34,7 @@ class SweepEnd(Callback):
                          config.hydra.job.name)  # fmt: skip
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from lrrun.logs.console import print_error
+        from lrrun.logs.console import also_to, print_error
         from lrrun.logs.runs import sweep_jobs
         from lrrun.sweep.report import report_sweep
 
@@ -43,10 +43,11 @@ class SweepEnd(Callback):
             return
         jobs = sweep_jobs(sweep_dir)  # a job without status.json has status "missing"
         written: list[Path] = []
-        try:
-            for path in report_sweep(sweep_dir, jobs):
-                print(f"wrote {path}")
-                written.append(path)
+        try:  # the table and the verdict also in the sweep dir's lrrun.log
+            with also_to(sweep_dir / "lrrun.log"):
+                for path in report_sweep(sweep_dir, jobs):
+                    print(f"wrote {path}")
+                    written.append(path)
         except Exception as exc:  # a report must never hide the jobs' own outcome
             print_error(f"the sweep report failed ({exc}); run lrrun-report {sweep_dir}")
         failed = [j for j in jobs if j.status != "ok"]
