@@ -18,6 +18,7 @@ from lrrun.tools.common import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
+    config_flags,
     fail_job,
     precheck,
     rank_args,
@@ -132,7 +133,7 @@ def _what_is_kept(hydra_cfg: DictConfig, run_dir: Path, cfg: DictConfig, sweep: 
 def _continue_command(hydra_cfg: DictConfig, run_dir: Path, cfg: DictConfig, sweep: bool) -> str:
     """What to paste to go on after Ctrl-C: the run's resume command, or the command that
     finishes the sweep (its ended jobs kept, this one resumed, the rest run)."""
-    flags = _config_flags(sys.argv[1:])
+    flags = config_flags(sys.argv[1:])
     if sweep:
         from lrrun.config.sweep_dirs import finish_command, sweep_record
 
@@ -156,24 +157,12 @@ def _launch(
     if resume:
         overrides.append(f"trainer.resume={hydra_value(str(run_dir))}")
     try:
-        code = launch(devices, overrides, run_dir, _config_flags(sys.argv[1:]))
+        code = launch(devices, overrides, run_dir, config_flags(sys.argv[1:]))
     finally:
         release(run_dir)
     if code and not sweep:
         raise SystemExit(code)
     return code
-
-
-def _config_flags(argv: list[str]) -> list[str]:
-    """Hydra's flags that choose the config (``--config-dir d``, ``-cn=name``, ...): the ranks
-    must compose the config this process composed."""
-    names = ("--config-dir", "--config-path", "--config-name", "-cd", "-cp", "-cn")
-    out: list[str] = []
-    for i, arg in enumerate(argv):
-        flag = arg.split("=", 1)[0]
-        if flag in names:
-            out += [arg] if "=" in arg or i + 1 == len(argv) else [arg, argv[i + 1]]
-    return out
 
 
 def _resume_command(overrides: list[str], run_dir: Path, cfg: DictConfig) -> str:

@@ -133,3 +133,15 @@ def rank_args(args: list[str]) -> list[str]:
     atexit.register(shutil.rmtree, quiet_dir, True)  # Hydra makes it; nothing is written
     return ["hydra.output_subdir=null", "hydra/job_logging=disabled",
             "hydra/hydra_logging=disabled", f"hydra.run.dir={quiet_dir}"]  # fmt: skip
+
+
+def config_flags(argv: list[str]) -> list[str]:
+    """Hydra's flags that choose the config (``--config-dir d``, ``-cn=name``, ...): the ranks
+    must compose the config this process composed, and a printed command must name them."""
+    names = ("--config-dir", "--config-path", "--config-name", "-cd", "-cp", "-cn")
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        flag = arg.split("=", 1)[0]
+        if flag in names:
+            out += [arg] if "=" in arg or i + 1 == len(argv) else [arg, argv[i + 1]]
+    return out

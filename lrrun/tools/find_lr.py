@@ -144,7 +144,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     from lrrun.logs.console import print_items
     from lrrun.logs.csv_log import write_status
-    from lrrun.tools.common import fail_job
+    from lrrun.tools.common import config_flags, fail_job
 
     out = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -162,19 +162,44 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         plot_find_lr(rows, tips, out / "find_lr.png")
     write_status(out, "ok", step=len(rows))
     stopped = len(rows) < opts["steps"]
+    base = (config_flags(sys.argv[1:]), list(HydraConfig.get().overrides.task))
     lr0, lr1 = tips["min_loss/10"], tips["min_loss/10"] / 4
     items = {
         "range": f"{rows[0]['lr']:.2e} -> {rows[-1]['lr']:.2e} in {len(rows)} steps"
         + (" (stopped: the loss diverged)" if stopped else ""),
         "min loss": f"{min(r['smoothed_loss'] for r in rows):.4f} (smoothed) at lr {tips['min_loss_lr']:.2e}",
-        "steepest": f"lr {tips['steepest']:.2e}   lrrun optimizer.lr={tips['steepest']:.2e}",
-        "min_loss/10": f"lr {lr0:.2e}   lrrun optimizer.lr={lr0:.2e}",
-        "one_cycle_lr": f"lrrun scheduler=one_cycle_lr scheduler.max_lr={lr0:.2e}",
-        "cyclic_lr": f"lrrun scheduler=cyclic_lr scheduler.base_lr={lr1:.2e} scheduler.max_lr={lr0:.2e}",
+        "steepest": f"lr {tips['steepest']:.2e}   "
+        + train_command(*base, f"optimizer.lr={tips['steepest']:.2e}"),
+        "min_loss/10": f"lr {lr0:.2e}   " + train_command(*base, f"optimizer.lr={lr0:.2e}"),
+        "one_cycle_lr": train_command(
+            *base, "scheduler=one_cycle_lr", f"scheduler.max_lr={lr0:.2e}"
+        ),
+        "cyclic_lr": train_command(
+            *base,
+            "scheduler=cyclic_lr",
+            f"scheduler.base_lr={lr1:.2e}",
+            f"scheduler.max_lr={lr0:.2e}",
+        ),
         "wrote": f"{out}/find_lr.csv" + (", find_lr.png" if opts["plot"] else ""),
     }
     print_items(items)
     return tips["steepest"]
+
+
+def train_command(flags: list[str], overrides: list[str], *given: str) -> str:
+    """``lrrun`` with the user's config flags and overrides (their model, data, ...) and
+    ``given``, to paste: find_lr.* dropped, and what ``given`` sets replaced (a new
+    scheduler drops the old one's keys)."""
+    import shlex
+
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
+    setting = {key(g) for g in given}
+    new_scheduler = "scheduler" in setting
+    kept = [o for o in overrides if key(o) not in setting and not key(o).startswith("find_lr")
+            and not (new_scheduler and key(o).startswith("scheduler"))]  # fmt: skip
+    return shlex.join(["lrrun", *flags, *kept, *given])
 
 
 def main() -> None:

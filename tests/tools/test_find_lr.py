@@ -66,3 +66,26 @@ def test_a_find_lr_sweep_is_not_reported_as_failed_training(tmp_path: Path) -> N
     assert_ok(proc)
     assert (tmp_path / "sw" / "1" / "find_lr.csv").is_file()
     assert not (tmp_path / "sw" / "summary.csv").exists()
+
+
+def test_the_printed_commands_train_the_user_s_model(tmp_path: Path) -> None:
+    """Each suggestion is a whole command: the user's overrides (here a model and a
+    scheduler of their own) kept, find_lr.* dropped, a new scheduler's keys replacing the
+    old one's. Pasted, it trains the user's model at the suggested lr."""
+    import shlex
+
+    mine = ["model=fashion_mnist_net", "scheduler=exponential_lr", "scheduler.gamma=0.9"]
+    proc = run_cli([*ARGS, *mine], tmp_path, prog="lrrun-find-lr")
+    assert_ok(proc)
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
+    command = lambda line: shlex.split(line[line.index("lrrun ") :])  # noqa: E731
+    steepest = command(lines["steepest"])
+    assert steepest[0] == "lrrun" and "model=fashion_mnist_net" in steepest
+    assert not any(a.startswith("find_lr.") for a in steepest)
+    assert "scheduler.gamma=0.9" in steepest and steepest[-1].startswith("optimizer.lr=")
+    cycle = command(lines["one_cycle_lr"])
+    assert "scheduler=one_cycle_lr" in cycle and "scheduler.gamma=0.9" not in cycle
+    trained = run_cli([*steepest[1:], "trainer.epochs=1", "hydra.run.dir=pasted"], tmp_path)
+    assert_ok(trained)
+    assert "FashionMNISTNet" in trained.stdout
+    assert steepest[-1] in (tmp_path / "pasted" / ".hydra" / "overrides.yaml").read_text()
