@@ -46,6 +46,7 @@ def verdict(ranked: list[Config], noise: Noise, jobs: list[Job], axes: list[str]
         lines += [f"  {command}" for command in seeded_commands(ranked, jobs, axes)]
     else:
         lines.append(_winner(scored, ranked))
+        lines += _lost_every_seed(scored)
         lines.append(_noise(noise, scored[0].task.select))
         lines.append(_power(noise, scored))
     lines += _selection(scored, jobs)
@@ -101,6 +102,33 @@ def _winner(scored: list[Config], ranked: list[Config]) -> str:
     return text + "."
 
 
+def _lost_every_seed(scored: list[Config]) -> list[str]:
+    """Tied configs that were behind the best in every seed: "tied" must not read as "as
+    good" when each run says otherwise (with the same seeds: seed by seed; else every run
+    behind every one of the best's)."""
+    best = scored[0]
+    mine = dict(best.values())
+    lines = []
+    for c in scored[1:]:
+        theirs = dict(c.values())
+        if not c.tied_with_best or len(theirs) < 2:
+            continue
+        behind = best.task.better  # better(a, b): a beats b
+        if set(theirs) == set(mine):
+            lost = all(behind(mine[seed], theirs[seed]) for seed in theirs)
+            how = f"behind the best in each of its {len(theirs)} seeds, seed by seed"
+        else:
+            lost = all(behind(m, t) for m in mine.values() for t in theirs.values())
+            how = f"behind every run of the best in all {len(theirs)} of its runs"
+        if lost:
+            lines.append(
+                f"{c.label}: {how}, yet not significantly worse with {len(theirs)} seeds "
+                f"(p={c.p_vs_best:.3f}): tied means not shown worse, not shown as good. "
+                "Add seeds to settle it."
+            )
+    return lines
+
+
 def _is(k: int) -> str:
     return "is" if k == 1 else "are"
 
@@ -121,8 +149,10 @@ def _noise(noise: Noise, select: str) -> str:
 def _power(noise: Noise, scored: list[Config]) -> str:
     how = "paired by seed" if noise.paired else "Welch"
     text = (
-        f"power: with {noise.n} seeds per config this sweep detects a difference of "
-        f"{noise.detectable:.4f} or more (80% power at p < 0.05, {how})."
+        f"power: with {noise.n} seeds per config, a true difference of "
+        f"{noise.detectable:.4f} or more is found significant 4 times in 5 (80% power at "
+        f"p < 0.05, {how}); a smaller one mostly goes unseen, and so does a larger one 1 time "
+        "in 5."
     )
     if noise.gap is None:
         return text
@@ -132,6 +162,11 @@ def _power(noise: Noise, scored: list[Config]) -> str:
         return text + ", and this sweep already tells them apart."
     if noise.gap == 0:
         return text + ": the same mean, so no number of seeds would separate the two."
+    if noise.detectable is not None and noise.gap >= noise.detectable:
+        return text + (
+            ": as large as that, yet not significant in this draw - the 1 time in 5. Add "
+            "seeds to settle it."
+        )
     if noise.seeds_for_gap is None:
         return text + ": more than 10,000 seeds per config would be needed to detect that."
     return text + f": about {noise.seeds_for_gap} seeds per config would detect that."

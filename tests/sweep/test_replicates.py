@@ -3,6 +3,7 @@ statistics in configs.csv against scipy.stats, failed jobs, and the verdict's se
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -153,9 +154,34 @@ def test_the_verdict_names_noise_power_and_the_seeds_a_gap_needs() -> None:
     tied = sum(c.tied_with_best for c in configs[1:])
     assert lines[0].startswith(f"best: optimizer.lr=0.1, {configs[0].mean:.4f} +- ")
     assert f"{tied} config" in lines[0] and "(n=3)" in lines[0]
-    assert lines[1].startswith("noise:") and f"{noise.std:.4f}" in lines[1]
-    assert lines[2].startswith("power: with 3 seeds") and f"{noise.detectable:.4f}" in lines[2]
-    assert f"about {noise.seeds_for_gap} seeds per config" in lines[2]
+    assert lines[1].startswith("optimizer.lr=0.05: behind the best in each of its 3 seeds")
+    said = {line.split(":", 1)[0]: line for line in lines}
+    assert f"{noise.std:.4f}" in said["noise"]
+    assert (
+        said["power"].startswith("power: with 3 seeds")
+        and f"{noise.detectable:.4f}" in said["power"]
+    )
+    assert "found significant 4 times in 5" in said["power"]
+    assert f"about {noise.seeds_for_gap} seeds per config" in said["power"]
+
+
+def test_a_config_behind_in_every_seed_is_not_called_as_good() -> None:
+    """Tied (p >= 0.05) although each of its seeds lost: the verdict says so, and a gap at
+    least the detectable difference is explained, not left to read as a contradiction."""
+    values = {"0.1": [0.90, 0.80, 0.85], "0.2": [0.895, 0.70, 0.845]}
+    configs = ranked(sweep(values))
+    noise = replicates.noise(configs)
+    runner = configs[1]
+    assert runner.tied_with_best and runner.p_vs_best is not None
+    lines = verdict.verdict(configs, noise, sweep(values), ["optimizer.lr"])
+    said = [line for line in lines if line.startswith("optimizer.lr=0.2: ")]
+    assert len(said) == 1 and "behind the best in each of its 3 seeds" in said[0]
+    assert f"p={runner.p_vs_best:.3f}" in said[0] and "Add seeds" in said[0]
+    even = ranked(sweep({"0.1": [0.90, 0.80, 0.85], "0.2": [0.905, 0.70, 0.84]}))
+    assert not any(": behind the best" in line for line in verdict.verdict(
+        even, replicates.noise(even), [], ["optimizer.lr"]))  # fmt: skip
+    wide = dataclasses.replace(noise, detectable=0.01, gap=0.05)
+    assert "as large as that, yet not significant in this draw" in verdict._power(wide, configs)
 
 
 def test_one_seed_per_config_cannot_tell_and_says_how_to_add_seeds() -> None:
