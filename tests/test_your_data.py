@@ -214,7 +214,9 @@ def test_preview_and_find_lr_know_the_folders_size(user_dir: Path) -> None:
                      "find_lr.plot=false", "trainer.device=cpu", "hydra.run.dir=find"],
                     user_dir, prog="lrrun-find-lr")  # fmt: skip
     assert_ok(found)
-    assert "lrrun scheduler=one_cycle_lr scheduler.max_lr=" in found.stdout
+    cycle = next(line for line in found.stdout.splitlines() if line.startswith("one_cycle_lr"))
+    assert "lrrun model=custom model._target_=mypkg.net.Net dataset=image_folder" in cycle
+    assert "scheduler=one_cycle_lr scheduler.max_lr=" in cycle and "find_lr." not in cycle
 
 
 def test_param_groups_over_the_users_parameter_names(user_dir: Path) -> None:

@@ -169,6 +169,14 @@ MODEL_RULES: dict[str, Rule] = {
     "n_embd": INT_GE1,
     "dropout": UNIT_HALF_OPEN,
     "bias": BOOL,
+    "output": (
+        lambda v: v is None or isinstance(v, str | int),
+        "a key, attribute or index of the forward's return (e.g. logits, 0), or null",
+    ),
+    "facts": (
+        lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+        "a list of the data's facts to pass, e.g. [num_classes, in_chans]",
+    ),
 }
 LOSS_RULES: dict[str, Rule] = {"label_smoothing": UNIT_HALF_OPEN, "delta": POSITIVE}
 SCALING_RULES: dict[str, Rule] = {

@@ -52,3 +52,25 @@ def torchvision_model(
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def timm_model(
+    name: str, num_classes: int = 1000, in_chans: int = 3, pretrained: bool = False, **kwargs: Any
+) -> nn.Module:
+    """``model=timm model.name=resnet18``: any of timm's models (``pip install
+    'lrrun[timm]'``), with ``num_classes`` and ``in_chans`` from the data. Pretrained weights
+    need a download (or timm's cache); other keys go to ``timm.create_model``."""
+    try:
+        import timm
+    except ImportError:
+        raise ValueError("model=timm needs timm: pip install 'lrrun[timm]'") from None
+    if not timm.is_model(name):
+        import difflib
+
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        raise ValueError(
+            f"model.name={name!r} is not one of timm's models"
+            + (f" (did you mean {', '.join(close)}?)" if close else "")
+        )
+    return timm.create_model(name, pretrained=pretrained, num_classes=num_classes,
+                             in_chans=in_chans, **kwargs)  # fmt: skip

@@ -94,6 +94,7 @@ def run_onnx(path: Path, x: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     from lrrun.logs.console import print_error, print_warning
+    from lrrun.tools.common import user_code_importable
     from lrrun.tools.use import load_run
 
     parser = argparse.ArgumentParser(prog="lrrun-export", description=__doc__.split("\n\n")[0])
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="default: RUN_DIR/model.pt2 (or .onnx)")
     parser.add_argument("--last", action="store_true", help="checkpoint.pt, not best.pt")
     args = parser.parse_args(argv)
+    user_code_importable()  # the user's model module beside the command, as for lrrun
     try:
         run = load_run(args.run_dir, "last" if args.last else "best")
         out = args.out or (run.source.parent / f"model.{args.format}")

@@ -83,9 +83,11 @@ def rows(run: Any, names: list[str], samples: Any, labels: list[str | None]) -> 
 def main(argv: list[str] | None = None) -> None:
     from lrrun.files import write_rows
     from lrrun.logs.console import print_error
+    from lrrun.tools.common import user_code_importable
     from lrrun.tools.use import load_run
 
     args = parse(argv)
+    user_code_importable()  # the user's model module beside the command, as for lrrun
     try:
         run = load_run(args.run_dir, "last" if args.last else "best", args.device)
         names, samples, labels = read_inputs(args.inputs)

@@ -18,7 +18,7 @@ from lrrun.data.base import Data
 from lrrun.data.batches import Batches, make_batches, probe_batch
 from lrrun.data.load import load_data
 from lrrun.data.tokens import TokenData
-from lrrun.models.adapt import probe
+from lrrun.models.adapt import materialise, probe
 from lrrun.tasks import Task, build_task
 from lrrun.train.distributed import wrap
 from lrrun.train.parts import build_model, build_optimizer, memory_format_for
@@ -56,6 +56,8 @@ def assemble(settings: Settings, device: torch.device, world: World = SINGLE) ->
     data = load_data(settings.dataset, MEMORY[trainer.data_path], device)
     model, model_args = build_model(settings.model, data.facts)
     model = model.to(device)
+    materialise(model, probe_batch(data, device, torch.contiguous_format),
+                settings.model["_target_"])  # lazy modules, before anything touches them  # fmt: skip
     memory_format = memory_format_for(trainer.channels_last, model)
     model = model.to(memory_format=memory_format)
     task = build_task(settings.task, data, device)

@@ -16,7 +16,7 @@ from torch.optim import Optimizer
 from lrrun.config import param_groups
 from lrrun.config.checks import check_signature
 from lrrun.errors import ConfigError, root_cause
-from lrrun.models.adapt import fill
+from lrrun.models.adapt import OWN_KEYS, OutputOf, fill
 from lrrun.train.recipe import Autocast, no_autocast
 
 
@@ -24,8 +24,9 @@ def build_model(node: dict[str, Any], facts: dict[str, Any]) -> tuple[nn.Module,
     """Instantiate the resolved model node with the data's facts its target takes
     (lrrun.models.adapt); the model and the values passed."""
     filled = fill(node, facts)
+    target = {k: v for k, v in node.items() if k not in OWN_KEYS}
     try:
-        model = hydra.utils.instantiate({"_convert_": "all", **node, **filled})
+        model = hydra.utils.instantiate({"_convert_": "all", **target, **filled})
     except Exception as exc:
         raise ConfigError(
             f"model could not be built from {node.get('_target_')!r}: {root_cause(exc)}"
@@ -35,6 +36,8 @@ def build_model(node: dict[str, Any], facts: dict[str, Any]) -> tuple[nn.Module,
             f"model._target_={node['_target_']} returned a {type(model).__name__}, not an "
             "nn.Module: name a module class, or a function that returns one."
         )
+    if node.get("output") is not None:
+        model = OutputOf(model, node["output"])  # a forward that returns more than the output
     return model, filled
 
 
