@@ -14,6 +14,7 @@ exactly as training's evaluation did; ``predict`` runs the model on them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ class TrainedRun:
         items = [samples] if one else list(samples)
         if not items:
             raise ConfigError("no samples to prepare")
-        batch = torch.stack([apply(self.eval_steps, self._tensor(x)) for x in items])
+        with ThreadPoolExecutor(4) as pool:  # PIL decodes outside Python's lock
+            batch = torch.stack(list(pool.map(lambda x: apply(self.eval_steps, self._tensor(x)),
+                                              items)))  # fmt: skip
         if tuple(batch.shape[1:]) != self.input_shape:
             raise ConfigError(
                 f"samples of shape {tuple(batch.shape[1:])} do not fit this run's model, "
