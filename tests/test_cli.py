@@ -160,7 +160,17 @@ BAD_INPUTS = [
     (["trainer.device=cuda:99"], "trainer.device='cuda:99' is not available"),
     (["trainer.device=tpu"], "trainer.device='tpu' is not a device"),
     (["model.input_dim=100"], "model.input_dim=100 does not fit the data"),
-    (["trainer.precision=fp16"], "trainer.precision='fp16' is not allowed: it must be one of"),
+    (
+        ["trainer.precision=fp16"],
+        "trainer.precision='fp16' is not allowed: it must be fp32 or bf16",
+    ),
+    (["trainer.precision=16-mixed"], "its 16-mixed, fp16 with a gradient scaler, is not offered"),
+    (
+        ["trainer.gradient_clip_val=1"],
+        "did you mean trainer.clip_grad_norm (lrrun's name for gradient_clip_val)?",
+    ),
+    (["trainer.max_epochs=3"], "did you mean trainer.epochs (lrrun's name for max_epochs)?"),
+    (["trainer.accumulate_grad_batches=2"], "did you mean trainer.accumulate"),
     (["trainer.data_path=gpu"], "trainer.data_path='gpu' is not allowed"),
     (["trainer.channels_last=yes"], "trainer.channels_last='yes' is not allowed"),
     (["trainer.compile=1"], "trainer.compile=1 is not allowed: it must be true or false"),

@@ -142,8 +142,28 @@ def _check_path(node: Any, parts: list[str], group: str, choice: str) -> None:
         node, done = node._get_node(part), f"{done}.{part}"
 
 
+# What users of other trainers type first (Lightning's Trainer, HF's TrainingArguments, timm's
+# train.py) -> lrrun's key for the same thing.
+SYNONYMS = {
+    "gradient_clip_val": "clip_grad_norm",  # Lightning clips by norm unless told otherwise
+    "max_grad_norm": "clip_grad_norm",
+    "clip_grad": "clip_grad_norm",
+    "max_epochs": "epochs",
+    "num_train_epochs": "epochs",
+    "accumulate_grad_batches": "accumulate",
+    "gradient_accumulation_steps": "accumulate",
+    "per_device_train_batch_size": "batch_size",
+    "seed_everything": "seed",
+    "resume_from_checkpoint": "resume",
+    "ckpt_path": "resume",
+}
+
+
 def _did_you_mean(word: str, options: Iterable[str], prefix: str = "") -> str:
     import difflib
 
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    options = list(options)
+    if SYNONYMS.get(word) in options:
+        return f": did you mean {prefix}{SYNONYMS[word]} (lrrun's name for {word})?"
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f": did you mean {prefix}{close[0]}?" if close else "."

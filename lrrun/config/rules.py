@@ -91,7 +91,11 @@ TRAINER_RULES: dict[str, Rule] = {
     "persistent_workers": BOOL,
     "progress": BOOL,
     "data_path": choice("auto", "tensor", "loader"),
-    "precision": choice("fp32", "bf16"),
+    "precision": (
+        lambda v: v in ("fp32", "bf16"),
+        "fp32 or bf16 (Lightning's 32 and bf16-mixed; its 16-mixed, fp16 with a gradient "
+        "scaler, is not offered: bf16 has fp32's range and needs no scaler)",
+    ),
     "compile": BOOL,
     "channels_last": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
     "resume": (
