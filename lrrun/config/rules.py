@@ -110,6 +110,12 @@ TRAINER_RULES: dict[str, Rule] = {
     "plot": BOOL,
     "trackers": (lambda v: isinstance(v, list), "a list of trackers: tensorboard, mlflow"),
     "mlflow_uri": (lambda v: v is None or (isinstance(v, str) and v != ""), "a URI or null"),
+    "early_stop": (lambda v: isinstance(v, dict), "a node: patience, min_delta, monitor"),
+}
+EARLY_STOP_RULES: dict[str, Rule] = {
+    "patience": (lambda v: v is None or INT_GE1[0](v), "an integer >= 1, or null (off)"),
+    "min_delta": (lambda v: _num(v) and v >= 0, "a number >= 0"),
+    "monitor": (lambda v: v is None or isinstance(v, str), "a metric of metrics.csv, or null"),
 }
 
 

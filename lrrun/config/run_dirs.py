@@ -16,6 +16,8 @@ from lrrun.world import env_world
 
 # What tells a run dir holds a run: any of these (status.json alone: a job refused at start)
 RUN_FILES = ("metrics.csv", "steps.csv", "checkpoint.pt")
+# status.json's statuses of a run that ended well (trainer.early_stop: stopped_early)
+OK_STATUSES = ("ok", "stopped_early")
 
 
 def register_unique_resolver() -> None:

@@ -21,6 +21,7 @@ from lrrun.config import param_groups
 from lrrun.config.checks import check_known, check_node
 from lrrun.config.dataset import DataSpec, read_dataset
 from lrrun.config.rules import (
+    EARLY_STOP_RULES,
     LOSS_RULES,
     MIX_RULES,
     MODEL_RULES,
@@ -72,6 +73,8 @@ class TrainerSettings:
     deterministic: bool = False
     trackers: tuple[str, ...] = ()
     mlflow_uri: str | None = None
+    # trainer.early_stop, checked: (monitor, higher is better, patience, min_delta), or None
+    early_stop: tuple[str, bool, int, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     check_node("trainer", trainer, TRAINER_RULES)
     trainer["trackers"] = tuple(check_trackers(trainer.get("trackers")))
     task = read_task(plain.get("task"))
+    trainer["early_stop"] = _early_stop(trainer.get("early_stop") or {}, task)
     dataset = read_dataset(plain["dataset"], task.name)
     check_node("model", plain["model"], MODEL_RULES)
     if plain["model"].get("_target_") in (None, "???"):
@@ -174,6 +178,24 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
         lr_scaling=scaling,
         choices={str(k): str(v) for k, v in (choices or {}).items() if v is not None},
     )
+
+
+def _early_stop(node: dict[str, Any], task: TaskSpec) -> tuple[str, bool, int, float] | None:
+    """trainer.early_stop as (monitor, higher is better, patience, min_delta): the task's
+    selection metric by default (val_acc, or val_loss); None when patience is null."""
+    check_known("trainer.early_stop", node, EARLY_STOP_RULES)
+    check_node("trainer.early_stop", node, EARLY_STOP_RULES)
+    if node.get("patience") is None:
+        return None
+    monitor = node.get("monitor") or task.select
+    metrics = [c for c in task.columns([], top5=True) if c.startswith(("train_", "val_"))]
+    if monitor not in metrics:
+        raise ConfigError(
+            f"trainer.early_stop.monitor={monitor} is not a metric this task logs each epoch: "
+            f"one of {', '.join(metrics)}."
+        )
+    higher = monitor.endswith(("_acc", "_top5", "_r2"))
+    return monitor, higher, int(node["patience"]), float(node.get("min_delta") or 0.0)
 
 
 def _resolve_roots(cfg: DictConfig) -> dict[str, Any]:

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lrrun.config.run_dirs import RUN_FILES, hydra_value, parsed_value
+from lrrun.config.run_dirs import OK_STATUSES, RUN_FILES, hydra_value, parsed_value
 from lrrun.errors import ConfigError
 from lrrun.files import held_elsewhere, hold
 
 RECORD = "multirun.yaml"  # Hydra's record of the sweep: its overrides as typed
-ENDED = ("ok", "diverged")  # a job that ended so is kept: training it again gives the same
+ENDED = (*OK_STATUSES, "diverged")  # a job that ended so is kept: training it again: the same
 FLAGS_WITH_VALUE = ("--config-dir", "--config-path", "--config-name", "-cd", "-cp", "-cn")
 
 

@@ -14,7 +14,11 @@ from lrrun.config.settings import TrainerSettings
 from lrrun.errors import ConfigError
 from lrrun.logs.trackers import Point, Tracker, Trackers
 
-MLFLOW_STATUS = {"ok": "FINISHED", "interrupted": "KILLED"}  # anything else: FAILED
+MLFLOW_STATUS = {
+    "ok": "FINISHED",
+    "stopped_early": "FINISHED",
+    "interrupted": "KILLED",
+}  # else FAILED
 
 
 def open_trackers(

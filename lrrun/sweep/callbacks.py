@@ -34,6 +34,7 @@ class SweepEnd(Callback):
                          config.hydra.job.name)  # fmt: skip
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from lrrun.config.run_dirs import OK_STATUSES
         from lrrun.logs.console import also_to, print_error
         from lrrun.logs.runs import sweep_jobs
         from lrrun.sweep.report import report_sweep
@@ -50,7 +51,7 @@ class SweepEnd(Callback):
                     written.append(path)
         except Exception as exc:  # a report must never hide the jobs' own outcome
             print_error(f"the sweep report failed ({exc}); run lrrun-report {sweep_dir}")
-        failed = [j for j in jobs if j.status != "ok"]
+        failed = [j for j in jobs if j.status not in OK_STATUSES]
         from lrrun.logs.tracker_backends import end_parent
 
         end_parent(sweep_dir, written, "failed" if failed else "ok")

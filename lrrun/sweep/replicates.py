@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrrun.config.run_dirs import OK_STATUSES
 from lrrun.config.task import TaskSpec
 from lrrun.files import write_rows
 from lrrun.logs.runs import Job, is_seed, sweep_task
@@ -43,7 +44,7 @@ def job_values(job: Job, task: TaskSpec) -> dict[str, float]:
 
 
 def job_ok(job: Job) -> bool:
-    return job.status == "ok" and bool(job.metrics)
+    return job.status in OK_STATUSES and bool(job.metrics)
 
 
 @dataclass

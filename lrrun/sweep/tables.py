@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lrrun.config.run_dirs import OK_STATUSES
 from lrrun.config.task import TaskSpec
 from lrrun.sweep.replicates import Config, metrics
 
@@ -53,7 +54,7 @@ def print_jobs(rows: list[dict[str, Any]], sweep_dir: Path, task: TaskSpec) -> N
         winner = i == 0 and r[score] != ""
         if winner:
             cells[0] = f"★ {cells[0]}"
-        failed = r["status"] not in ("ok", "running")
+        failed = r["status"] not in (*OK_STATUSES, "running")
         table.add_row(*cells, style="bold green" if winner else ("red" if failed else None))
     wide_console().print(table)
 

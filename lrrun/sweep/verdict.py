@@ -50,6 +50,7 @@ def verdict(ranked: list[Config], noise: Noise, jobs: list[Job], axes: list[str]
         lines.append(_noise(noise, scored[0].task.select))
         lines.append(_power(noise, scored))
     lines += _selection(scored, jobs)
+    lines += _stopped_early(ranked)
     lines += _not_ok(ranked)
     return lines
 
@@ -170,6 +171,21 @@ def _power(noise: Noise, scored: list[Config]) -> str:
     if noise.seeds_for_gap is None:
         return text + ": more than 10,000 seeds per config would be needed to detect that."
     return text + f": about {noise.seeds_for_gap} seeds per config would detect that."
+
+
+def _stopped_early(ranked: list[Config]) -> list[str]:
+    """Configs whose runs stopped before their schedule ended (trainer.early_stop): their
+    schedule was not run to its end, so they compare as schedules cut short."""
+    lines = []
+    for c in ranked:
+        stopped = [j for j in c.ok if j.status == "stopped_early"]
+        if stopped:
+            epochs = ", ".join(str(len(j.metrics)) for j in stopped)
+            lines.append(
+                f"{c.label}: {len(stopped)} of {len(c.ok)} run(s) stopped early (trainer."
+                f"early_stop, after epoch {epochs}): its schedule did not run to its end."
+            )
+    return lines
 
 
 def _not_ok(ranked: list[Config]) -> list[str]:

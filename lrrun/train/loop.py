@@ -54,6 +54,7 @@ from lrrun.logs.csv_log import StepRecorder, lr_columns
 from lrrun.schedule.build import Stepping, current_lrs, current_momentum
 from lrrun.schedule.warmup import warmed_up
 from lrrun.tasks import Meter, Task
+from lrrun.train.early_stop import EarlyStop
 from lrrun.train.measure import check_evaluated, check_finite, evaluated
 from lrrun.train.recipe import Autocast, Recipe, no_autocast, set_mode, used_lrs
 
@@ -207,6 +208,7 @@ def fit(
     test_batches: Batches | None = None,
     recipe: Recipe = PLAIN,
     eval_model: nn.Module | None = None,
+    early_stop: EarlyStop | None = None,
 ) -> list[dict[str, Any]]:
     """Train epochs ``start_epoch..epochs``; return their metrics rows: the task's metrics
     (lrrun.tasks), test_* None unless ``test_batches`` are given
@@ -216,7 +218,8 @@ def fit(
     the ranks evaluate their own shards, without DDP's collectives).
 
     A resumed run passes the epoch and global step to continue from; the model, optimizer,
-    scheduler and RNG states must already be restored.
+    scheduler and RNG states must already be restored. ``early_stop``: ends the loop after
+    the epoch it says (lrrun.train.early_stop), that epoch's row, schedule and checkpoint done.
     """
     hooks = hooks or Hooks()
     history: list[dict[str, Any]] = []
@@ -250,4 +253,6 @@ def fit(
         # --- schedule
         step_after_epoch(stepping, row, epoch, step)
         hooks.epoch_done(epoch, step)
+        if early_stop is not None and early_stop.update(row):
+            break
     return history

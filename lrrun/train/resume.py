@@ -49,6 +49,7 @@ RESUME_FREE_KEYS = (
     "epochs", "plot", "device", "progress", "data_path", "num_workers", "compile", "channels_last",
     "eval_batch_size", "resume", "allow_config_change", "save_best", "stop_on_nonfinite",
     "trackers", "mlflow_uri", "pin_memory", "persistent_workers", "test_every_epoch",
+    "early_stop",
 )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from lrrun.train import checkpoint, distributed, final_test, header
 from lrrun.train.allocator import keep_freed_memory
 from lrrun.train.assembly import assemble
 from lrrun.train.devices import resolve_device
+from lrrun.train.early_stop import EarlyStop
 from lrrun.train.logbook import Logbook, failure
 from lrrun.train.loop import fit
 from lrrun.train.parts import precision_context, set_deterministic
@@ -122,18 +123,26 @@ def _train(
                 data=facts, device=str(device),
                 **book.tracked.ids())  # fmt: skip
     history: list[dict[str, Any]] = []
-    outcome, tested = "ok", None
+    outcome, tested, stopped = "ok", None, False
+    stopper = EarlyStop(*trainer.early_stop) if trainer.early_stop else None
+    if stopper is not None:
+        # a resumed run decides as the unstopped one would; every rank on rank 0's rows
+        stopper.replay(gather(book.previous)[0])
     try:
         history = fit(
             forward, parts.train, parts.val, optimizer, stepping, book.recorder, epochs,
             parts.task, start_epoch=start_epoch, step=step, autocast=autocast, hooks=book.hooks(),
             stop_on_nonfinite=trainer.stop_on_nonfinite,
             test_batches=parts.test if book.every_epoch else None, recipe=parts.recipe,
-            eval_model=model,
+            eval_model=model, early_stop=stopper,
         )  # fmt: skip
+        stopped = stopper is not None and stopper.stopped_after is not None
+        if stopped:
+            book.console.line(stopper.line())
         if parts.test is not None and not book.every_epoch:
             distributed.barrier()  # rank 0 has written best.pt
-            tested = final_test.test_selected(model, parts.test, autocast, run_dir, epochs,
+            last = stopper.stopped_after if stopper and stopper.stopped_after else epochs
+            tested = final_test.test_selected(model, parts.test, autocast, run_dir, last,
                                               trainer.save_best, parts.task)  # fmt: skip
     except BaseException as error:
         outcome = failure(error)
@@ -158,7 +167,8 @@ def _train(
             final_test.write_into_metrics(run_dir, tested)
             book.tracked.test(tested, tested["epoch"] * steps_per_epoch)
             book.console.line(final_test.line(tested))
-        book.status("ok", test=tested)  # epoch and step: from the last epoch_done
+        book.status("stopped_early" if stopped else "ok", test=tested,
+                    **({"stopped_early": stopper.record()} if stopped else {}))  # fmt: skip
         plot(run_dir, trainer)
         book.tracked.close("ok", artifacts(run_dir))
     history = book.previous + history
