@@ -182,7 +182,7 @@ class StepRecorder:
 
 
 def write_status(run_dir: Path, status: str, **fields: Any) -> None:
-    """status.json: running | ok | diverged | interrupted | failed, for sweep summaries.
+    """status.json: running | ok | stopped_early | diverged | interrupted | failed, for sweeps.
     Written atomically; fields of the previous status (epoch, step) are kept."""
     path = run_dir / "status.json"
     try:
