@@ -208,7 +208,7 @@ def test_a_sweep_of_data_parallel_jobs(tmp_path: Path) -> None:
 
 
 def test_the_ranks_compose_the_config_the_launcher_composed() -> None:
-    from lrrun.cli import _config_flags
+    from lrrun.tools.common import config_flags
 
     argv = ["--config-dir", "my/conf", "-cn=exp", "trainer.devices=2", "--config-path=x", "-cn"]
-    assert _config_flags(argv) == ["--config-dir", "my/conf", "-cn=exp", "--config-path=x", "-cn"]
+    assert config_flags(argv) == ["--config-dir", "my/conf", "-cn=exp", "--config-path=x", "-cn"]
