@@ -95,6 +95,7 @@ def test_a_forward_returning_more_is_used_through_model_output(
     assert run.predict(sorted((user_dir / "img" / "test").rglob("*.png"))).probs.shape[1] == 3
 
 
+@pytest.mark.slow
 def test_a_hugging_face_model_output(user_dir: Path) -> None:
     """transformers.ViTForImageClassification returns an ImageClassifierOutput."""
     vit = ["model=custom", "model._target_=transformers.ViTForImageClassification",
@@ -117,6 +118,7 @@ def test_lazy_modules_are_materialised_before_anything_touches_them(user_dir: Pa
     assert "(Lazy, 2,179 parameters" in proc.stdout  # 64*32+32 + 32*3+3, materialised
 
 
+@pytest.mark.slow
 def test_timm_models_get_the_data_s_facts(user_dir: Path) -> None:
     pytest.importorskip("timm")
     proc = run_cli([*data(), "model=timm", "model.name=resnet10t", "hydra.run.dir=run"], user_dir)

@@ -200,6 +200,7 @@ def token_errors(tmp: Path) -> list[tuple[list[str], str]]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_every_bad_input_is_one_line(tmp_path: Path) -> None:
     for args, message in token_errors(tmp_path):
         proc = run_cli([*args, *FAST, "hydra.run.dir=run"], tmp_path)
