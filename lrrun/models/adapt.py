@@ -113,20 +113,11 @@ def materialise(model: nn.Module, batch: torch.Tensor, target: str) -> None:
     (not inference_mode's), so their parameters exist before they are moved or optimised."""
     from torch.nn.modules.lazy import LazyModuleMixin
 
-    if any(
+    lazy = (
         isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules()
-    ):
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(batch)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise _fails(target, batch, exc) from None
-        finally:
-            model.train(was_training)
+    )
+    if any(lazy):
+        _run(model, batch, target, torch.no_grad())
 
 
 def probe(
@@ -139,17 +130,7 @@ def probe(
     that fails or ``check`` (the task's) refuses its output."""
     shape = "x".join(map(str, batch.shape))
     where = f"model._target_={target}"
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            out = model(batch)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise _fails(target, batch, exc) from None
-    finally:
-        model.train(was_training)
+    out = _run(model, batch, target, torch.inference_mode())
     if not torch.is_tensor(out) and (isinstance(out, dict | list | tuple) or hasattr(out, "keys")):
         raise ConfigError(
             f"{where} returns {_entries(out)} for a batch of {shape}; lrrun needs the output "
@@ -157,6 +138,22 @@ def probe(
             f"model.output={_first_tensor(out)})."
         )
     check(out, batch, where)
+
+
+def _run(model: nn.Module, batch: torch.Tensor, target: str, mode: Any) -> Any:
+    """``model(batch)`` in eval mode under ``mode`` (no_grad / inference_mode), its training
+    mode restored; a failure as one ConfigError with the hint that fits it."""
+    was_training = model.training
+    model.eval()
+    try:
+        with mode:
+            return model(batch)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise _fails(target, batch, exc) from None
+    finally:
+        model.train(was_training)
 
 
 def _fails(target: str, batch: torch.Tensor, exc: Exception) -> ConfigError:
