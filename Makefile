@@ -45,7 +45,7 @@ corpus: ## plain English text for language-model benchmarks (Debian's fortunes, 
 run: install data ## train: make run ARGS="scheduler=step_lr optimizer=adam"
 	$(BIN)/lrrun $(ARGS)
 
-test: install data ## the test suite without slow tests (8-9 minutes on 2 cores)
+test: install data ## the test suite without slow tests (7-9 minutes on 2 cores)
 	$(BIN)/pytest -m "not slow"
 
 test-slow: install data ## only the slow tests (real FashionMNIST, SIGTERM, wheel, compile, launchers, extra cases)
