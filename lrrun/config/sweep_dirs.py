@@ -10,13 +10,18 @@ what to do with its dir, and the resolver ``${lrrun.hydra_files:...}`` (conf/con
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lrrun.config.run_dirs import OK_STATUSES, RUN_FILES, hydra_value, parsed_value
+from lrrun.config.run_dirs import (
+    OK_STATUSES,
+    RUN_FILES,
+    finished_run,
+    hydra_value,
+    parsed_value,
+)
 from lrrun.errors import ConfigError
 from lrrun.files import held_elsewhere, hold
 
@@ -37,13 +42,9 @@ def register_hydra_files_resolver() -> None:
 
 
 def ended(job_dir: Path) -> str | None:
-    """The status of the run that ended in ``job_dir`` (ok or diverged), else None."""
-    if not (job_dir / "metrics.csv").is_file():
-        return None
-    try:
-        status = json.loads((job_dir / "status.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
+    """The status of the run that ended in ``job_dir`` (ok, stopped_early or diverged), else
+    None (a failed or stopped job is finished by running or resuming it)."""
+    status = finished_run(job_dir)
     return status if status in ENDED else None
 
 

@@ -131,7 +131,7 @@ def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") ->
         path = best if weights == "best" and best.is_file() else path / checkpoint.NAME
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no checkpoint there (a run dir holds checkpoint.pt)")
-    saved = checkpoint.load(path)
+    saved = checkpoint.load(path, where=f"lrrun.load_run({str(run_dir)!r})")
     inputs = saved.get("inputs")
     if inputs is None:
         raise ConfigError(
