@@ -200,6 +200,7 @@ def test_bad_input_is_one_clear_message(tmp_path: Path, overrides: list[str], me
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
     assert message in proc.stderr, proc.stderr
+    assert proc.stderr.count(message) == 1, proc.stderr  # said once
     # Failing before epoch 1 means no half-written run: no metrics rows at all.
     metrics = tmp_path / "run" / "metrics.csv"
     assert not metrics.exists() or read_csv(metrics) == []

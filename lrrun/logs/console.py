@@ -37,13 +37,17 @@ _LR_FORMAT = ("{:>11.4e}", 11)  # scientific: 1e-4 must never print as 0.000
 RUN_LOG = logging.getLogger("lrrun.run")
 RUN_LOG.propagate = False  # the console has printed it: only the log file gets it again
 RUN_LOG.setLevel(logging.INFO)
+# Without a file (before a job starts, lrrun-predict, ...) nothing: not logging's last-resort
+# handler, which would print each error and warning on stderr a second time.
+RUN_LOG.addHandler(logging.NullHandler())
 
 
 def log_to_run_dir() -> None:
     """Write RUN_LOG to the file handlers Hydra gave this job (its run dir's lrrun.log):
     called at each job's start, as Hydra replaces them per job."""
     root = logging.getLogger()
-    RUN_LOG.handlers = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    RUN_LOG.handlers = files or [logging.NullHandler()]
 
 
 @contextmanager

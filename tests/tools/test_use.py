@@ -106,3 +106,4 @@ def test_what_cannot_be_used_is_one_line(tmp_path: Path) -> None:
     proc = run_cli([str(tmp_path), "nothing.png"], tmp_path, prog="lrrun-predict")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: lrrun-predict: ") and "no checkpoint" in proc.stderr
+    assert proc.stderr.count("no checkpoint") == 1, proc.stderr  # said once
