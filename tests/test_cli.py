@@ -161,10 +161,42 @@ BAD_INPUTS = [
     (["trainer.device=tpu"], "trainer.device='tpu' is not a device"),
     (["model.input_dim=100"], "model.input_dim=100 does not fit the data"),
     (
-        ["trainer.precision=fp16"],
-        "trainer.precision='fp16' is not allowed: it must be fp32 or bf16",
+        ["trainer.precision=16-mixed"],
+        "trainer.precision='16-mixed' is not allowed: it must be fp32, bf16 or fp16 "
+        "(Lightning's 32, bf16-mixed and 16-mixed",
     ),
-    (["trainer.precision=16-mixed"], "its 16-mixed, fp16 with a gradient scaler, is not offered"),
+    (
+        ["trainer.ema.decay=1.5"],
+        "trainer.ema.decay=1.5 is not allowed: it must be a number in (0, 1)",
+    ),
+    (
+        ["trainer.ema.rate=0.9"],
+        "trainer.ema.rate is not a key of trainer=default. Its keys: decay, every, warmup",
+    ),
+    (
+        ["trainer.select=ema"],
+        "trainer.select=ema: this run keeps no ema weights. To select them, set trainer.ema.decay",
+    ),
+    (["trainer.select=swa"], "To select them, use scheduler=swa"),
+    (
+        ["trainer.select=last"],
+        "trainer.select='last' is not allowed: it must be model, ema (trainer.ema.decay) or swa",
+    ),
+    (
+        ["scheduler=swa", "scheduler.interval=step"],
+        "scheduler.interval=step is not allowed for scheduler=swa",
+    ),
+    (
+        ["scheduler=swa", "scheduler.swa_lr=[0.1,0.2]"],
+        "scheduler.swa_lr has 2 values, but the optimizer has 1 param groups",
+    ),
+    (
+        [
+            "scheduler=swa",
+            "+scheduler.before={_target_:torch.optim.lr_scheduler.ReduceLROnPlateau}",
+        ],
+        "scheduler.before=ReduceLROnPlateau cannot run before SWA",
+    ),
     (
         ["trainer.gradient_clip_val=1"],
         "did you mean trainer.clip_grad_norm (lrrun's name for gradient_clip_val)?",

@@ -92,9 +92,9 @@ TRAINER_RULES: dict[str, Rule] = {
     "progress": BOOL,
     "data_path": choice("auto", "tensor", "loader"),
     "precision": (
-        lambda v: v in ("fp32", "bf16"),
-        "fp32 or bf16 (Lightning's 32 and bf16-mixed; its 16-mixed, fp16 with a gradient "
-        "scaler, is not offered: bf16 has fp32's range and needs no scaler)",
+        lambda v: v in ("fp32", "bf16", "fp16"),
+        "fp32, bf16 or fp16 (Lightning's 32, bf16-mixed and 16-mixed: fp16 autocast with "
+        "torch.amp.GradScaler)",
     ),
     "compile": BOOL,
     "channels_last": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
@@ -111,6 +111,17 @@ TRAINER_RULES: dict[str, Rule] = {
     "trackers": (lambda v: isinstance(v, list), "a list of trackers: tensorboard, mlflow"),
     "mlflow_uri": (lambda v: v is None or (isinstance(v, str) and v != ""), "a URI or null"),
     "early_stop": (lambda v: isinstance(v, dict), "a node: patience, min_delta, monitor"),
+    "ema": (lambda v: isinstance(v, dict), "a node: decay, every, warmup"),
+    "select": (
+        lambda v: v in ("model", "ema", "swa"),
+        "model, ema (trainer.ema.decay) or swa (scheduler=swa): the weights best.pt and the "
+        "test use",
+    ),
+}
+EMA_RULES: dict[str, Rule] = {
+    "decay": (lambda v: v is None or (_num(v) and 0 < v < 1), "a number in (0, 1), or null (off)"),
+    "every": INT_GE1,
+    "warmup": BOOL,
 }
 EARLY_STOP_RULES: dict[str, Rule] = {
     "patience": (lambda v: v is None or INT_GE1[0](v), "an integer >= 1, or null (off)"),
@@ -250,6 +261,9 @@ SCHEDULER_RULES: dict[str, Rule] = {
     "cooldown": INT_GE0,
     "min_lr": per_group(NON_NEGATIVE),
     "eps": NON_NEGATIVE,
+    "swa_lr": _optional(per_group(POSITIVE)),
+    "anneal_epochs": INT_GE0,
+    "swa_start": _optional(INT_GE1),
 }
 # The same keyword means different things in different torch classes.
 CLASS_RULES: dict[str, dict[str, Rule]] = {

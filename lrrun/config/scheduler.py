@@ -41,6 +41,8 @@ def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
                 f"it is stepped once per epoch with {prefix}.monitor. Use {prefix}.interval=epoch."
             )
         plateau_mode(plain.get("monitor") or "val_loss", plain.get("mode", "auto"))
+    if isinstance(plain.get("before"), dict):  # scheduler=swa's schedule before averaging
+        check_scheduler(plain["before"], f"{prefix}.before")
     children = plain.get("schedulers")
     if isinstance(children, dict):
         for name, child in children.items():

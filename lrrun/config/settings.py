@@ -22,6 +22,7 @@ from lrrun.config.checks import check_known, check_node
 from lrrun.config.dataset import DataSpec, read_dataset
 from lrrun.config.rules import (
     EARLY_STOP_RULES,
+    EMA_RULES,
     LOSS_RULES,
     MIX_RULES,
     MODEL_RULES,
@@ -31,7 +32,7 @@ from lrrun.config.rules import (
 )
 from lrrun.config.scaling import LrScaling, global_batch
 from lrrun.config.scheduler import check_scheduler
-from lrrun.config.task import TaskSpec, check_fit, read_task
+from lrrun.config.task import TaskSpec, check_fit, higher_is_better, read_task
 from lrrun.errors import ConfigError
 
 TRACKERS = ("tensorboard", "mlflow")
@@ -75,6 +76,8 @@ class TrainerSettings:
     mlflow_uri: str | None = None
     # trainer.early_stop, checked: (monitor, higher is better, patience, min_delta), or None
     early_stop: tuple[str, bool, int, float] | None = None
+    ema: tuple[float, int, bool] | None = None  # trainer.ema: (decay, every, warmup), or None
+    select: str = "model"  # the weights best.pt and the test use: model, ema or swa
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,9 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     check_node("trainer", trainer, TRAINER_RULES)
     trainer["trackers"] = tuple(check_trackers(trainer.get("trackers")))
     task = read_task(plain.get("task"))
+    trainer["ema"] = _ema(trainer.get("ema") or {})
+    select = trainer.get("select", "model")
+    task = task.selecting(select, _averages(trainer["ema"], plain["scheduler"], select))
     trainer["early_stop"] = _early_stop(trainer.get("early_stop") or {}, task)
     dataset = read_dataset(plain["dataset"], task.name)
     check_node("model", plain["model"], MODEL_RULES)
@@ -180,6 +186,29 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     )
 
 
+def _ema(node: dict[str, Any]) -> tuple[float, int, bool] | None:
+    """trainer.ema as (decay, every, warmup), or None when decay is null."""
+    check_known("trainer.ema", node, EMA_RULES)
+    check_node("trainer.ema", node, EMA_RULES)
+    if node.get("decay") is None:
+        return None
+    return float(node["decay"]), int(node.get("every", 1)), bool(node.get("warmup", True))
+
+
+def _averages(ema: Any, scheduler: dict[str, Any], select: str) -> tuple[str, ...]:
+    """The averaged weights a run keeps and evaluates (lrrun.train.averaging): ema with
+    trainer.ema, swa with scheduler=swa; trainer.select must name the model or one of them."""
+    swa = str(scheduler.get("_target_", "")).endswith("SWALR")
+    averages = (*(("ema",) if ema else ()), *(("swa",) if swa else ()))
+    if select != "model" and select not in averages:
+        fix = "set trainer.ema.decay (e.g. 0.999)" if select == "ema" else "use scheduler=swa"
+        raise ConfigError(
+            f"trainer.select={select}: this run keeps no {select} weights. To select them, "
+            f"{fix}; or use trainer.select=model."
+        )
+    return averages
+
+
 def _early_stop(node: dict[str, Any], task: TaskSpec) -> tuple[str, bool, int, float] | None:
     """trainer.early_stop as (monitor, higher is better, patience, min_delta): the task's
     selection metric by default (val_acc, or val_loss); None when patience is null."""
@@ -188,13 +217,14 @@ def _early_stop(node: dict[str, Any], task: TaskSpec) -> tuple[str, bool, int, f
     if node.get("patience") is None:
         return None
     monitor = node.get("monitor") or task.select
-    metrics = [c for c in task.columns([], top5=True) if c.startswith(("train_", "val_"))]
+    metrics = [c for c in task.columns([], top5=True, averages=task.averages)
+               if c.startswith(("train_", "val_"))]  # fmt: skip
     if monitor not in metrics:
         raise ConfigError(
             f"trainer.early_stop.monitor={monitor} is not a metric this task logs each epoch: "
             f"one of {', '.join(metrics)}."
         )
-    higher = monitor.endswith(("_acc", "_top5", "_r2"))
+    higher = higher_is_better(monitor)
     return monitor, higher, int(node["patience"]), float(node.get("min_delta") or 0.0)
 
 

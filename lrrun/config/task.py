@@ -17,7 +17,7 @@ lrrun.tasks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lrrun.errors import ConfigError
@@ -35,6 +35,27 @@ class TaskSpec:
     eval_metrics: tuple[str, ...]  # top5 is added for classification with more than 5 classes
     select: str  # the val metric that chooses: best.pt, the plateau default, the verdict
     other: str  # the second val metric a sweep's summary reports
+    # averaged weights the run evaluates each epoch (trainer.ema, scheduler=swa: their
+    # val metrics again as val_<metric>_<name>), and whose val metric selects (trainer.select)
+    averages: tuple[str, ...] = ()
+    weights: str = "model"
+
+    def selecting(self, weights: str, averages: Sequence[str] = ()) -> TaskSpec:
+        """This task with averaged weights, selecting on ``weights``' val metric (model: the
+        trained weights' own)."""
+        base = (
+            self.select.removesuffix(f"_{self.weights}") if self.weights != "model" else self.select
+        )
+        select = base if weights == "model" else f"{base}_{weights}"
+        return replace(self, select=select, averages=tuple(averages), weights=weights)
+
+    @property
+    def test_select(self) -> str:
+        """The test split's counterpart of ``select`` (the selected weights are tested)."""
+        name = self.select.removeprefix("val_")
+        return "test_" + (
+            name.removesuffix(f"_{self.weights}") if self.weights != "model" else name
+        )
 
     @property
     def higher(self) -> bool:
@@ -51,11 +72,14 @@ class TaskSpec:
         """The metrics of an evaluated split (val, test)."""
         return (*self.eval_metrics, *(("top5",) if top5 else ()))
 
-    def columns(self, lr_columns: Sequence[str], top5: bool = False) -> list[str]:
-        """metrics.csv's columns."""
+    def columns(
+        self, lr_columns: Sequence[str], top5: bool = False, averages: Sequence[str] = ()
+    ) -> list[str]:
+        """metrics.csv's columns (``averages``: val_<metric>_<name> for each)."""
         split = [f"{s}_{m}" for s in ("val", "test") for m in self.evaluated(top5)]
+        averaged = [f"val_{m}_{a}" for a in averages for m in self.evaluated(top5)]
         return ["epoch", *lr_columns, *(f"train_{m}" for m in self.train_metrics), *split,
-                "epoch_time_s"]  # fmt: skip
+                *averaged, "epoch_time_s"]  # fmt: skip
 
     def better(self, value: float, than: float | None) -> bool:
         """Whether ``value`` of the select metric beats ``than`` (None: nothing yet)."""
@@ -83,9 +107,16 @@ TASKS = {
 }  # fmt: skip
 
 
+AVERAGES = ("ema", "swa")  # the suffixes of averaged weights' metrics (val_acc_ema)
+
+
 def higher_is_better(metric: str) -> bool:
-    """acc, top5 and r2 rise as they improve; losses, errors and perplexity fall."""
-    return metric.rsplit("_", 1)[-1] in HIGHER_IS_BETTER
+    """acc, top5 and r2 rise as they improve; losses, errors and perplexity fall (and so do
+    their averaged weights' counterparts, val_acc_ema)."""
+    words = metric.split("_")
+    if words[-1] in AVERAGES:
+        words.pop()
+    return words[-1] in HIGHER_IS_BETTER
 
 
 def spec(name: str | None) -> TaskSpec:

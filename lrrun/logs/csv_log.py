@@ -56,13 +56,15 @@ def steps_columns(n_groups: int, momentum: bool = False, grad_norm: bool = False
 
 def parse_row(row: dict[str, str]) -> dict[str, Any]:
     """A row of metrics.csv or steps.csv as numbers (epoch and step as ints; an empty cell,
-    such as test_acc of an epoch the test split was not evaluated for, as None)."""
+    such as test_acc of an epoch the test split was not evaluated for, or val_acc_swa before
+    SWA averaged, as None)."""
     return {
         k: int(v)
         if k in ("epoch", "step")
-        else (None if v == "" and k.startswith("test_") else float(v))
+        else (None if v == "" and (k.startswith("test_") or k.endswith("_swa")) else float(v))
         for k, v in row.items()
     }
+
 
 
 class CSVLog:

@@ -50,7 +50,7 @@ class Job:
     @property
     def test_column(self) -> str:
         """The test split's counterpart of the selection metric: test_acc, or test_loss."""
-        return "test_" + self.task.select.removeprefix("val_")
+        return self.task.test_select
 
     @property
     def test_value(self) -> float | None:
@@ -145,7 +145,9 @@ def load_job(job_dir: Path) -> Job:
         seed=_seed(job_dir, overrides),
         events=_events(job_dir / "events.csv"),
         selection=str(data.get("selection", "val")),
-        task=spec(data.get("task")),
+        task=spec(data.get("task")).selecting(
+            data.get("select", "model"), data.get("averages", ())
+        ),
     )
 
 
@@ -160,9 +162,10 @@ def sweep_jobs(sweep_dir: Path) -> list[Job]:
 
 
 def sweep_task(jobs: list[Job]) -> TaskSpec:
-    """The task a sweep's jobs ran (the most common one; classification for none)."""
-    names = [j.task.name for j in jobs if j.status != "missing"] or [spec(None).name]
-    return spec(max(dict.fromkeys(names), key=names.count))
+    """The task a sweep's jobs ran, with the weights they select on (the most common;
+    classification for none)."""
+    tasks = [j.task for j in jobs if j.status != "missing"] or [spec(None)]
+    return max(dict.fromkeys(tasks), key=tasks.count)
 
 
 def common_overrides(jobs: list[Job]) -> str:

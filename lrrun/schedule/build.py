@@ -26,12 +26,14 @@ from torch.optim.lr_scheduler import (
     ReduceLROnPlateau,
     SequentialLR,
 )
+from torch.optim.swa_utils import SWALR
 
 from lrrun.config.checks import check_node, check_signature, check_value
 from lrrun.config.expr import EpochExpression
 from lrrun.config.rules import POLICY_KEYS, SCHEDULER_RULES
 from lrrun.config.scheduler import plateau_mode, scheduler_rules
 from lrrun.errors import ConfigError, root_cause
+from lrrun.schedule import swa
 from lrrun.schedule.lengths import derive, derive_let
 from lrrun.schedule.lengths import milestones as derive_milestones
 from lrrun.schedule.nested import NESTED
@@ -84,6 +86,8 @@ def build_scheduler(
     if "_target_" not in plain:
         return Stepping(None, interval, None, "none", {}, warmup)
     cls = _scheduler_class(plain["_target_"], "scheduler._target_")
+    if cls is SWALR:
+        return _build_swa(plain, optimizer, epochs, interval, warmup)
     length = schedule_length(interval, epochs, steps_per_epoch)
 
     if cls is ReduceLROnPlateau:
@@ -99,6 +103,43 @@ def build_scheduler(
     scheduler = _build(cls, plain, kwargs, optimizer, length, "scheduler")
     return Stepping(scheduler, interval, monitor, cls.__name__, dict(kwargs), warmup,
                     momentum=cycles_momentum(scheduler))  # fmt: skip
+
+
+def _build_swa(
+    plain: dict[str, Any], optimizer: Optimizer, epochs: int, interval: str, warmup: Warmup
+) -> Stepping:
+    """scheduler=swa (lrrun.schedule.swa): the ``before`` child over the epochs before
+    ``swa_start``, then torch's SWALR."""
+    if interval != "epoch":
+        raise ConfigError(
+            f"scheduler.interval={interval} is not allowed for scheduler=swa: SWALR anneals "
+            "and the weights are averaged per epoch. Use scheduler.interval=epoch."
+        )
+    start = swa.swa_start(plain.get("swa_start"), epochs)
+    before, node = None, plain.get("before")
+    if node:
+        if not isinstance(node, dict):
+            raise ConfigError(
+                "scheduler.before must be a scheduler node (null: a constant lr until "
+                "swa_start), e.g. {_target_:torch.optim.lr_scheduler.CosineAnnealingLR,"
+                "_partial_:true,T_max:null}."
+            )
+        child = _scheduler_class(node.get("_target_"), "scheduler.before._target_")
+        if child is ReduceLROnPlateau or child is SWALR:
+            raise ConfigError(
+                f"scheduler.before={child.__name__} cannot run before SWA: use a schedule "
+                "such as CosineAnnealingLR or LinearLR (or null: a constant lr)."
+            )
+        before = _build(child, node, _kwargs(node), optimizer, start, "scheduler.before")
+    kwargs = {k: v for k, v in _kwargs(plain).items() if k not in swa.OWN_KEYS}
+    kwargs["swa_lr"] = swa.swa_lrs(kwargs.get("swa_lr"), optimizer)
+    check_signature(SWALR, kwargs, "scheduler")
+    swalr = _construct(SWALR, "scheduler", optimizer, **kwargs)
+    args = {**kwargs, "swa_start": start}
+    if before is not None:
+        args["before"] = type(before).__name__
+    return Stepping(swa.SWASchedule(optimizer, before, swalr, start), "epoch", None, "SWA",
+                    args, warmup)  # fmt: skip
 
 
 def cycles_momentum(scheduler: Any) -> bool:

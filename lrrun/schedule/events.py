@@ -10,8 +10,10 @@ of one_cycle and cyclic) produce none but these:
 - ``decay``: a StepLR / MultiStepLR milestone, ConstantLR or LinearLR reaching its end;
 - ``plateau``: a ReduceLROnPlateau cut (the metric, its best so far, bad epochs vs patience);
 - ``restart``: CosineAnnealingWarmRestarts starting a new period;
-- ``switch``: a SequentialLR milestone;
-- ``peak``: OneCycleLR / CyclicLR at max_lr.
+- ``switch``: a SequentialLR milestone; SWA's start (scheduler=swa);
+- ``peak``: OneCycleLR / CyclicLR at max_lr;
+- ``skipped_step``: fp16's gradient scaler skipped an optimizer step (inf/NaN gradients); its
+  ``step`` is the skipped step itself, and ``lr_before`` = ``lr_after`` its lr.
 
 ``step`` is the global step of the first optimizer step that uses ``lr_after``, so
 ``lr_after`` is steps.csv's lr at ``step`` and ``lr_before`` its lr at ``step - 1`` (group 0,
@@ -41,6 +43,8 @@ from torch.optim.lr_scheduler import (
     SequentialLR,
     StepLR,
 )
+
+from lrrun.schedule.swa import SWASchedule
 
 COLUMNS = ["epoch", "step", "event", "lr_before", "lr_after", "message"]
 _NEEDS_A_CHANGE = ("decay", "plateau")
@@ -102,6 +106,12 @@ class EventWatcher:
             self.pending.append(Event(epoch, step + 1, "warmup_end", self._used(step),
                                       self._used(step + 1), f"warm-up done after {w} steps"))  # fmt: skip
 
+    def skipped(self, epoch: int, step: int, lr: float, scale: str) -> None:
+        """fp16's gradient scaler skipped optimizer step ``step`` (lrrun.train.recipe)."""
+        self.pending.append(Event(epoch, step, "skipped_step", lr, lr,
+                                  f"inf/NaN gradients: the gradient scaler skipped optimizer "
+                                  f"step {step} (scale {scale}); the schedule stepped as usual"))  # fmt: skip
+
     def drain(self) -> list[Event]:
         out, self.pending = self.pending, []
         return out
@@ -118,6 +128,11 @@ class EventWatcher:
     def _detect(self, s: Any, metric: float | None) -> list[tuple[str, str]]:
         """(event, message) for what ``s`` (and, for composites, its children) just did."""
         t, unit = s.last_epoch if hasattr(s, "last_epoch") else 0, self.unit
+        if isinstance(s, SWASchedule):
+            if t == s.swa_start:
+                return [("switch", f"SWA averages from epoch {t} on; SWALR anneals to swa_lr "
+                                   f"over {s.swalr.anneal_epochs} epochs")]  # fmt: skip
+            return self._detect(s.before, metric) if t < s.swa_start and s.before else []
         if isinstance(s, SequentialLR):
             if t in s._milestones:
                 i = s._milestones.index(t) + 1

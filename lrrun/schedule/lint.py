@@ -84,6 +84,11 @@ def lint(stepping: Stepping, epochs: int, steps_per_epoch: int) -> list[str]:
             f"scheduler.patience={a.get('patience')} with {epochs} epochs: the lr can never be "
             "reduced in this run. Lower scheduler.patience or train longer."
         )
+    if name == "SWA" and a["swa_start"] > epochs:
+        warn(
+            f"scheduler.swa_start={a['swa_start']} is past the run's {epochs} epochs: nothing is "
+            "averaged. Lower scheduler.swa_start (null: 75% of the epochs)."
+        )
     out += _warmup(stepping, epochs * steps_per_epoch)
     factor = _total_decay(name, a, length)
     if factor is not None and factor < 1e-6:

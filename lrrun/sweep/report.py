@@ -31,7 +31,7 @@ def summary_fields(task: TaskSpec) -> tuple[str, ...]:
     """summary.csv's columns after the job and its overrides; for classification:
     best_val_acc, best_epoch, test_acc, final_val_acc, final_val_loss, final_lr, epochs,
     wall_time_s, status (a contract); other tasks name their own metrics."""
-    test = "test_" + task.select.removeprefix("val_")
+    test = task.test_select
     return (f"best_{task.select}", "best_epoch", test, f"final_{task.select}",
             f"final_{task.other}", "final_lr", "epochs", "wall_time_s", "status")  # fmt: skip
 

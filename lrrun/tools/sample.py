@@ -46,37 +46,30 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def load_model(
     run_dir: Path, last: bool = False, device: str = "cpu"
 ) -> tuple[Any, list[str], int]:
-    """(model in eval mode, vocabulary, block_size) of the run in ``run_dir``."""
-    import torch
-
+    """(model in eval mode, vocabulary, block_size) of the run in ``run_dir``
+    (lrrun.load_run)."""
+    from lrrun.tools.use import load_run
     from lrrun.train import checkpoint
-    from lrrun.train.parts import build_model
 
     where = f"lrrun-sample {run_dir}"
     names = [checkpoint.NAME] if last else [checkpoint.BEST, checkpoint.NAME]
-    path = next((run_dir / n for n in names if (run_dir / n).is_file()), None)
-    if path is None:
+    if not any((run_dir / n).is_file() for n in names):
         raise ConfigError(
             f"{where}: no {' or '.join(names)} there. Give the run dir of a language-model run "
             "that finished at least one epoch."
         )
-    state = checkpoint.load(path, where)
-    data = state["plan"].get("data") or {}
-    if data.get("task") != "language_model":
+    run = load_run(run_dir, "last" if last else "best", device)
+    if run.task != "language_model":
         raise ConfigError(
-            f"{where}: this run is a {data.get('task', 'classification')} run; lrrun-sample "
-            "continues text with a language model (task=language_model)."
+            f"{where}: this run is a {run.task} run; lrrun-sample continues text with a "
+            "language model (task=language_model)."
         )
-    vocab = list(data.get("vocab") or [])
-    if not vocab:
+    if not run.classes:
         raise ConfigError(
             f"{where}: the run's data has no decoder (a tokens folder without meta's itos), "
             "so its token ids cannot be turned into text."
         )
-    facts = {"vocab_size": data["vocab_size"], "block_size": data["block_size"]}
-    model, _ = build_model(state["plan"]["model"], facts)
-    model.load_state_dict(state["model"])
-    return model.to(torch.device(device)).eval(), vocab, int(data["block_size"])
+    return run.model, list(run.classes), run.block_size
 
 
 def sample(args: argparse.Namespace) -> list[str]:

@@ -33,6 +33,7 @@ from lrrun.train import checkpoint
 from lrrun.train.parts import build_model
 
 BATCH = 256
+LANGUAGE_MODEL = "language_model"
 
 
 @dataclass
@@ -67,8 +68,16 @@ class TrainedRun:
     eval_steps: tuple[Any, ...] = ()
     source: Path = Path()
 
+    @property
+    def block_size(self) -> int:
+        """A language model's context: the tokens it sees at most."""
+        return self.input_shape[0]
+
     def prepare(self, samples: Any) -> torch.Tensor:
-        """Raw samples as one float32 batch in the model's units."""
+        """Raw samples as one float32 batch in the model's units (a language model's text:
+        its token ids, the last block_size of them)."""
+        if self.task == LANGUAGE_MODEL:
+            return self._tokens(samples)
         one = self._one_sample(samples)
         items = [samples] if one else list(samples)
         if not items:
@@ -85,6 +94,10 @@ class TrainedRun:
 
     @torch.inference_mode()
     def predict(self, samples: Any) -> Predictions:
+        """Classes (and their probabilities), regression values, or a language model's next
+        token after each text."""
+        if self.task == LANGUAGE_MODEL:
+            return self._next_tokens([samples] if isinstance(samples, str) else list(samples))
         x = self.prepare(samples)
         device = next(self.model.parameters(), torch.empty(0)).device
         out = torch.cat([self.model(x[i : i + BATCH].to(device)).float().cpu()
@@ -98,6 +111,32 @@ class TrainedRun:
         probs = out.softmax(dim=1)
         index = probs.argmax(dim=1)
         return Predictions(index=index, names=[self.classes[i] for i in index], probs=probs)
+
+    def _tokens(self, text: Any) -> torch.Tensor:
+        if not isinstance(text, str):
+            return torch.as_tensor(text, dtype=torch.long)[..., -self.block_size :]
+        if not self.classes:
+            raise ConfigError("this run's tokens have no vocabulary (a tokens folder without "
+                              "meta.pkl's itos): give token ids, not text")  # fmt: skip
+        stoi = {t: i for i, t in enumerate(self.classes)}
+        unknown = sorted({c for c in text if c not in stoi})
+        if unknown or not text:
+            raise ConfigError(
+                f"the text has characters the model never saw: {''.join(unknown)!r}. Its "
+                f"vocabulary: {''.join(self.classes)!r}."
+                if unknown
+                else "no text to prepare"
+            )
+        return torch.tensor([stoi[c] for c in text[-self.block_size :]])
+
+    def _next_tokens(self, texts: list[Any]) -> Predictions:
+        device = next(self.model.parameters(), torch.empty(0)).device
+        logits = [self.model(self._tokens(t)[None].to(device))[0, -1].float().cpu()
+                  for t in texts]  # fmt: skip
+        probs = torch.stack(logits).softmax(dim=1)
+        index = probs.argmax(dim=1)
+        names = [self.classes[i] for i in index] if self.classes else [str(int(i)) for i in index]
+        return Predictions(index=index, names=names, probs=probs)
 
     def _one_sample(self, samples: Any) -> bool:
         if isinstance(samples, str | Path) or _is_pil(samples):
@@ -124,7 +163,9 @@ def _is_pil(x: Any) -> bool:
 
 def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") -> TrainedRun:
     """The run in ``run_dir`` (or a checkpoint file), ready to use. ``weights``: "best"
-    (best.pt, the epoch the val split chose; checkpoint.pt when there is none) or "last"."""
+    (best.pt, the epoch the val split chose; checkpoint.pt when there is none) or "last".
+    The weights are those the run selected (trainer.select: the model's, or an average's);
+    a language model's classes are its vocabulary."""
     path = Path(run_dir).expanduser()
     if path.is_dir():
         best = path / checkpoint.BEST
@@ -132,16 +173,21 @@ def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") ->
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no checkpoint there (a run dir holds checkpoint.pt)")
     saved = checkpoint.load(path, where=f"lrrun.load_run({str(run_dir)!r})")
+    plan = saved["plan"]
+    data = plan["data"]
+    model, _ = build_model(plan["model"], data.get("model_args") or {})
+    model.load_state_dict(checkpoint.weights(saved))
+    if data.get("task") == LANGUAGE_MODEL:  # its classes: the vocabulary
+        return TrainedRun(model=model.to(device).eval(), task=LANGUAGE_MODEL,
+                          classes=tuple(data.get("vocab") or ()),
+                          input_shape=(int(data["block_size"]),), epoch=saved["epoch"],
+                          source=path)  # fmt: skip
     inputs = saved.get("inputs")
     if inputs is None:
         raise ConfigError(
             f"{path} was written by an lrrun that did not record its inputs' normalisation; "
             "train the run again (or resume it for one epoch) to use it"
         )
-    plan = saved["plan"]
-    data = plan["data"]
-    model, _ = build_model(plan["model"], data.get("model_args") or {})
-    model.load_state_dict(saved["model"])
     spec = read_dataset(plan["dataset"], data.get("task", "classification"))
     targets = data.get("targets") or {}
     return TrainedRun(

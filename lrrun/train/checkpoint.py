@@ -4,7 +4,8 @@
 scheduler state, the epoch and global step reached, every RNG (torch, CUDA, numpy, Python;
 the data order is a pure function of seed and epoch, ``lrrun.data.order.epoch_order``; a
 language model's windows of seed, epoch and batch, ``lrrun.data.windows``), the best val
-metric so far (val_acc, or val_loss), and the resolved config with the scheduler's derived
+metric so far (val_acc, or val_loss), the averaged weights (``averages``: trainer.ema,
+scheduler=swa) and which weights the run selects (``selected``), and the resolved config with the scheduler's derived
 arguments and the data as the run saw it, so a resume can refuse a config that would change
 the run.
 """
@@ -51,6 +52,13 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     """A reader (or a crash) sees the old checkpoint or the new one, never half of one."""
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
+
+
+def weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The model weights a checkpoint's run selected (trainer.select): the trained model's,
+    or those of an average it kept (lrrun.train.averaging: ema, swa)."""
+    chosen = state.get("selected", "model")
+    return state["model"] if chosen == "model" else state["averages"][chosen]["module"]
 
 
 def locate(spec: str) -> Path:

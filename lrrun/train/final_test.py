@@ -32,13 +32,16 @@ def test_selected(
     last_epoch: int,
     save_best: bool,
     task: Task,
+    select: str = "",
 ) -> dict[str, Any]:
-    """Load the selected epoch's weights into ``model`` and evaluate it on the test split."""
+    """Load the selected epoch's weights (the trained model's, or an average's:
+    trainer.select) into ``model`` and evaluate it on the test split; without best.pt,
+    ``model`` as it is (the selected weights of the last epoch)."""
     best = run_dir / checkpoint.BEST
     if save_best and best.is_file():
         state = checkpoint.load(best)
-        model.load_state_dict(state["model"])
-        epoch, chosen_by = int(state["epoch"]), f"best {task.spec.select}"
+        model.load_state_dict(checkpoint.weights(state))
+        epoch, chosen_by = int(state["epoch"]), f"best {select or task.spec.select}"
     else:
         epoch, chosen_by = last_epoch, "last epoch (trainer.save_best=false: no best.pt)"
     return {"epoch": epoch, **evaluate(model, batches, task, autocast), "chosen_by": chosen_by}

@@ -10,6 +10,7 @@ rank's RNG state for the checkpoint.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,9 @@ from lrrun.logs.trackers import Trackers, flatten
 from lrrun.schedule.build import Stepping
 from lrrun.schedule.events import COLUMNS as EVENT_COLUMNS
 from lrrun.schedule.events import EventWatcher
-from lrrun.train import checkpoint
+from lrrun.train import averaging, checkpoint
 from lrrun.train.assembly import Parts
+from lrrun.train.averaging import Average
 from lrrun.train.loop import Hooks
 from lrrun.train.run_dir import process_age
 from lrrun.world import World, gather
@@ -50,16 +52,18 @@ class Logbook:
         resumed: tuple[int, int] | None,  # (start epoch, step) of a resumed run
         best: tuple[float, int] | None,
         plan: dict[str, Any],  # what a resume must not change (lrrun.train.resume.plan)
+        averages: Sequence[Average] = (),  # averaged weights: checkpointed (lrrun.train.averaging)
     ) -> None:
         self.settings, self.parts, self.stepping, self.run_dir = settings, parts, stepping, run_dir
-        self.world, self.best, self.plan = world, best, plan
+        self.world, self.best, self.plan, self.averages = world, best, plan, averages
         self.inputs = inputs_record(parts.data)
         self.last_row: dict[str, Any] = {}
         self.start_epoch, step = resumed or (1, 0)
         trainer, optimizer = settings.trainer, parts.optimizer
         self.groups = param_groups.names(optimizer)
         self.every_epoch = trainer.test_every_epoch and parts.test is not None
-        columns = settings.task.columns(lr_columns(len(self.groups)), parts.task.top5)
+        columns = settings.task.columns(lr_columns(len(self.groups)), parts.task.top5,
+                                        [a.name for a in averages])  # fmt: skip
         shown = [c for c in columns if self.every_epoch or not c.startswith("test_")]
         steps = steps_columns(len(self.groups), stepping.momentum, parts.recipe.grad_norm)
         main = world.main
@@ -109,8 +113,9 @@ class Logbook:
         self.last_row = row
         self.console.epoch_end(row)
         task = self.settings.task  # chosen on the val split only: val_acc, or val_loss
-        if task.better(row[task.select], self.best[0] if self.best else None):
-            self.best = (row[task.select], row["epoch"])
+        value = row.get(task.select)  # an average's: none before its first update
+        if value is not None and task.better(value, self.best[0] if self.best else None):
+            self.best = (value, row["epoch"])
 
     def epoch_done(self, epoch: int, step: int) -> None:
         self.log_events()
@@ -129,6 +134,9 @@ class Logbook:
                 "best": self.best,
                 "plan": self.plan,
                 "inputs": self.inputs,  # with the plan: what using the model needs
+                "averages": averaging.states(self.averages),
+                "selected": self.settings.trainer.select,  # checkpoint.weights(): whose
+                "scaler": parts.recipe.scaler.state_dict() if parts.recipe.scaler else None,
             }
             checkpoint.save_atomic(state, self.run_dir / checkpoint.NAME)
             if self.settings.trainer.save_best and self.best is not None and self.best[1] == epoch:

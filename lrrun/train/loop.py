@@ -10,13 +10,16 @@ group may be shorter)::
     lr *= w(step)                   # warm-up (lrrun.schedule.warmup; w = 1 without one or after it)
     lrs = param_groups' lr          # logged: the lr this optimizer step uses
     momentum = group 0's            # logged too when the schedule cycles it
-    optimizer.step()
+    optimizer.step()                # fp16: the gradient scaler's, which may skip it (an event;
+                                    # the step counts all the same: lrrun.train.recipe)
     lr = the scheduled lr again     # the scheduler never sees the warm-up factor
+    ema.update(step)                # trainer.ema: the moving average (lrrun.train.averaging)
     scheduler.step()                # only if interval == "step"
 
 After every epoch::
 
     evaluate on the val split (and the test split, with trainer.test_every_epoch)
+    swa.update(epoch), then each average on the val split (val_*_ema, val_*_swa)
     -> write the metrics row
     scheduler.step()                # if interval == "epoch"
     scheduler.step(row[monitor])    # ReduceLROnPlateau (always per epoch)
@@ -39,8 +42,10 @@ reads the latest loss at most four times a second, and only on an interactive te
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +59,7 @@ from lrrun.logs.csv_log import StepRecorder, lr_columns
 from lrrun.schedule.build import Stepping, current_lrs, current_momentum
 from lrrun.schedule.warmup import warmed_up
 from lrrun.tasks import Meter, Task
+from lrrun.train.averaging import Average, selected
 from lrrun.train.early_stop import EarlyStop
 from lrrun.train.measure import check_evaluated, check_finite, evaluated
 from lrrun.train.recipe import Autocast, Recipe, no_autocast, set_mode, used_lrs
@@ -113,6 +119,8 @@ def train_one_epoch(
     on_step: OnStep | None = None,
     stop_on_nonfinite: bool = True,
     recipe: Recipe = PLAIN,
+    *,
+    averages: Sequence[Average] = (),
 ) -> TrainStats:
     model.train()
     set_mode(optimizer, train=True)
@@ -124,10 +132,15 @@ def train_one_epoch(
         with warmed_up(optimizer, stepping.warmup.factor(step + 1)):
             lrs = current_lrs(optimizer)  # the lr this optimizer step uses
             momentum = current_momentum(optimizer) if stepping.momentum else None
-            optimizer.step()
+            skipped = optimizer_step(optimizer, recipe.scaler)
         lrs = used_lrs(optimizer, lrs)
         first_lrs, step, done = first_lrs or lrs, step + 1, done + len(group)
-        step_after_batch(stepping, epoch, step)
+        if skipped and stepping.watch is not None:
+            stepping.watch.skipped(epoch, step, lrs[0], skipped)
+        for average in averages:
+            average.after_step(step)
+        with _after_a_skip() if skipped else contextlib.nullcontext():
+            step_after_batch(stepping, epoch, step)
         recorder.record(epoch, step, lrs, loss, momentum, grad_norm)
         if on_step is not None:
             on_step(done, lrs, loss)
@@ -139,6 +152,28 @@ def train_one_epoch(
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def optimizer_step(optimizer: Optimizer, scaler: torch.amp.GradScaler | None) -> str | None:
+    """``optimizer.step()``; with fp16's gradient scaler, its step and update. None, or when
+    the scaler skipped the step (inf/NaN gradients) the scale it lowered: "65536 -> 32768"."""
+    if scaler is None:
+        optimizer.step()
+        return None
+    before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    after = scaler.get_scale()
+    return None if after >= before else f"{before:g} -> {after:g}"
+
+
+@contextlib.contextmanager
+def _after_a_skip() -> Iterator[None]:
+    """A scheduler stepped after a skipped first optimizer step: torch's warning about the
+    order is wrong there (the loop's order holds; the scaler skipped the update)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        yield
 
 
 def groups(batches: Iterable[Batch], size: int) -> Iterator[list[Batch]]:
@@ -171,7 +206,7 @@ def step_group(
         with autocast():
             out = model(inputs)
             loss = recipe.criterion(out, labels)
-        (loss if len(group) == 1 else loss / len(group)).backward()
+        recipe.scaled(loss if len(group) == 1 else loss / len(group)).backward()
         loss = loss.detach()
         total = loss if total is None else total + loss
         if meter is not None:
@@ -209,6 +244,7 @@ def fit(
     recipe: Recipe = PLAIN,
     eval_model: nn.Module | None = None,
     early_stop: EarlyStop | None = None,
+    averages: Sequence[Average] = (),
 ) -> list[dict[str, Any]]:
     """Train epochs ``start_epoch..epochs``; return their metrics rows: the task's metrics
     (lrrun.tasks), test_* None unless ``test_batches`` are given
@@ -220,6 +256,8 @@ def fit(
     A resumed run passes the epoch and global step to continue from; the model, optimizer,
     scheduler and RNG states must already be restored. ``early_stop``: ends the loop after
     the epoch it says (lrrun.train.early_stop), that epoch's row, schedule and checkpoint done.
+    ``averages``: averaged weights (lrrun.train.averaging), each evaluated on the val split
+    after every epoch; the selected one (trainer.select) is what the test split evaluates.
     """
     hooks = hooks or Hooks()
     history: list[dict[str, Any]] = []
@@ -229,13 +267,22 @@ def fit(
         # --- train
         train = train_one_epoch(
             model, train_batches, optimizer, stepping, epoch, step, recorder, task, autocast,
-            hooks.step, stop_on_nonfinite, recipe,
+            hooks.step, stop_on_nonfinite, recipe, averages=averages,
         )  # fmt: skip
         step = train.last_step
         # --- evaluate (a schedule-free optimizer's evaluation weights, kept for checkpoints)
         set_mode(optimizer, train=False)
         judge = eval_model or model
         val = evaluated("val", judge, val_batches, task, autocast)
+        averaged: dict[str, Any] = {}
+        for average in averages:
+            average.after_epoch(epoch)
+            values = evaluated("val", average.module, val_batches if average.updates else None,
+                               task, autocast)  # fmt: skip
+            averaged |= {f"{k}_{average.name}": v for k, v in values.items()}
+        chosen = selected(averages)
+        if chosen is not None and chosen.updates:
+            judge = chosen.module  # the weights trainer.select names are tested
         test = evaluated("test", judge, test_batches, task, autocast)
         # --- log (the row is on disk before the schedule moves on)
         row = {
@@ -244,6 +291,7 @@ def fit(
             **{f"train_{name}": value for name, value in train.metrics.items()},
             **val,
             **test,
+            **averaged,
             "epoch_time_s": time.perf_counter() - start,
         }
         hooks.epoch_end(row)

@@ -80,9 +80,17 @@ def set_deterministic(on: bool) -> None:
 
 
 def precision_context(precision: str, device: torch.device) -> Autocast:
-    """fp32: no autocast. bf16: autocast to bfloat16 (forward and loss; weights stay fp32)."""
+    """fp32: no autocast. bf16 / fp16: autocast to bfloat16 / float16 (forward and loss;
+    weights stay fp32; fp16's gradient scaler: lrrun.train.recipe)."""
     if precision == "fp32":
         return no_autocast
+    if precision == "fp16":
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError(
+                f"trainer.precision=fp16 is supported on cpu and cuda, not {device.type}. "
+                "Use trainer.precision=fp32."
+            )
+        return functools.partial(torch.autocast, device.type, dtype=torch.float16)
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(
             f"trainer.precision={precision} is not supported by {torch.cuda.get_device_name()}. "

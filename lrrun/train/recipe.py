@@ -16,6 +16,13 @@ what a schedule does or what a step uses (lrrun.train.loop applies them).
 - Mixing (``mix=mixup|cutmix|mixup_cutmix``: torchvision's MixUp / CutMix on the device batch)
   in epochs before ``mix.off_epoch``; accuracy is on the hard labels. Random draws come from
   torch's global generator, which checkpoints hold, so a resume mixes the same.
+- ``trainer.precision=fp16``: the forward and loss under fp16 autocast, the loss scaled by
+  ``torch.amp.GradScaler`` for backward, the gradients unscaled before clipping, and the
+  scaler's step: when it finds inf/NaN gradients it skips ``optimizer.step()`` and lowers
+  its scale; the step still counts (the scheduler steps after it as after any other, so the
+  lr stays a function of the step number) and is an event in events.csv (``skipped_step``).
+  The scaler's state is in every checkpoint. (The scaler reads its inf check on the host:
+  one sync per step, fp16's own cost; bf16 needs no scaler.)
 - Schedule-free optimizers (``optimizer=sgd_schedule_free|adamw_schedule_free``): switched to
   train mode for training and to eval mode for evaluation and checkpoints; the lr logged is
   the one their step used (``scheduled_lr``: lr x their own warm-up).
@@ -52,6 +59,11 @@ class Recipe:
     criterion: Criterion = F.cross_entropy
     mix: Callable[..., Any] | None = None  # (images, labels) -> (images, soft labels)
     mix_off_epoch: int | None = None  # mixing in epochs before this one (1-based)
+    scaler: torch.amp.GradScaler | None = None  # trainer.precision=fp16's loss scaling
+
+    def scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss backward() starts from: scaled by fp16's gradient scaler, if any."""
+        return loss if self.scaler is None else self.scaler.scale(loss)
 
     @property
     def grad_norm(self) -> bool:
@@ -78,6 +90,8 @@ class Recipe:
         tensor), or None when nothing asks for it."""
         if not self.grad_norm:  # no clipping, no logging: no per-step walk over the params
             return None
+        if self.scaler is not None:  # clip and log the true gradients
+            self.scaler.unscale_(optimizer)
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         if not params:
             return None
@@ -132,8 +146,10 @@ def build_recipe(settings: Any, num_classes: int, device: torch.device, task: An
             {k: v for k, v in settings.mix.items() if k != "off_epoch"}, num_classes
         )
         mix = build(node, "mix")
+    scaler = torch.amp.GradScaler(device.type) if trainer.precision == "fp16" else None
     return Recipe(trainer.accumulate, trainer.clip_grad_norm, trainer.clip_grad_value,
-                  trainer.log_grad_norm, criterion, mix, settings.mix.get("off_epoch"))  # fmt: skip
+                  trainer.log_grad_norm, criterion, mix, settings.mix.get("off_epoch"),
+                  scaler)  # fmt: skip
 
 
 def _with_classes(node: Any, num_classes: int) -> Any:

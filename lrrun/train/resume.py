@@ -23,6 +23,10 @@ def plan(
     per epoch and the data as the run saw it (classes, sizes, split, the model's values from
     the data: lrrun.train.header.data_facts)."""
     trainer = {k: v for k, v in plain["trainer"].items() if k not in RESUME_FREE_KEYS}
+    if (trainer.get("ema") or {}).get("decay") is None:  # off: as runs before trainer.ema
+        trainer.pop("ema", None)
+    if trainer.get("select") == "model":
+        trainer.pop("select")
     return {
         **{k: plain.get(k) for k in ("dataset", "model", "loss", "mix", "optimizer", "scheduler")},
         "trainer": trainer,

@@ -20,7 +20,8 @@ from lrrun.errors import Diverged
 from lrrun.files import release
 from lrrun.schedule.build import build_scheduler
 from lrrun.schedule.lint import lint
-from lrrun.train import checkpoint, distributed, final_test, header
+from lrrun.schedule.swa import SWASchedule
+from lrrun.train import averaging, checkpoint, distributed, final_test, header
 from lrrun.train.allocator import keep_freed_memory
 from lrrun.train.assembly import assemble
 from lrrun.train.devices import resolve_device
@@ -97,17 +98,25 @@ def _train(
     model, optimizer = parts.model, parts.optimizer
     epochs, steps_per_epoch = trainer.epochs, parts.steps_per_epoch
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, steps_per_epoch)
+    schedule = stepping.scheduler
+    swa_start = schedule.swa_start if isinstance(schedule, SWASchedule) else None
+    averages = averaging.build(trainer.ema, swa_start, trainer.select, model, parts.train)
     facts = header.data_facts(parts, world)  # status.json's and the checkpoint plan's
+    if averages:  # which weights select (runs written before averaging have none)
+        facts |= {"averages": [a.name for a in averages], "select": trainer.select}
     plan = resume_plan(settings.plain, stepping, steps_per_epoch, facts)
     start_epoch, step, best = 1, 0, None
     if saved is not None:
         start_epoch, step, best = restore(saved, plan, model, optimizer, stepping, trainer, world)
+        averaging.restore(averages, saved)
+        if parts.recipe.scaler is not None and saved.get("scaler"):  # fp16's loss scale
+            parts.recipe.scaler.load_state_dict(saved["scaler"])
     if world.main:
         check_output_dir(run_dir, model, epochs * steps_per_epoch)
     forward = torch.compile(parts.trained) if trainer.compile else parts.trained
 
     book = Logbook(settings, parts, stepping, run_dir, world,
-                   (start_epoch, step) if saved else None, best, plan)  # fmt: skip
+                   (start_epoch, step) if saved else None, best, plan, averages)  # fmt: skip
     speed = header.speed(parts.data_path, trainer, parts.memory_format, kept, world)
     try:  # from here on a tracker run is open: it must not be left "running"
         book.header(
@@ -134,7 +143,7 @@ def _train(
             parts.task, start_epoch=start_epoch, step=step, autocast=autocast, hooks=book.hooks(),
             stop_on_nonfinite=trainer.stop_on_nonfinite,
             test_batches=parts.test if book.every_epoch else None, recipe=parts.recipe,
-            eval_model=model, early_stop=stopper,
+            eval_model=model, early_stop=stopper, averages=averages,
         )  # fmt: skip
         stopped = stopper is not None and stopper.stopped_after is not None
         if stopped:
@@ -142,8 +151,11 @@ def _train(
         if parts.test is not None and not book.every_epoch:
             distributed.barrier()  # rank 0 has written best.pt
             last = stopper.stopped_after if stopper and stopper.stopped_after else epochs
-            tested = final_test.test_selected(model, parts.test, autocast, run_dir, last,
-                                              trainer.save_best, parts.task)  # fmt: skip
+            chosen = averaging.selected(averages)
+            weights = chosen.module if chosen is not None and chosen.updates else model
+            tested = final_test.test_selected(weights, parts.test, autocast, run_dir, last,
+                                              trainer.save_best, parts.task,
+                                              settings.task.select)  # fmt: skip
     except BaseException as error:
         outcome = failure(error)
         with distributed.signals_held():  # a launcher's SIGTERM now must not skip the status

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import lrrun
 import torch
 
 from lrrun.data.tokens import TokenSplit
@@ -67,6 +69,13 @@ def test_a_char_model_learns_text_and_samples_it(tmp_path: Path) -> None:
     assert set(text) <= set(vocab)
     greedy = run_cli([*sample, "--temperature", "0"], tmp_path, prog="lrrun-sample")
     assert greedy.stdout.startswith("the quick")  # it learnt the text it read
+    # the same model through the public API: its classes are the vocabulary, and predict
+    # gives the next token after each text (greedy sampling's first choice)
+    used = lrrun.load_run(tmp_path / "run")
+    assert used.task == "language_model" and "".join(used.classes) == "".join(vocab)
+    said = used.predict(["the q", "the quick brown"])
+    assert said.names[0] == greedy.stdout[5] and said.probs.shape == (2, len(vocab))
+    assert torch.allclose(said.probs.sum(dim=1), torch.ones(2))
 
 
 @pytest.mark.slow
