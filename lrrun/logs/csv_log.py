@@ -66,7 +66,6 @@ def parse_row(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-
 class CSVLog:
     """Append rows to a CSV with a fixed header, flushing every write.
 

@@ -13,9 +13,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-import hydra.utils
 import torch
-from omegaconf import OmegaConf
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     ChainedScheduler,
@@ -30,10 +28,11 @@ from torch.optim.swa_utils import SWALR
 
 from lrrun.config.checks import check_node, check_signature, check_value
 from lrrun.config.expr import EpochExpression
-from lrrun.config.rules import POLICY_KEYS, SCHEDULER_RULES
+from lrrun.config.rules import SCHEDULER_RULES
 from lrrun.config.scheduler import plateau_mode, scheduler_rules
-from lrrun.errors import ConfigError, root_cause
+from lrrun.errors import ConfigError
 from lrrun.schedule import swa
+from lrrun.schedule.construct import construct, instantiate, node_kwargs, scheduler_class
 from lrrun.schedule.lengths import derive, derive_let
 from lrrun.schedule.lengths import milestones as derive_milestones
 from lrrun.schedule.nested import NESTED
@@ -85,7 +84,7 @@ def build_scheduler(
         )
     if "_target_" not in plain:
         return Stepping(None, interval, None, "none", {}, warmup)
-    cls = _scheduler_class(plain["_target_"], "scheduler._target_")
+    cls = scheduler_class(plain["_target_"], "scheduler._target_")
     if cls is SWALR:
         return _build_swa(plain, optimizer, epochs, interval, warmup)
     length = schedule_length(interval, epochs, steps_per_epoch)
@@ -99,7 +98,7 @@ def build_scheduler(
             f"{cls.__name__} ignores metrics. Remove scheduler.monitor."
         )
 
-    kwargs = _kwargs(plain)
+    kwargs = node_kwargs(plain)
     scheduler = _build(cls, plain, kwargs, optimizer, length, "scheduler")
     return Stepping(scheduler, interval, monitor, cls.__name__, dict(kwargs), warmup,
                     momentum=cycles_momentum(scheduler))  # fmt: skip
@@ -108,38 +107,20 @@ def build_scheduler(
 def _build_swa(
     plain: dict[str, Any], optimizer: Optimizer, epochs: int, interval: str, warmup: Warmup
 ) -> Stepping:
-    """scheduler=swa (lrrun.schedule.swa): the ``before`` child over the epochs before
-    ``swa_start``, then torch's SWALR."""
-    if interval != "epoch":
-        raise ConfigError(
-            f"scheduler.interval={interval} is not allowed for scheduler=swa: SWALR anneals "
-            "and the weights are averaged per epoch. Use scheduler.interval=epoch."
-        )
-    start = swa.swa_start(plain.get("swa_start"), epochs)
-    before, node = None, plain.get("before")
-    if node:
-        if not isinstance(node, dict):
+    """scheduler=swa (lrrun.schedule.swa), its ``before`` child built by the rules of any."""
+
+    def child(node: dict[str, Any], length: int) -> Any:
+        cls = scheduler_class(node.get("_target_"), "scheduler.before._target_")
+        if cls is ReduceLROnPlateau or cls is SWALR:
             raise ConfigError(
-                "scheduler.before must be a scheduler node (null: a constant lr until "
-                "swa_start), e.g. {_target_:torch.optim.lr_scheduler.CosineAnnealingLR,"
-                "_partial_:true,T_max:null}."
-            )
-        child = _scheduler_class(node.get("_target_"), "scheduler.before._target_")
-        if child is ReduceLROnPlateau or child is SWALR:
-            raise ConfigError(
-                f"scheduler.before={child.__name__} cannot run before SWA: use a schedule "
+                f"scheduler.before={cls.__name__} cannot run before SWA: use a schedule "
                 "such as CosineAnnealingLR or LinearLR (or null: a constant lr)."
             )
-        before = _build(child, node, _kwargs(node), optimizer, start, "scheduler.before")
-    kwargs = {k: v for k, v in _kwargs(plain).items() if k not in swa.OWN_KEYS}
-    kwargs["swa_lr"] = swa.swa_lrs(kwargs.get("swa_lr"), optimizer)
-    check_signature(SWALR, kwargs, "scheduler")
-    swalr = _construct(SWALR, "scheduler", optimizer, **kwargs)
-    args = {**kwargs, "swa_start": start}
-    if before is not None:
-        args["before"] = type(before).__name__
-    return Stepping(swa.SWASchedule(optimizer, before, swalr, start), "epoch", None, "SWA",
-                    args, warmup)  # fmt: skip
+        return _build(cls, node, node_kwargs(node), optimizer, length, "scheduler.before")
+
+    schedule, args = swa.build(node_kwargs(plain), plain.get("before"), optimizer, epochs,
+                               interval, child)  # fmt: skip
+    return Stepping(schedule, "epoch", None, "SWA", args, warmup)
 
 
 def cycles_momentum(scheduler: Any) -> bool:
@@ -179,8 +160,8 @@ def _build(
             f"{prefix}.total_steps={kwargs['total_steps']} is too small: this run takes "
             f"{length} scheduler steps. Leave it null to derive it."
         )
-    partial = _instantiate(node["_target_"], kwargs, prefix)
-    return _construct(partial, prefix, optimizer, _name=cls.__name__)
+    partial = instantiate(node["_target_"], kwargs, prefix)
+    return construct(partial, prefix, optimizer, _name=cls.__name__)
 
 
 def _build_composite(
@@ -210,9 +191,9 @@ def _build_composite(
                 f"{prefix}.schedulers.{n} must be a scheduler node with a _target_, e.g. "
                 "{_target_:torch.optim.lr_scheduler.LinearLR,_partial_:true,total_iters:2}."
             )
-    child_kwargs = [_kwargs(c) for c in child_nodes]
+    child_kwargs = [node_kwargs(c) for c in child_nodes]
     child_classes = [
-        _scheduler_class(c.get("_target_"), f"{prefix}.schedulers.{n}._target_")
+        scheduler_class(c.get("_target_"), f"{prefix}.schedulers.{n}._target_")
         for c, n in zip(child_nodes, names, strict=True)
     ]
     for child_cls, n in zip(child_classes, names, strict=True):
@@ -253,59 +234,9 @@ def _build_composite(
         for n, c, kw in zip(names, child_classes, child_kwargs, strict=True)
     }
     if issubclass(cls, SequentialLR):
-        return _construct(cls, prefix, optimizer, schedulers=children,
+        return construct(cls, prefix, optimizer, schedulers=children,
                           milestones=kwargs["milestones"], _name=torch_name)  # fmt: skip
-    return _construct(cls, prefix, children, optimizer=optimizer, _name=torch_name)
-
-
-def _scheduler_class(target: Any, key: str) -> type:
-    if not isinstance(target, str) or not target:
-        raise ConfigError(f"{key} is missing: name a torch.optim.lr_scheduler class.")
-    try:
-        cls = hydra.utils.get_class(target)
-    except Exception:
-        raise ConfigError(
-            f"{key}={target!r} cannot be imported. Use a class of torch.optim.lr_scheduler, "
-            "e.g. torch.optim.lr_scheduler.StepLR."
-        ) from None
-    if not (issubclass(cls, LRScheduler) or cls is ReduceLROnPlateau):
-        raise ConfigError(f"{key}={target!r} is not a learning-rate scheduler class.")
-    return cls
-
-
-def _kwargs(plain: dict[str, Any]) -> dict[str, Any]:
-    """Constructor kwargs: everything but Hydra's ``_x_`` keys and lrrun's policy keys."""
-    return {k: v for k, v in plain.items() if not k.startswith("_") and k not in POLICY_KEYS}
-
-
-def _instantiate(target: str, kwargs: dict[str, Any], prefix: str) -> Any:
-    """Hydra-instantiate the ``_partial_`` node with derived values filled in."""
-    finished = {"_target_": target, "_partial_": True, "_convert_": "all", **kwargs}
-    lam = finished.pop("lr_lambda", None)
-    try:
-        partial = hydra.utils.instantiate(OmegaConf.create(finished))
-    except Exception as exc:
-        raise ConfigError(f"{prefix} could not be instantiated: {root_cause(exc)}") from None
-    if lam is not None:  # a callable cannot pass through OmegaConf
-        partial.keywords["lr_lambda"] = lam
-    return partial
-
-
-def _construct(
-    factory: Any, prefix: str, *args: Any, _name: str | None = None, **kwargs: Any
-) -> Any:
-    name = _name or getattr(factory, "__name__", "scheduler")
-    try:
-        return factory(*args, **kwargs)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{prefix} ({name}) rejected its arguments: {exc}") from None
-    except ArithmeticError as exc:  # e.g. OneCycleLR with pct_start x total_steps = 1
-        raise ConfigError(
-            f"{prefix} ({name}) cannot compute its schedule from these arguments ({exc}): "
-            "a phase is too short. Lengthen it (e.g. a larger pct_start or total_steps)."
-        ) from None
+    return construct(cls, prefix, children, optimizer=optimizer, _name=torch_name)
 
 
 def format_args(kwargs: dict[str, Any]) -> str:

@@ -20,12 +20,14 @@ last quarter of its budget), ``swa_lr`` = half of each group's lr, a ``before`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import SWALR
 
+from lrrun.config.checks import check_signature
 from lrrun.errors import ConfigError
 
 OWN_KEYS = ("swa_start", "before")  # lrrun's keys of the node; the rest is SWALR's
@@ -95,3 +97,42 @@ def swa_lrs(value: Any, optimizer: Optimizer) -> list[float]:
             )
         return [float(v) for v in value]
     return [float(value)] * len(groups)
+
+
+def build(
+    kwargs: dict[str, Any],
+    before: Any,
+    optimizer: Optimizer,
+    epochs: int,
+    interval: str,
+    build_child: Callable[[dict[str, Any], int], LRScheduler],
+) -> tuple[SWASchedule, dict[str, Any]]:
+    """The schedule of a resolved ``scheduler=swa`` node (``kwargs``: its keys but Hydra's
+    and the policy's), and its resolved arguments for the header and the plan.
+    ``build_child(node, length)`` builds ``before`` as any scheduler node is built."""
+    if interval != "epoch":
+        raise ConfigError(
+            f"scheduler.interval={interval} is not allowed for scheduler=swa: SWALR anneals "
+            "and the weights are averaged per epoch. Use scheduler.interval=epoch."
+        )
+    start = swa_start(kwargs.get("swa_start"), epochs)
+    first = None
+    if before:
+        if not isinstance(before, dict):
+            raise ConfigError(
+                "scheduler.before must be a scheduler node (null: a constant lr until "
+                "swa_start), e.g. {_target_:torch.optim.lr_scheduler.CosineAnnealingLR,"
+                "_partial_:true,T_max:null}."
+            )
+        first = build_child(before, start)
+    swalr_kwargs = {k: v for k, v in kwargs.items() if k not in OWN_KEYS}
+    swalr_kwargs["swa_lr"] = swa_lrs(swalr_kwargs.get("swa_lr"), optimizer)
+    check_signature(SWALR, swalr_kwargs, "scheduler")
+    try:
+        swalr = SWALR(optimizer, **swalr_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"scheduler (SWALR) rejected its arguments: {exc}") from None
+    args = {**swalr_kwargs, "swa_start": start}
+    if first is not None:
+        args["before"] = type(first).__name__
+    return SWASchedule(optimizer, first, swalr, start), args

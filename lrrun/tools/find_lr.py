@@ -71,9 +71,9 @@ def range_test(settings: Settings, opts: dict[str, Any]) -> list[dict[str, float
     from lrrun.train.allocator import keep_freed_memory
     from lrrun.train.assembly import assemble
     from lrrun.train.devices import resolve_device
-    from lrrun.train.loop import groups, step_group
+    from lrrun.train.loop import optimizer_step, step_group
     from lrrun.train.parts import precision_context
-    from lrrun.train.recipe import set_mode, used_lrs
+    from lrrun.train.recipe import groups, set_mode, used_lrs
 
     trainer = settings.trainer
     torch.manual_seed(trainer.seed)
@@ -104,7 +104,7 @@ def range_test(settings: Settings, opts: dict[str, Any]) -> list[dict[str, float
             param_group["lr"] = lr * ratio
         read = current_lrs(optimizer)  # what this step uses, read as training reads it
         loss, _ = step_group(model, group, optimizer, recipe, autocast, epoch=1)
-        optimizer.step()
+        optimizer_step(optimizer, recipe.scaler)  # fp16: the gradient scaler's step
         used = used_lrs(optimizer, read)[0]
         value = loss.item()  # a range test stops on the loss: it must read it every step
         avg = opts["smooth"] * avg + (1 - opts["smooth"]) * value

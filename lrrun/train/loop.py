@@ -44,8 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +61,16 @@ from lrrun.tasks import Meter, Task
 from lrrun.train.averaging import Average, selected
 from lrrun.train.early_stop import EarlyStop
 from lrrun.train.measure import check_evaluated, check_finite, evaluated
-from lrrun.train.recipe import Autocast, Recipe, no_autocast, set_mode, used_lrs
+from lrrun.train.recipe import (
+    Autocast,
+    Batch,
+    Recipe,
+    after_a_skip,
+    groups,
+    no_autocast,
+    set_mode,
+    used_lrs,
+)
 
 OnStep = Callable[[int, list[float], torch.Tensor], None]
 PLAIN = Recipe()
@@ -139,7 +147,7 @@ def train_one_epoch(
             stepping.watch.skipped(epoch, step, lrs[0], skipped)
         for average in averages:
             average.after_step(step)
-        with _after_a_skip() if skipped else contextlib.nullcontext():
+        with after_a_skip() if skipped else contextlib.nullcontext():
             step_after_batch(stepping, epoch, step)
         recorder.record(epoch, step, lrs, loss, momentum, grad_norm)
         if on_step is not None:
@@ -149,9 +157,6 @@ def train_one_epoch(
     if stop_on_nonfinite:
         check_finite(rows)
     return TrainStats(first_lrs, meter.means(), step)  # the epoch's one host sync
-
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def optimizer_step(optimizer: Optimizer, scaler: torch.amp.GradScaler | None) -> str | None:
@@ -165,27 +170,6 @@ def optimizer_step(optimizer: Optimizer, scaler: torch.amp.GradScaler | None) ->
     scaler.update()
     after = scaler.get_scale()
     return None if after >= before else f"{before:g} -> {after:g}"
-
-
-@contextlib.contextmanager
-def _after_a_skip() -> Iterator[None]:
-    """A scheduler stepped after a skipped first optimizer step: torch's warning about the
-    order is wrong there (the loop's order holds; the scaler skipped the update)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-        yield
-
-
-def groups(batches: Iterable[Batch], size: int) -> Iterator[list[Batch]]:
-    """Consecutive groups of ``size`` batches (trainer.accumulate); the last may be shorter."""
-    group: list[Batch] = []
-    for batch in batches:
-        group.append(batch)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
 
 
 def step_group(

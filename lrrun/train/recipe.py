@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ from torch.optim import Optimizer
 
 from lrrun.schedule.build import schedule_free
 
+Batch = tuple[torch.Tensor, torch.Tensor]
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 
@@ -160,3 +162,24 @@ def _with_classes(node: Any, num_classes: int) -> Any:
     if isinstance(node, list):
         return [_with_classes(v, num_classes) for v in node]
     return node
+
+
+def groups(batches: Iterable[Batch], size: int) -> Iterator[list[Batch]]:
+    """Consecutive groups of ``size`` batches (trainer.accumulate); the last may be shorter."""
+    group: list[Batch] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+@contextlib.contextmanager
+def after_a_skip() -> Iterator[None]:
+    """A scheduler stepped after a skipped first optimizer step: torch's warning about the
+    order is wrong there (the loop's order holds; the scaler skipped the update)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        yield

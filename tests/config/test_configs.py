@@ -139,9 +139,12 @@ def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: 
     assert stepping.interval in ("epoch", "step")
     if group == "scheduler" and choice != "none":
         target = cfg.scheduler._target_.rsplit(".", 1)[-1]
-        assert type(stepping.scheduler).__name__ == target
+        built = stepping.scheduler
+        if choice == "swa":  # SWALR after the schedule before it (lrrun.schedule.swa)
+            built = built.swalr
+        assert type(built).__name__ == target
         cited = choice.startswith(("hf_", "wsd")) or choice in ("noam", "goyal", "nanogpt_cosine")
-        assert snake(target) == choice or cited
+        assert snake(target) == choice or cited or choice == "swa"
     if group == "dataset" and choice == "synthetic":
         assert data.train.images.shape == (cfg.dataset.train_size, 1, 28, 28)
         assert set(data.train.labels.tolist()) == set(range(10))

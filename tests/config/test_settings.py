@@ -56,8 +56,9 @@ def test_trainer_settings_mirror_the_trainer_config() -> None:
     fields = {f.name for f in dataclasses.fields(TrainerSettings)}
     assert fields == set(TRAINER_RULES) == set(shipped)
     defaults = TrainerSettings()
-    read_as = {"early_stop": None}  # checked into (monitor, higher, patience, min_delta); off
-    assert shipped["early_stop"]["patience"] is None
+    # checked into (monitor, higher, patience, min_delta) and (decay, every, warmup); off
+    read_as = {"early_stop": None, "ema": None}
+    assert shipped["early_stop"]["patience"] is None and shipped["ema"]["decay"] is None
     for key, value in shipped.items():
         expected = read_as.get(key, value)
         assert getattr(defaults, key) == (

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import lrrun
 import torch
 
+import lrrun
 from lrrun.data.tokens import TokenSplit
 from lrrun.data.windows import FixedWindows, RandomWindows, even_starts
 from lrrun.tasks.language_model import LanguageModel
