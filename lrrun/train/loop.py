@@ -6,6 +6,7 @@ For every group of ``trainer.accumulate`` batches (one batch by default; the epo
 group may be shorter)::
 
     for each batch: forward -> loss / (batches in the group) -> backward
+                                    # DDP: one all-reduce, in the group's last backward
     clip the gradients (trainer.clip_grad_norm / clip_grad_value), keep their norm
     lr *= w(step)                   # warm-up (lrrun.schedule.warmup; w = 1 without one or after it)
     lrs = param_groups' lr          # logged: the lr this optimizer step uses
@@ -182,21 +183,31 @@ def step_group(
     meter: Meter | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The gradients of one optimizer step: each batch's loss over the group's size, summed
-    by backward(); then clipped. The group's mean loss and the norm before clipping."""
+    by backward(); then clipped. The group's mean loss and the norm before clipping. Under
+    DDP the batches before the group's last run in ``no_sync()``: one all-reduce per optimizer
+    step, as nanoGPT and Lightning accumulate."""
     optimizer.zero_grad(set_to_none=True)
     total: torch.Tensor | None = None
-    for samples, targets in group:
+    for i, (samples, targets) in enumerate(group):
         inputs, labels = recipe.mixed(samples, targets, epoch)
-        with autocast():
-            out = model(inputs)
-            loss = recipe.criterion(out, labels)
-        recipe.scaled(loss if len(group) == 1 else loss / len(group)).backward()
+        # DDP all-reduces the group's summed gradients once, in its last backward
+        with no_sync(model) if i < len(group) - 1 else contextlib.nullcontext():
+            with autocast():
+                out = model(inputs)
+                loss = recipe.criterion(out, labels)
+            recipe.scaled(loss if len(group) == 1 else loss / len(group)).backward()
         loss = loss.detach()
         total = loss if total is None else total + loss
         if meter is not None:
             meter.add(out.detach(), targets, loss)  # accuracy on the hard labels
     assert total is not None
     return (total if len(group) == 1 else total / len(group)), recipe.clip(optimizer)
+
+
+def no_sync(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
+    """DDP's ``no_sync()`` (gradients kept local until a backward outside it); nothing for a
+    model without it."""
+    return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
 
 
 @dataclass

@@ -212,3 +212,67 @@ def test_the_ranks_compose_the_config_the_launcher_composed() -> None:
 
     argv = ["--config-dir", "my/conf", "-cn=exp", "trainer.devices=2", "--config-path=x", "-cn"]
     assert config_flags(argv) == ["--config-dir", "my/conf", "-cn=exp", "--config-path=x", "-cn"]
+
+
+def _accumulate_on_two_ranks(rank: int, port: int, out: str) -> None:
+    """One rank of a gloo pair: 3 optimizer steps of 4 accumulated batches through the
+    loop's step_group, counting DDP's all-reduces with a comm hook."""
+    import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+    from torch.nn.parallel import DistributedDataParallel
+
+    from lrrun.train.loop import step_group
+    from lrrun.train.recipe import Recipe, no_autocast
+
+    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    ddp = DistributedDataParallel(model)
+    calls: list[int] = []
+
+    def counting(state, bucket):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return default_hooks.allreduce_hook(state, bucket)
+
+    ddp.register_comm_hook(None, counting)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(2, 4, 8, generator=data), torch.randint(0, 4, (2, 4), generator=data))
+               for _ in range(12)]  # fmt: skip
+    for step in range(3):
+        group = [(x[rank], y[rank]) for x, y in batches[4 * step : 4 * step + 4]]
+        step_group(ddp, group, optimizer, Recipe(accumulate=4), no_autocast, epoch=1)
+        optimizer.step()
+    if rank == 0:
+        torch.save({"calls": len(calls), "weights": model.state_dict(), "batches": batches}, out)
+    dist.destroy_process_group()
+
+
+def test_accumulation_all_reduces_once_per_optimizer_step(tmp_path: Path) -> None:
+    """trainer.accumulate=4 under DDP: the batches before a group's last run in no_sync(), so
+    one all-reduce per optimizer step (not four), and the weights are one process's on both
+    ranks' batches (the mean gradient of the 8 batches) to float rounding."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "rank0.pt")
+    mp.start_processes(_accumulate_on_two_ranks, args=(port, out), nprocs=2,
+                       start_method="spawn")  # fmt: skip
+    got = torch.load(out, weights_only=True)
+    assert got["calls"] == 3  # one bucket per step, 3 steps
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(3):
+        optimizer.zero_grad()
+        for x, y in got["batches"][4 * step : 4 * step + 4]:
+            for rank in range(2):  # each batch's loss over the 8 the step averages
+                (torch.nn.functional.cross_entropy(model(x[rank]), y[rank]) / 8).backward()
+        optimizer.step()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(got["weights"][key], value, rtol=1e-5, atol=1e-6)
