@@ -18,7 +18,7 @@ LAYERS = {
     "schedule": 3, "tasks": 3,
     "logs": 4,
     "train": 5,
-    "sweep": 6,
+    "sweep": 6, "fused": 6,
     "tools": 7,
     "cli": 8,
     "__main__": 9,

@@ -1,0 +1,121 @@
+"""The members' one pass (lrrun.fused.forward) against the same members stepped one after
+another: the training step of a fused sweep, without data loading or logging.
+
+    python benchmarks/fused.py [--steps 30] [--members 1 2 4 8 16]
+
+Each member has its own torch Adam and StepLR (stepped per optimizer step), as fused jobs
+keep theirs. For the feedforward model (784-100-10) and the CNN (pytorch/examples' mnist
+Net; dropout off: lrrun's CPU dropout draws in place, which vmap refuses, and fused dropout
+masks drawn from each member's own stream are not built yet) at batch 64 on 1x28x28 inputs: the wall time of ``--steps`` training
+steps of N members fused vs N members one after another (the median of 3 repeats each), and
+the ratio fused / sequential - issue 27's targets are at most 0.4 (feedforward) and 0.7 (CNN)
+for a 16-job sweep. Peak memory: the peak RSS of a fresh process training the N fused members. Figures are ratios measured in one run on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def build(kind: str, n: int) -> tuple[list, list, list]:
+    import torch
+
+    from lrrun.models import FashionMNISTNet, FeedForward
+
+    models, optimizers, schedulers = [], [], []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        model = (
+            FeedForward(784, 100, 10)
+            if kind == "feedforward"
+            else FashionMNISTNet(0.0, 0.0, (1, 28, 28), 10)
+        )
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        models.append(model)
+        optimizers.append(optimizer)
+        schedulers.append(torch.optim.lr_scheduler.StepLR(optimizer, 10, 0.5))
+    return models, optimizers, schedulers
+
+
+def step_time(kind: str, n: int, steps: int, fused: bool) -> float:
+    """Seconds for ``steps`` training steps of ``n`` members, fused or one after another."""
+    import torch
+    import torch.nn.functional as F
+
+    from lrrun.fused.forward import Stacked
+
+    models, optimizers, schedulers = build(kind, n)
+    x = torch.randn(n, 64, 1, 28, 28)
+    y = torch.randint(0, 10, (n, 64))
+    stacked = Stacked(models).train()
+    for m in models:
+        m.train()
+
+    def one_step() -> None:
+        for o in optimizers:
+            o.zero_grad(set_to_none=True)
+        if fused:
+            out = stacked(x)
+            sum(F.cross_entropy(out[i], y[i]) for i in range(n)).backward()
+        else:
+            for i, m in enumerate(models):
+                F.cross_entropy(m(x[i]), y[i]).backward()
+        for o, s in zip(optimizers, schedulers, strict=True):
+            o.step()
+            s.step()
+
+    for _ in range(3):  # warm-up: allocator, kernels
+        one_step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    return time.perf_counter() - start
+
+
+def peak_rss_mb(kind: str, n: int, steps: int) -> float:
+    """Peak RSS (MiB) of a fresh process training ``n`` fused members (torch's own ~300
+    MiB included: compare the rows)."""
+    cmd = [sys.executable, __file__, "--rss", kind, str(n), "--steps", str(steps)]
+    return float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--members", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--rss", nargs=2, help=argparse.SUPPRESS)  # one measurement, alone
+    args = parser.parse_args()
+    import torch
+
+    if args.rss:
+        step_time(args.rss[0], int(args.rss[1]), args.steps, True)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} steps, "
+          "batch 64 per member, Adam + StepLR per member; median of 3")  # fmt: skip
+    results = []
+    for kind in ("feedforward", "cnn"):
+        print(f"\n{kind}: members | fused s | sequential s | fused/sequential | peak RSS MiB")
+        for n in args.members:
+            fused = statistics.median(step_time(kind, n, args.steps, True) for _ in range(3))
+            alone = statistics.median(step_time(kind, n, args.steps, False) for _ in range(3))
+            rss = peak_rss_mb(kind, n, args.steps)
+            print(f"  {n:>7} | {fused:7.3f} | {alone:12.3f} | {fused / alone:16.2f} | {rss:12.0f}")
+            results.append({"model": kind, "members": n, "fused_s": fused, "sequential_s": alone,
+                            "ratio": fused / alone, "peak_rss_mib": rss})  # fmt: skip
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Members of one architecture in one pass.
+
+Each member keeps its own leaf parameters - its own torch optimizer steps them, its own
+scheduler sets their lr. For a pass, each parameter is stacked over the members (one
+``torch.stack`` per parameter, differentiable), ``torch.func.functional_call`` runs the
+architecture under ``vmap`` over the member dimension, and backward through the stack hands
+each member's leaves their own gradient: what the member's solo forward and backward give, to
+float rounding (tests/fused). The members' losses are summed before backward, so no member's
+gradient depends on another's.
+
+Buffers (BatchNorm's running statistics, its step counter) are stacked as well; in train mode
+the pass updates the stack, and the members' own buffers are updated from it, as a solo
+forward would have updated them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from lrrun.errors import ConfigError
+
+
+class Stacked:
+    """``members`` (modules of one architecture: the same parameter and buffer names and
+    shapes) called as one: ``stacked(x)`` with ``x`` of shape (members, batch, ...), or one
+    batch for all with ``shared=True``; the output has the member dimension first."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        if not members:
+            raise ValueError("no members to stack")
+        first = members[0]
+        self.members = list(members)
+        self.param_names = [name for name, _ in first.named_parameters()]
+        self.buffer_names = [name for name, _ in first.named_buffers()]
+        for i, member in enumerate(self.members[1:], 2):
+            _check_same(first, member, i)
+        self.params = [[dict(m.named_parameters())[n] for m in self.members]
+                       for n in self.param_names]  # fmt: skip
+        self.buffers = [[dict(m.named_buffers())[n] for m in self.members]
+                        for n in self.buffer_names]  # fmt: skip
+        self.skeleton = copy.deepcopy(first).to("meta")  # the architecture, no storage
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def train(self, mode: bool = True) -> Stacked:
+        for module in (self.skeleton, *self.members):
+            module.train(mode)
+        return self
+
+    def eval(self) -> Stacked:
+        return self.train(False)
+
+    def __call__(self, inputs: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        params = {n: torch.stack(ps) for n, ps in zip(self.param_names, self.params, strict=True)}
+        buffers = {
+            n: torch.stack(bs) for n, bs in zip(self.buffer_names, self.buffers, strict=True)
+        }
+
+        def one(
+            p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor
+        ) -> torch.Tensor:
+            return functional_call(self.skeleton, (p, b), (x,))
+
+        out = vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(
+            params, buffers, inputs
+        )
+        if self.skeleton.training and buffers:
+            with torch.no_grad():  # what the pass wrote into the stack, back to each member
+                for name, own in zip(self.buffer_names, self.buffers, strict=True):
+                    for i, buffer in enumerate(own):
+                        buffer.copy_(buffers[name][i])
+        return out
+
+
+def _check_same(first: nn.Module, other: nn.Module, number: int) -> None:
+    """The same names and shapes, or a message that says which differs."""
+    for kind, a, b in (("parameter", first.named_parameters(), other.named_parameters()),
+                       ("buffer", first.named_buffers(), other.named_buffers())):  # fmt: skip
+        mine = {n: (tuple(t.shape), t.dtype) for n, t in a}
+        theirs = {n: (tuple(t.shape), t.dtype) for n, t in b}
+        if mine != theirs:
+            diff = sorted(set(mine.items()) ^ set(theirs.items()))[:1]
+            raise ConfigError(
+                f"member {number} is not member 1's architecture: {kind} {diff[0][0]} differs "
+                f"({diff[0][1]}); only models of one architecture and size share a pass."
+            )

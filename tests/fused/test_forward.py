@@ -1,0 +1,71 @@
+"""The members' one pass (lrrun.fused.forward): every member's output, gradient and
+BatchNorm statistics are those of its solo forward and backward, to float rounding."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from lrrun.errors import ConfigError
+from lrrun.fused.forward import Stacked
+from lrrun.models import FashionMNISTNet, FeedForward
+
+
+def bn_net() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                         nn.Linear(16, 3))  # fmt: skip
+
+
+def members(make, n: int) -> list[nn.Module]:
+    out = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        out.append(make())
+    return out
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: FeedForward(12, 16, 3), (12,)),
+        (bn_net, (12,)),
+        (lambda: FashionMNISTNet(0.0, 0.0, (1, 12, 12), 3), (1, 12, 12)),
+    ],
+    ids=["feedforward", "batchnorm", "cnn"],
+)
+def test_each_member_as_alone(make, shape: tuple[int, ...]) -> None:
+    fused = members(make, 4)
+    solo = [copy.deepcopy(m) for m in fused]
+    x = torch.randn(4, 8, *shape)
+    y = torch.randint(0, 3, (4, 8))
+    out = Stacked(fused).train()(x)
+    loss = sum(nn.functional.cross_entropy(out[i], y[i]) for i in range(4))
+    loss.backward()
+    for i, alone in enumerate(solo):
+        alone.train()
+        own = alone(x[i])
+        torch.testing.assert_close(out[i], own, rtol=1e-5, atol=1e-6)
+        nn.functional.cross_entropy(own, y[i]).backward()
+        for (name, p), q in zip(fused[i].named_parameters(), alone.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+        for (name, b), c in zip(fused[i].named_buffers(), alone.buffers(), strict=True):
+            torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)  # BN's statistics
+
+
+def test_one_batch_for_all_in_eval_mode() -> None:
+    fused = members(bn_net, 3)
+    for m in fused:  # statistics of their own, as training leaves them
+        m.train()(torch.randn(32, 12))
+    x = torch.randn(5, 12)
+    with torch.no_grad():
+        out = Stacked(fused).eval()(x, shared=True)
+        for i, m in enumerate(fused):
+            torch.testing.assert_close(out[i], m.eval()(x), rtol=1e-5, atol=1e-6)
+
+
+def test_only_one_architecture_shares_a_pass() -> None:
+    with pytest.raises(ConfigError, match="member 2 is not member 1's architecture: parameter"):
+        Stacked([FeedForward(12, 16, 3), FeedForward(12, 32, 3)])
