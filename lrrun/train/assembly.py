@@ -51,9 +51,13 @@ class Parts:
         return self.recipe.steps_per_epoch(len(self.train))
 
 
-def assemble(settings: Settings, device: torch.device, world: World = SINGLE) -> Parts:
+def assemble(
+    settings: Settings, device: torch.device, world: World = SINGLE, data: Any = None
+) -> Parts:
+    """``data``: loaded already (the members of one pass share it, lrrun.fused)."""
     trainer = settings.trainer
-    data = load_data(settings.dataset, MEMORY[trainer.data_path], device)
+    if data is None:
+        data = load_data(settings.dataset, MEMORY[trainer.data_path], device)
     model, model_args = build_model(settings.model, data.facts)
     model = model.to(device)
     materialise(model, probe_batch(data, device, torch.contiguous_format),

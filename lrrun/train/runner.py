@@ -8,6 +8,7 @@ trackers)."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +19,18 @@ from lrrun.config.run_dirs import claim
 from lrrun.config.settings import Settings, read
 from lrrun.errors import Diverged
 from lrrun.files import release
-from lrrun.schedule.build import build_scheduler
+from lrrun.schedule.build import Stepping, build_scheduler
 from lrrun.schedule.lint import lint
 from lrrun.schedule.swa import SWASchedule
 from lrrun.train import averaging, checkpoint, distributed, final_test, header
 from lrrun.train.allocator import keep_freed_memory
-from lrrun.train.assembly import assemble
+from lrrun.train.assembly import Parts, assemble
 from lrrun.train.devices import resolve_device
 from lrrun.train.early_stop import EarlyStop
 from lrrun.train.logbook import Logbook, failure
 from lrrun.train.loop import fit
 from lrrun.train.parts import precision_context, set_deterministic
+from lrrun.train.recipe import Autocast
 from lrrun.train.resume import plan as resume_plan
 from lrrun.train.resume import restore
 from lrrun.train.run_dir import (
@@ -39,7 +41,7 @@ from lrrun.train.run_dir import (
     short,
     write_failure,
 )
-from lrrun.world import World, env_world, gather
+from lrrun.world import SINGLE, World, env_world, gather
 
 
 def run(
@@ -80,21 +82,41 @@ def run(
     return history
 
 
-def _train(
+@dataclass
+class Prepared:
+    """A run ready for its first step: its parts, schedule, averages and logbook opened, its
+    header printed, status.json "running" (lrrun.fused trains several side by side)."""
+
+    settings: Settings
+    run_dir: Path
+    world: World
+    parts: Parts
+    stepping: Stepping
+    averages: list[averaging.Average]
+    book: Logbook
+    autocast: Autocast
+    forward: torch.nn.Module  # what the step calls: the model, DDP around it, compiled
+    start_epoch: int
+    step: int
+    stopper: EarlyStop | None
+
+
+def prepare(
     settings: Settings,
     scaled: str,
     run_dir: Path,
     saved: dict[str, Any] | None,
     device: torch.device,
-    world: World,
-) -> list[dict[str, Any]]:
+    world: World = SINGLE,
+    data: Any = None,
+) -> Prepared:
+    """Everything before epoch 1 (``data``: loaded already, for members of one pass)."""
     trainer = settings.trainer
-    run_dir = Path(gather(str(run_dir))[0])  # rank 0's: the other ranks read best.pt there
     set_deterministic(trainer.deterministic)
     kept = keep_freed_memory(device.type)
     autocast = precision_context(trainer.precision, device)
 
-    parts = assemble(settings, device, world)
+    parts = assemble(settings, device, world, data)
     model, optimizer = parts.model, parts.optimizer
     epochs, steps_per_epoch = trainer.epochs, parts.steps_per_epoch
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, steps_per_epoch)
@@ -131,59 +153,100 @@ def _train(
     book.status("running", epoch=start_epoch - 1, step=step, param_groups=book.groups,
                 data=facts, device=str(device),
                 **book.tracked.ids())  # fmt: skip
-    history: list[dict[str, Any]] = []
-    outcome, tested, stopped = "ok", None, False
     stopper = EarlyStop(*trainer.early_stop) if trainer.early_stop else None
     if stopper is not None:
         # a resumed run decides as the unstopped one would; every rank on rank 0's rows
         stopper.replay(gather(book.previous)[0])
+    return Prepared(settings, run_dir, world, parts, stepping, averages, book, autocast,
+                    forward, start_epoch, step, stopper)  # fmt: skip
+
+
+def _train(
+    settings: Settings,
+    scaled: str,
+    run_dir: Path,
+    saved: dict[str, Any] | None,
+    device: torch.device,
+    world: World,
+) -> list[dict[str, Any]]:
+    run_dir = Path(gather(str(run_dir))[0])  # rank 0's: the other ranks read best.pt there
+    run = prepare(settings, scaled, run_dir, saved, device, world)
+    parts, book, trainer = run.parts, run.book, settings.trainer
+    history: list[dict[str, Any]] = []
+    outcome, tested = "ok", None
     try:
         history = fit(
-            forward, parts.train, parts.val, optimizer, stepping, book.recorder, epochs,
-            parts.task, start_epoch=start_epoch, step=step, autocast=autocast, hooks=book.hooks(),
+            run.forward, parts.train, parts.val, parts.optimizer, run.stepping, book.recorder,
+            trainer.epochs, parts.task, start_epoch=run.start_epoch, step=run.step,
+            autocast=run.autocast, hooks=book.hooks(),
             stop_on_nonfinite=trainer.stop_on_nonfinite,
             test_batches=parts.test if book.every_epoch else None, recipe=parts.recipe,
-            eval_model=model, early_stop=stopper, averages=averages,
+            eval_model=parts.model, early_stop=run.stopper, averages=run.averages,
         )  # fmt: skip
-        stopped = stopper is not None and stopper.stopped_after is not None
-        if stopped:
-            book.console.line(stopper.line())
-        if parts.test is not None and not book.every_epoch:
-            distributed.barrier()  # rank 0 has written best.pt
-            last = stopper.stopped_after if stopper and stopper.stopped_after else epochs
-            chosen = averaging.selected(averages)
-            weights = chosen.module if chosen is not None and chosen.updates else model
-            tested = final_test.test_selected(weights, parts.test, autocast, run_dir, last,
-                                              trainer.save_best, parts.task,
-                                              settings.task.select)  # fmt: skip
+        tested = test_chosen(run)
     except BaseException as error:
         outcome = failure(error)
-        with distributed.signals_held():  # a launcher's SIGTERM now must not skip the status
-            exc = distributed.explain(error, world)  # a peer's end, when a collective failed
-            exc = write_failure(exc, run_dir)  # the disk, not the run
-            outcome = failure(exc)
-            distributed.post_outcome(world, outcome, type(exc).__name__, str(exc))
-            with contextlib.suppress(OSError):  # a dir that takes nothing takes no status
-                book.status(outcome, message=getattr(exc, "reason", str(exc)) or type(exc).__name__)
-            if not world.main:
-                orphan_end(run_dir, outcome, str(exc) or type(exc).__name__)  # rank 0 killed
-            if isinstance(exc, Diverged) and world.main:
-                plot(run_dir, trainer)
+        exc = failed(run, error)
         if exc is error:
             raise
         raise exc from None
     finally:
         book.close(outcome, artifacts(run_dir))
-    if world.main:
+    return conclude(run, history, tested)
+
+
+def test_chosen(run: Prepared) -> dict[str, Any] | None:
+    """After the last epoch: the early stop's line, and the test split on the chosen weights
+    (None: no test split, or tested every epoch)."""
+    parts, stopper, trainer = run.parts, run.stopper, run.settings.trainer
+    if stopper is not None and stopper.stopped_after is not None:
+        run.book.console.line(stopper.line())
+    if parts.test is None or run.book.every_epoch:
+        return None
+    distributed.barrier()  # rank 0 has written best.pt
+    last = stopper.stopped_after if stopper and stopper.stopped_after else trainer.epochs
+    chosen = averaging.selected(run.averages)
+    weights = chosen.module if chosen is not None and chosen.updates else parts.model
+    return final_test.test_selected(weights, parts.test, run.autocast, run.run_dir, last,
+                                    trainer.save_best, parts.task,
+                                    run.settings.task.select)  # fmt: skip
+
+
+def failed(run: Prepared, error: BaseException) -> BaseException:
+    """What a run that raised ``error`` writes (its status, curves.png when it diverged);
+    the exception to raise on (a peer's end, a full disk, explained)."""
+    world, run_dir = run.world, run.run_dir
+    with distributed.signals_held():  # a launcher's SIGTERM now must not skip the status
+        exc = distributed.explain(error, world)  # a peer's end, when a collective failed
+        exc = write_failure(exc, run_dir)  # the disk, not the run
+        outcome = failure(exc)
+        distributed.post_outcome(world, outcome, type(exc).__name__, str(exc))
+        with contextlib.suppress(OSError):  # a dir that takes nothing takes no status
+            run.book.status(outcome, message=getattr(exc, "reason", str(exc)) or type(exc).__name__)
+        if not world.main:
+            orphan_end(run_dir, outcome, str(exc) or type(exc).__name__)  # rank 0 killed
+        if isinstance(exc, Diverged) and world.main:
+            plot(run_dir, run.settings.trainer)
+    return exc
+
+
+def conclude(
+    run: Prepared, history: list[dict[str, Any]], tested: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """A run that ended well (its logbook closed): the test result into metrics.csv, status
+    ok or stopped_early, curves.png, the trackers closed, the console's last line."""
+    book, stopper, run_dir = run.book, run.stopper, run.run_dir
+    stopped = stopper is not None and stopper.stopped_after is not None
+    if run.world.main:
         if tested is not None:
             final_test.write_into_metrics(run_dir, tested)
-            book.tracked.test(tested, tested["epoch"] * steps_per_epoch)
+            book.tracked.test(tested, tested["epoch"] * run.parts.steps_per_epoch)
             book.console.line(final_test.line(tested))
         book.status("stopped_early" if stopped else "ok", test=tested,
                     **({"stopped_early": stopper.record()} if stopped else {}))  # fmt: skip
-        plot(run_dir, trainer)
+        plot(run_dir, run.settings.trainer)
         book.tracked.close("ok", artifacts(run_dir))
     history = book.previous + history
-    task = settings.task
+    task = run.settings.task
     book.console.finish(task.best(history), task.select, short(run_dir))
     return history
