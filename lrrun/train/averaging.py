@@ -175,6 +175,29 @@ def restore(averages: Sequence[Average], saved: dict[str, Any]) -> None:
             average.load_state_dict(state)
 
 
+def evaluated(
+    averages: Sequence[Average], epoch: int, batches: Any, task: Any, autocast: Any
+) -> dict[str, Any]:
+    """After epoch ``epoch`` was trained: each average updated (SWA) and evaluated,
+    ``val_<metric>_<name>`` (None before its first update)."""
+    from lrrun.train.measure import evaluated as measured
+
+    out: dict[str, Any] = {}
+    for average in averages:
+        average.after_epoch(epoch)
+        values = measured("val", average.module, batches if average.updates else None, task,
+                          autocast)  # fmt: skip
+        out |= {f"{k}_{average.name}": v for k, v in values.items()}
+    return out
+
+
+def tested(averages: Sequence[Average], model: nn.Module) -> nn.Module:
+    """What the test split evaluates: the selected average once it has weights, else
+    ``model``."""
+    chosen = selected(averages)
+    return chosen.module if chosen is not None and chosen.updates else model
+
+
 def selected(averages: Sequence[Average]) -> Average | None:
     """The average ``trainer.select`` names (None: the trained model)."""
     return next((a for a in averages if a.selected), None)

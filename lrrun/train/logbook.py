@@ -36,7 +36,7 @@ from lrrun.schedule.events import EventWatcher
 from lrrun.train import averaging, checkpoint
 from lrrun.train.assembly import Parts
 from lrrun.train.averaging import Average
-from lrrun.train.loop import Hooks
+from lrrun.train.hooks import Hooks
 from lrrun.train.run_dir import process_age
 from lrrun.world import World, gather
 

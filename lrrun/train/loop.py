@@ -45,8 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -59,8 +58,10 @@ from lrrun.logs.csv_log import StepRecorder, lr_columns
 from lrrun.schedule.build import Stepping, current_lrs, current_momentum
 from lrrun.schedule.warmup import warmed_up
 from lrrun.tasks import Meter, Task
-from lrrun.train.averaging import Average, selected
+from lrrun.train import averaging
+from lrrun.train.averaging import Average
 from lrrun.train.early_stop import EarlyStop
+from lrrun.train.hooks import EpochEnd, Hooks, OnStep, TrainStats
 from lrrun.train.measure import check_evaluated, check_finite, evaluated
 from lrrun.train.recipe import (
     Autocast,
@@ -73,15 +74,7 @@ from lrrun.train.recipe import (
     used_lrs,
 )
 
-OnStep = Callable[[int, list[float], torch.Tensor], None]
 PLAIN = Recipe()
-
-
-@dataclass
-class TrainStats:
-    lrs: list[float]  # each group's lr at the epoch's first step
-    metrics: dict[str, float]  # the task's training metrics: loss (and acc)
-    last_step: int  # global, 1-based
 
 
 def step_after_batch(stepping: Stepping, epoch: int = 0, step: int = 0) -> None:
@@ -210,14 +203,39 @@ def no_sync(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
     return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
 
 
-@dataclass
-class Hooks:
-    """What the runner does around the loop (console, CSV, checkpoints); all optional."""
-
-    epoch_start: Callable[[int], None] = lambda epoch: None
-    step: OnStep | None = None
-    epoch_end: Callable[[dict[str, Any]], None] = lambda row: None  # before the schedule moves
-    epoch_done: Callable[[int, int], None] = lambda epoch, step: None  # after: checkpoint here
+def end_epoch(
+    done: EpochEnd,
+    val_batches: Batches,
+    task: Task,
+    autocast: Autocast,
+    stepping: Stepping,
+    hooks: Hooks,
+    *,
+    test_batches: Batches | None = None,
+    averages: Sequence[Average] = (),
+    stop_on_nonfinite: bool = True,
+) -> dict[str, Any]:
+    """The rest of an epoch: the averages and the test split evaluated, the row logged (on
+    disk before the schedule moves on), the schedule stepped, the checkpoint written."""
+    averaged = averaging.evaluated(averages, done.epoch, val_batches, task, autocast)
+    judge = averaging.tested(averages, done.judge)  # the weights trainer.select names
+    test = evaluated("test", judge, test_batches, task, autocast)
+    train = done.train
+    row = {
+        "epoch": done.epoch,
+        **dict(zip(lr_columns(len(train.lrs)), train.lrs, strict=True)),
+        **{f"train_{name}": value for name, value in train.metrics.items()},
+        **done.val,
+        **test,
+        **averaged,
+        "epoch_time_s": time.perf_counter() - done.started,
+    }
+    hooks.epoch_end(row)
+    if stop_on_nonfinite:
+        check_evaluated(row, done.step)  # a NaN val loss is divergence; the plateau never sees it
+    step_after_epoch(stepping, row, done.epoch, done.step)
+    hooks.epoch_done(done.epoch, done.step)
+    return row
 
 
 def fit(
@@ -269,33 +287,12 @@ def fit(
         set_mode(optimizer, train=False)
         judge = eval_model or model
         val = evaluated("val", judge, val_batches, task, autocast)
-        averaged: dict[str, Any] = {}
-        for average in averages:
-            average.after_epoch(epoch)
-            values = evaluated("val", average.module, val_batches if average.updates else None,
-                               task, autocast)  # fmt: skip
-            averaged |= {f"{k}_{average.name}": v for k, v in values.items()}
-        chosen = selected(averages)
-        if chosen is not None and chosen.updates:
-            judge = chosen.module  # the weights trainer.select names are tested
-        test = evaluated("test", judge, test_batches, task, autocast)
-        # --- log (the row is on disk before the schedule moves on)
-        row = {
-            "epoch": epoch,
-            **dict(zip(lr_columns(len(train.lrs)), train.lrs, strict=True)),
-            **{f"train_{name}": value for name, value in train.metrics.items()},
-            **val,
-            **test,
-            **averaged,
-            "epoch_time_s": time.perf_counter() - start,
-        }
-        hooks.epoch_end(row)
+        row = end_epoch(
+            EpochEnd(epoch, step, start, train, val, judge), val_batches, task, autocast,
+            stepping, hooks, test_batches=test_batches, averages=averages,
+            stop_on_nonfinite=stop_on_nonfinite,
+        )  # fmt: skip
         history.append(row)
-        if stop_on_nonfinite:
-            check_evaluated(row, step)  # a NaN val loss is divergence; the plateau never sees it
-        # --- schedule
-        step_after_epoch(stepping, row, epoch, step)
-        hooks.epoch_done(epoch, step)
         if early_stop is not None and early_stop.update(row):
             break
     return history

@@ -1,0 +1,42 @@
+"""What the training loop (lrrun.train.loop) hands around: the runner's hooks, an epoch's
+training statistics, an epoch trained and evaluated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+OnStep = Callable[[int, list[float], torch.Tensor], None]
+
+
+@dataclass
+class TrainStats:
+    lrs: list[float]  # each group's lr at the epoch's first step
+    metrics: dict[str, float]  # the task's training metrics: loss (and acc)
+    last_step: int  # global, 1-based
+
+
+@dataclass
+class Hooks:
+    """What the runner does around the loop (console, CSV, checkpoints); all optional."""
+
+    epoch_start: Callable[[int], None] = lambda epoch: None
+    step: OnStep | None = None
+    epoch_end: Callable[[dict[str, Any]], None] = lambda row: None  # before the schedule moves
+    epoch_done: Callable[[int, int], None] = lambda epoch, step: None  # after: checkpoint here
+
+
+@dataclass
+class EpochEnd:
+    """An epoch trained and evaluated on the val split, by ``judge`` (the model itself)."""
+
+    epoch: int
+    step: int  # its last global step
+    started: float  # time.perf_counter() at its start
+    train: TrainStats
+    val: dict[str, Any]
+    judge: nn.Module
