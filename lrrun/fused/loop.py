@@ -1,0 +1,185 @@
+"""The members of one pass, trained side by side: lrrun.train.loop's contract for each, one
+forward and one backward for all (lrrun.fused.forward).
+
+Per optimizer step, each member's group of batches comes from its own data order; its
+random draws (mixing) come from its own stream - the global RNG state it would have had
+alone, swapped in around its draws and its checkpoint. The members' outputs come from one
+pass; each member's loss is its own criterion on its share, and the sum's backward gives
+each member exactly its own gradient. Then each member, with its own objects and by the
+loop's own functions: clipping, warm-up, ``optimizer_step``, its averages,
+``step_after_batch``, its steps.csv row. After the epoch, evaluation of the val split is one
+pass too, and each member ends its epoch through ``end_epoch`` (averages, test, its row, its
+schedule, its checkpoint).
+
+A member whose loss turned NaN leaves the pass at the epoch's end (Diverged, as alone); so does
+one that stops early. The others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lrrun.errors import Diverged
+from lrrun.fused.forward import Stacked
+from lrrun.schedule.build import current_lrs, current_momentum
+from lrrun.schedule.warmup import warmed_up
+from lrrun.train.hooks import EpochEnd, TrainStats
+from lrrun.train.loop import end_epoch, optimizer_step, step_after_batch
+from lrrun.train.measure import check_finite
+from lrrun.train.recipe import groups, set_mode, used_lrs
+from lrrun.train.runner import Prepared
+
+
+@dataclass
+class Member:
+    run: Prepared
+    rng: torch.Tensor  # its global RNG state between its own draws
+    history: list[dict[str, Any]] = field(default_factory=list)
+    ended: BaseException | None = None  # Diverged, or another failure of its own
+    stopped: bool = False  # its early stop said so
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[None]:
+        """The global RNG as this member alone would have it."""
+        outside = torch.get_rng_state()
+        torch.set_rng_state(self.rng)
+        try:
+            yield
+        finally:
+            self.rng = torch.get_rng_state()
+            torch.set_rng_state(outside)
+
+
+def fit_members(members: list[Member], epochs: int, start_epoch: int) -> None:
+    """Train the members' epochs ``start_epoch..epochs``; each member's rows go into its
+    ``history``, its failure into ``ended``."""
+    step = members[0].run.step
+    for epoch in range(start_epoch, epochs + 1):
+        alive = [m for m in members if m.ended is None and not m.stopped]
+        if not alive:
+            return
+        start = time.perf_counter()
+        for m in alive:
+            with m.stream():
+                m.run.book.hooks().epoch_start(epoch)
+        trained = dict(zip(map(id, alive), train_one_epoch(alive, epoch, step), strict=True))
+        step = next(iter(trained.values())).last_step
+        alive = [m for m in alive if m.ended is None]  # a NaN loss: Diverged, as alone
+        for m, val in zip(alive, evaluate(alive) if alive else [], strict=True):
+            run = m.run
+            hooks = run.book.hooks()
+            done = EpochEnd(epoch, step, start, trained[id(m)], val, run.parts.model)
+            try:
+                with m.stream():
+                    row = end_epoch(done, run.parts.val, run.parts.task, run.autocast,
+                                    run.stepping, hooks, averages=run.averages,
+                                    stop_on_nonfinite=run.settings.trainer.stop_on_nonfinite,
+                                    test_batches=run.parts.test if run.book.every_epoch else None)  # fmt: skip
+            except Exception as exc:  # Diverged on the val split, a full disk: this member's
+                m.ended = exc
+                continue
+            m.history.append(row)
+            if run.stopper is not None and run.stopper.update(row):
+                m.stopped = True
+
+
+def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainStats]:
+    """One epoch of every member; their stats in the members' order (a member whose loss
+    turned NaN gets ``ended``)."""
+    stacked = Stacked([m.run.parts.model for m in members]).train()
+    for m in members:
+        set_mode(m.run.parts.optimizer, train=True)
+        m.run.parts.train.set_epoch(epoch)
+    meters = [m.run.parts.task.meter(train=True) for m in members]
+    orders = [groups(m.run.parts.train, m.run.parts.recipe.accumulate) for m in members]
+    first: list[list[float] | None] = [None] * len(members)
+    for step_groups in zip(*orders, strict=True):
+        losses = _forward_backward(members, step_groups, stacked, epoch, meters)
+        step += 1
+        for i, m in enumerate(members):
+            run, (loss, grad_norm) = m.run, losses[i]
+            optimizer, stepping = run.parts.optimizer, run.stepping
+            with warmed_up(optimizer, stepping.warmup.factor(step)):
+                lrs = current_lrs(optimizer)
+                momentum = current_momentum(optimizer) if stepping.momentum else None
+                optimizer_step(optimizer, None)
+            lrs = used_lrs(optimizer, lrs)
+            first[i] = first[i] or lrs
+            for average in run.averages:
+                average.after_step(step)
+            step_after_batch(stepping, epoch, step)
+            run.book.recorder.record(epoch, step, lrs, loss, momentum, grad_norm)
+    stats = []
+    for i, m in enumerate(members):
+        rows = m.run.book.recorder.flush()
+        if m.run.settings.trainer.stop_on_nonfinite:
+            try:
+                check_finite(rows)
+            except Diverged as exc:
+                m.ended = exc
+        assert first[i] is not None, "the training data yielded no batch"
+        stats.append(TrainStats(first[i], meters[i].means(), step))
+    return stats
+
+
+def _forward_backward(
+    members: list[Member], step_groups: tuple[list[Any], ...], stacked: Stacked, epoch: int,
+    meters: list[Any],
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:  # fmt: skip
+    """Every member's gradients of one optimizer step (lrrun.train.loop.step_group's rule:
+    each batch's loss over the group's size, summed); each member's mean loss and norm."""
+    size = len(step_groups[0])
+    for m in members:
+        m.run.parts.optimizer.zero_grad(set_to_none=True)
+    totals: list[torch.Tensor | None] = [None] * len(members)
+    autocast = members[0].run.autocast
+    for b in range(size):
+        inputs, labels = [], []
+        for m, group in zip(members, step_groups, strict=True):
+            samples, targets = group[b]
+            with m.stream():  # mixing draws from the member's own stream
+                x, y = m.run.parts.recipe.mixed(samples, targets, epoch)
+            inputs.append(x)
+            labels.append(y)
+        with autocast():
+            out = stacked(torch.stack(inputs))
+            losses = [
+                m.run.parts.recipe.criterion(out[i], labels[i]) for i, m in enumerate(members)
+            ]
+        sum(loss if size == 1 else loss / size for loss in losses).backward()  # type: ignore[union-attr]
+        for i, loss in enumerate(losses):
+            loss = loss.detach()
+            meters[i].add(out[i].detach(), step_groups[i][b][1], loss)  # acc on the hard labels
+            totals[i] = loss if totals[i] is None else totals[i] + loss
+    out_losses = []
+    for total, m in zip(totals, members, strict=True):
+        assert total is not None
+        norm = m.run.parts.recipe.clip(m.run.parts.optimizer)
+        out_losses.append((total if size == 1 else total / size, norm))
+    return out_losses
+
+
+@torch.inference_mode()
+def evaluate(members: list[Member]) -> list[dict[str, float | None]]:
+    """The val split through one pass: each member's ``val_<metric>``s."""
+    for m in members:
+        set_mode(m.run.parts.optimizer, train=False)  # a schedule-free optimizer's eval weights
+    stacked = Stacked([m.run.parts.model for m in members]).eval()
+    meters = [m.run.parts.task.meter(train=False) for m in members]
+    autocast = members[0].run.autocast
+    for inputs, targets in members[0].run.parts.val:  # one split: every member's alike
+        with autocast():
+            out = stacked(inputs, shared=True)
+        for i, meter in enumerate(meters):
+            meter.add(out[i], targets)
+    out = []
+    for m, meter in zip(members, meters, strict=True):
+        values = meter.means()
+        out.append({f"val_{k}": values.get(k) for k in m.run.parts.task.metrics})
+    return out

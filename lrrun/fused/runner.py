@@ -1,0 +1,123 @@
+"""The jobs of one pass: each prepared as it would be alone (lrrun.train.runner.prepare: its
+seed, its parts on the data loaded once, its logbook, header and status), trained side by
+side (lrrun.fused.loop), and ended as alone - its test, status, curves and trackers - or
+failed alone: a job that cannot be built, diverges or fails in its own hooks ends by itself
+and the others go on. An interrupt ends every member as an interrupted run (each keeps its
+last checkpoint and every step taken)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrrun.config.run_dirs import claim
+from lrrun.config.settings import Settings
+from lrrun.data.load import load_data
+from lrrun.errors import ConfigError
+from lrrun.files import release
+from lrrun.fused.loop import Member, fit_members
+from lrrun.train import checkpoint
+from lrrun.train.assembly import MEMORY
+from lrrun.train.devices import resolve_device
+from lrrun.train.logbook import failure
+from lrrun.train.run_dir import artifacts
+from lrrun.train.runner import conclude, failed, prepare, test_chosen
+
+Result = list[dict[str, Any]] | BaseException  # a member's history, or how it ended
+
+
+def why_not_fused(settings: Settings) -> str | None:
+    """What keeps a job out of any pass, from its settings (None: nothing)."""
+    t = settings.trainer
+    if t.devices > 1:
+        return f"trainer.devices={t.devices}: a data-parallel run has its own processes"
+    if t.precision == "fp16":
+        return "trainer.precision=fp16: a gradient scaler per member is not built yet"
+    if t.compile:
+        return "trainer.compile=true: the pass is not compiled"
+    if t.data_path == "loader":
+        return "trainer.data_path=loader: members read batches from the device-resident data"
+    return None
+
+
+def _check_model(model: nn.Module) -> None:
+    """A forward that draws random numbers (dropout) cannot take each member's own stream
+    under one pass yet."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            raise ConfigError(
+                f"the model's {name or 'root'} ({type(module).__name__}, p={module.p}) draws "
+                "inside the forward: members of one pass cannot draw from their own streams "
+                "there yet, so this job trains alone"
+            )
+
+
+def run_members(settings: list[Settings], run_dirs: list[Path]) -> list[Result]:
+    """Train the jobs ``settings`` (one pass: lrrun.fused.plan) into ``run_dirs``; each
+    job's history, or the exception it ended with."""
+    first = settings[0].trainer
+    device = resolve_device(first.device)
+    data = load_data(settings[0].dataset, MEMORY[first.data_path], device)
+    results: list[Result | None] = [None] * len(settings)
+    members: list[tuple[int, Member]] = []
+    try:
+        for i, (one, run_dir) in enumerate(zip(settings, run_dirs, strict=True)):
+            try:
+                members.append((i, _member(one, run_dir, device, data)))
+            except Exception as exc:  # this job's config or model: it fails alone
+                release(run_dir)
+                results[i] = exc
+        starts = {m.run.start_epoch for _, m in members}
+        if len(starts) > 1:
+            raise ConfigError(f"the members resume from different epochs ({sorted(starts)})")
+        if members:
+            fit_members([m for _, m in members], first.epochs, starts.pop())
+    except BaseException as exc:  # an interrupt: every member ends as an interrupted run
+        for i, m in members:
+            results[i] = _end_failed(m, m.ended or exc)
+        raise
+    for i, m in members:
+        results[i] = _end_failed(m, m.ended) if m.ended is not None else _end_ok(m)
+    return [r for r in results if r is not None]
+
+
+def _member(one: Settings, run_dir: Path, device: torch.device, data: Any) -> Member:
+    claim(run_dir, "run dir", str(run_dir))
+    saved = None
+    if one.trainer.resume:
+        saved = checkpoint.load(checkpoint.locate(str(one.trainer.resume)))
+    torch.manual_seed(one.trainer.seed)  # as run() seeds a job alone
+    run = prepare(one, "", run_dir, saved, device, data=data)
+    try:
+        _check_model(run.parts.model)
+    except ConfigError as exc:
+        run.book.close("failed", [])
+        raise exc
+    return Member(run, torch.get_rng_state())
+
+
+def _end_ok(m: Member) -> Result:
+    run = m.run
+    try:
+        with m.stream():
+            tested = test_chosen(run)
+    except Exception as exc:
+        return _end_failed(m, exc)
+    run.book.close("ok", artifacts(run.run_dir))
+    try:
+        return conclude(run, m.history, tested)
+    finally:
+        release(run.run_dir)
+
+
+def _end_failed(m: Member, error: BaseException) -> Result:
+    run = m.run
+    try:
+        exc = failed(run, error)
+        run.book.close(failure(exc), artifacts(run.run_dir))
+        return exc
+    finally:
+        release(run.run_dir)
