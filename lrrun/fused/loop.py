@@ -18,8 +18,9 @@ one that stops early. The others go on.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 
 from lrrun.errors import Diverged
 from lrrun.fused.forward import Stacked
+from lrrun.logs.console import RUN_LOG
 from lrrun.schedule.build import current_lrs, current_momentum
 from lrrun.schedule.warmup import warmed_up
 from lrrun.train.hooks import EpochEnd, TrainStats
@@ -40,25 +42,34 @@ from lrrun.train.runner import Prepared
 class Member:
     run: Prepared
     rng: torch.Tensor  # its global RNG state between its own draws
+    log: list[logging.Handler] = field(default_factory=list)  # its lrrun.log
     history: list[dict[str, Any]] = field(default_factory=list)
     ended: BaseException | None = None  # Diverged, or another failure of its own
     stopped: bool = False  # its early stop said so
 
     @contextlib.contextmanager
     def stream(self) -> Iterator[None]:
-        """The global RNG as this member alone would have it."""
-        outside = torch.get_rng_state()
+        """The global RNG as this member alone would have it, and its console lines into
+        its own lrrun.log."""
+        outside, handlers = torch.get_rng_state(), RUN_LOG.handlers
         torch.set_rng_state(self.rng)
+        RUN_LOG.handlers = self.log or handlers
         try:
             yield
         finally:
             self.rng = torch.get_rng_state()
             torch.set_rng_state(outside)
+            RUN_LOG.handlers = handlers
 
 
-def fit_members(members: list[Member], epochs: int, start_epoch: int) -> None:
+def fit_members(
+    members: list[Member],
+    epochs: int,
+    start_epoch: int,
+    on_epoch: Callable[[int, list[Member]], None] | None = None,
+) -> None:
     """Train the members' epochs ``start_epoch..epochs``; each member's rows go into its
-    ``history``, its failure into ``ended``."""
+    ``history``, its failure into ``ended``; ``on_epoch(epoch, members)`` after each."""
     step = members[0].run.step
     for epoch in range(start_epoch, epochs + 1):
         alive = [m for m in members if m.ended is None and not m.stopped]
@@ -87,6 +98,8 @@ def fit_members(members: list[Member], epochs: int, start_epoch: int) -> None:
             m.history.append(row)
             if run.stopper is not None and run.stopper.update(row):
                 m.stopped = True
+        if on_epoch is not None:
+            on_epoch(epoch, members)
 
 
 def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainStats]:

@@ -7,6 +7,8 @@ last checkpoint and every step taken)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from lrrun.data.load import load_data
 from lrrun.errors import ConfigError
 from lrrun.files import release
 from lrrun.fused.loop import Member, fit_members
+from lrrun.logs.console import RUN_LOG
 from lrrun.train import checkpoint
 from lrrun.train.assembly import MEMORY
 from lrrun.train.devices import resolve_device
@@ -55,9 +58,15 @@ def _check_model(model: nn.Module) -> None:
             )
 
 
-def run_members(settings: list[Settings], run_dirs: list[Path]) -> list[Result]:
+def run_members(
+    settings: list[Settings],
+    run_dirs: list[Path],
+    logs: list[list[logging.Handler]] | None = None,
+    on_epoch: Callable[[int, list[Member]], None] | None = None,
+) -> list[Result]:
     """Train the jobs ``settings`` (one pass: lrrun.fused.plan) into ``run_dirs``; each
-    job's history, or the exception it ended with."""
+    job's history, or the exception it ended with. ``logs``: each job's lrrun.log handlers
+    (its console lines go there, not to the screen); ``on_epoch``: told after each epoch."""
     first = settings[0].trainer
     device = resolve_device(first.device)
     data = load_data(settings[0].dataset, MEMORY[first.data_path], device)
@@ -66,7 +75,8 @@ def run_members(settings: list[Settings], run_dirs: list[Path]) -> list[Result]:
     try:
         for i, (one, run_dir) in enumerate(zip(settings, run_dirs, strict=True)):
             try:
-                members.append((i, _member(one, run_dir, device, data)))
+                log = logs[i] if logs else []
+                members.append((i, _member(one, run_dir, device, data, log)))
             except Exception as exc:  # this job's config or model: it fails alone
                 release(run_dir)
                 results[i] = exc
@@ -74,7 +84,7 @@ def run_members(settings: list[Settings], run_dirs: list[Path]) -> list[Result]:
         if len(starts) > 1:
             raise ConfigError(f"the members resume from different epochs ({sorted(starts)})")
         if members:
-            fit_members([m for _, m in members], first.epochs, starts.pop())
+            fit_members([m for _, m in members], first.epochs, starts.pop(), on_epoch)
     except BaseException as exc:  # an interrupt: every member ends as an interrupted run
         for i, m in members:
             results[i] = _end_failed(m, m.ended or exc)
@@ -84,19 +94,25 @@ def run_members(settings: list[Settings], run_dirs: list[Path]) -> list[Result]:
     return [r for r in results if r is not None]
 
 
-def _member(one: Settings, run_dir: Path, device: torch.device, data: Any) -> Member:
+def _member(
+    one: Settings, run_dir: Path, device: torch.device, data: Any, log: list[logging.Handler]
+) -> Member:
     claim(run_dir, "run dir", str(run_dir))
     saved = None
     if one.trainer.resume:
         saved = checkpoint.load(checkpoint.locate(str(one.trainer.resume)))
-    torch.manual_seed(one.trainer.seed)  # as run() seeds a job alone
-    run = prepare(one, "", run_dir, saved, device, data=data)
+    handlers, RUN_LOG.handlers = RUN_LOG.handlers, log or RUN_LOG.handlers
     try:
-        _check_model(run.parts.model)
-    except ConfigError as exc:
-        run.book.close("failed", [])
-        raise exc
-    return Member(run, torch.get_rng_state())
+        torch.manual_seed(one.trainer.seed)  # as run() seeds a job alone
+        run = prepare(one, "", run_dir, saved, device, data=data, screen=not log)
+        try:
+            _check_model(run.parts.model)
+        except ConfigError:
+            run.book.close("failed", [])
+            raise
+    finally:
+        RUN_LOG.handlers = handlers
+    return Member(run, torch.get_rng_state(), log)
 
 
 def _end_ok(m: Member) -> Result:

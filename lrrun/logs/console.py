@@ -103,10 +103,13 @@ class RunConsole:
         live: bool,
         labels: dict[str, str] | None = None,
         quiet: bool = False,
+        screen: bool = True,
     ) -> None:
         """``labels``: headings for some columns (each param group's lr, by name).
-        ``quiet``: print nothing (the ranks of a data-parallel run but rank 0)."""
-        self.console = Console(highlight=False, quiet=quiet)
+        ``quiet``: print nothing (the ranks of a data-parallel run but rank 0). ``screen``:
+        False writes the run's log only (a member of a fused pass: lrrun.fused)."""
+        self.console = Console(highlight=False, quiet=quiet or not screen)
+        self.logging = not quiet
         self.columns, self.epochs, self.steps_per_epoch = columns, epochs, steps_per_epoch
         self.labels = {c: (labels or {}).get(c, c) for c in columns}
         self.widths = {c: max(_fmt(c)[1], len(self.labels[c])) for c in columns}
@@ -119,7 +122,7 @@ class RunConsole:
     # --- header -----------------------------------------------------------------------------
     def header(self, items: dict[str, str]) -> None:
         print_items(items, self.console)
-        if not self.console.quiet:
+        if self.logging:
             width = max(map(len, items)) + 2
             for key, value in items.items():
                 RUN_LOG.info(f"{key:<{width}}{value}")
@@ -185,7 +188,7 @@ class RunConsole:
         self._log(text)
 
     def _log(self, text: str) -> None:
-        if not self.console.quiet:
+        if self.logging:
             RUN_LOG.info(text)
 
     # --- end --------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class Logbook:
         best: tuple[float, int] | None,
         plan: dict[str, Any],  # what a resume must not change (lrrun.train.resume.plan)
         averages: Sequence[Average] = (),  # averaged weights: checkpointed (lrrun.train.averaging)
+        screen: bool = True,  # False: the console's lines go to the run's log only
     ) -> None:
         self.settings, self.parts, self.stepping, self.run_dir = settings, parts, stepping, run_dir
         self.world, self.best, self.plan, self.averages = world, best, plan, averages
@@ -68,7 +69,8 @@ class Logbook:
         steps = steps_columns(len(self.groups), stepping.momentum, parts.recipe.grad_norm)
         main = world.main
         self.console = RunConsole(shown, trainer.epochs, len(parts.train),
-                                  trainer.progress and main, lr_labels(self.groups), quiet=not main)  # fmt: skip
+                                  trainer.progress and main, lr_labels(self.groups), quiet=not main,
+                                  screen=screen)  # fmt: skip
         self.tracked = open_trackers(trainer, run_dir, self.groups, step if resumed else None) \
             if main else Trackers([], self.groups)  # fmt: skip
         self.metrics = self.steps = self.events = None

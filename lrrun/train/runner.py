@@ -109,8 +109,10 @@ def prepare(
     device: torch.device,
     world: World = SINGLE,
     data: Any = None,
+    screen: bool = True,
 ) -> Prepared:
-    """Everything before epoch 1 (``data``: loaded already, for members of one pass)."""
+    """Everything before epoch 1 (``data``: loaded already, and ``screen=False``: its
+    console lines in its log only - for members of one pass, lrrun.fused)."""
     trainer = settings.trainer
     set_deterministic(trainer.deterministic)
     kept = keep_freed_memory(device.type)
@@ -138,7 +140,8 @@ def prepare(
     forward = torch.compile(parts.trained) if trainer.compile else parts.trained
 
     book = Logbook(settings, parts, stepping, run_dir, world,
-                   (start_epoch, step) if saved else None, best, plan, averages)  # fmt: skip
+                   (start_epoch, step) if saved else None, best, plan, averages,
+                   screen)  # fmt: skip
     speed = header.speed(parts.data_path, trainer, parts.memory_format, kept, world)
     try:  # from here on a tracker run is open: it must not be left "running"
         book.header(
