@@ -87,10 +87,12 @@ def run_members(
             fit_members([m for _, m in members], first.epochs, starts.pop(), on_epoch)
     except BaseException as exc:  # an interrupt: every member ends as an interrupted run
         for i, m in members:
-            results[i] = _end_failed(m, m.ended or exc)
+            with m.stream():
+                results[i] = _end_failed(m, m.ended or exc)
         raise
     for i, m in members:
-        results[i] = _end_failed(m, m.ended) if m.ended is not None else _end_ok(m)
+        with m.stream():  # its RNG for the test, its log for the last lines
+            results[i] = _end_failed(m, m.ended) if m.ended is not None else _end_ok(m)
     return [r for r in results if r is not None]
 
 
@@ -118,8 +120,7 @@ def _member(
 def _end_ok(m: Member) -> Result:
     run = m.run
     try:
-        with m.stream():
-            tested = test_chosen(run)
+        tested = test_chosen(run)
     except Exception as exc:
         return _end_failed(m, exc)
     run.book.close("ok", artifacts(run.run_dir))

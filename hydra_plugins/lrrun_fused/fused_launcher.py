@@ -1,0 +1,224 @@
+"""``lrrun -m ... hydra/launcher=fused``: the sweep's jobs that can share a pass
+(lrrun.fused.plan) train side by side (lrrun.fused.runner), each into the run dir it would
+have alone; the others run one after another, as Hydra's basic launcher runs them.
+
+Every job first goes through Hydra's ``run_job`` with a task that only reads it (its run dir
+and ``.hydra/`` are made as for any job, its config read, its sweep state found: a job that
+ended before is kept, one that stopped is resumed). Then the passes train, then the jobs that
+train alone run through ``run_job`` with lrrun's own task. The plan - which jobs share a
+pass, and why the others do not - is printed and written to the sweep dir (fused.json),
+which the sweep's summary reports. Hydra finds launchers only in the ``hydra_plugins``
+namespace, so this module lives there and imports lrrun when it launches.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+PLAN_FILE = "fused.json"
+
+
+@dataclass
+class FusedLauncherConf:
+    _target_: str = "hydra_plugins.lrrun_fused.fused_launcher.FusedLauncher"
+    max_members: Any = None  # members of one pass at most; null: 16
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="lrrun"
+)
+
+
+@dataclass
+class Job:
+    """A job read by the set-up task: what fusing it needs."""
+
+    num: int
+    ret: JobReturn
+    config: DictConfig  # the sweep config (hydra node included), for run_job again
+    run_dir: Path
+    settings: Any = None  # lrrun Settings, or None when reading failed
+    state: str = "run"  # run, resume, skip (lrrun.config.sweep_dirs)
+    log: list[logging.Handler] | None = None
+
+
+class FusedLauncher(Launcher):
+    def __init__(self, max_members: Any = None) -> None:
+        self.max_members = int(max_members) if max_members is not None else 16
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+        from lrrun.fused.plan import plan
+
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        jobs = [self._read(initial_job_idx + n, list(o)) for n, o in enumerate(job_overrides)]
+        fusable = [j for j in jobs if j.settings is not None and j.state != "skip"]
+        made = plan([j.settings.plain for j in fusable], self.max_members, _limits(fusable))
+        passes = [[fusable[i] for i in p] for p in made.passes]
+        alone = {fusable[i].num: why for i, why in made.alone.items()}
+        for j in jobs:
+            if j.settings is None or j.state == "skip":
+                alone[j.num] = (
+                    "its config could not be read" if j.settings is None else "ended before"
+                )
+        _say_plan(sweep_dir, passes, alone)
+        returns = {j.num: j.ret for j in jobs}
+        for members in passes:
+            self._fused(members)
+        for j in jobs:
+            if j.num in alone:
+                returns[j.num] = self._alone(j)
+        return [returns[j.num] for j in jobs]
+
+    # --- the jobs --------------------------------------------------------------------------
+    def _read(self, num: int, overrides: list[str]) -> Job:
+        """run_job with a task that reads the job (config, run dir, state, log files)."""
+        assert self.hydra_context is not None and self.config is not None
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(config):
+            config.hydra.job.id = num
+            config.hydra.job.num = num
+        found: dict[str, Any] = {}
+
+        def read_only(cfg: DictConfig) -> None:
+            from lrrun.cli import _sweep_job_state
+            from lrrun.config.settings import read
+
+            hydra_cfg = HydraConfig.get()
+            found["run_dir"] = Path(hydra_cfg.runtime.output_dir)
+            found["log"] = [h for h in logging.getLogger().handlers
+                            if isinstance(h, logging.FileHandler)]  # fmt: skip
+            try:
+                found["settings"] = read(cfg, hydra_cfg.runtime.choices)
+            except Exception:  # its own run tells what is wrong, in its own words
+                return
+            found["state"] = _sweep_job_state(found["run_dir"], hydra_cfg)
+
+        ret = run_job(hydra_context=self.hydra_context, task_function=read_only, config=config,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        settings = found.get("settings")
+        if settings is not None and found.get("state") == "resume":
+            settings = settings.resuming(str(found["run_dir"]))
+        return Job(num, ret, config, found["run_dir"], settings, found.get("state", "run"),
+                   found.get("log"))  # fmt: skip
+
+    def _alone(self, job: Job) -> JobReturn:
+        """The job as the basic launcher runs it: lrrun's own task."""
+        assert self.hydra_context is not None and self.task_function is not None
+        ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+                      config=job.config, job_dir_key="hydra.sweep.dir",
+                      job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        assert self.config is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return ret
+
+    def _fused(self, members: list[Job]) -> None:
+        """Train one pass; each job's outcome said and returned as lrrun's task says it."""
+        from lrrun.fused.runner import run_members
+        from lrrun.logs.console import print_note
+
+        print_note(f"jobs {', '.join(str(j.num) for j in members)}: one fused pass")
+        try:
+            results = run_members([j.settings for j in members], [j.run_dir for j in members],
+                                  [j.log or [] for j in members], _epoch_line(members))  # fmt: skip
+        except KeyboardInterrupt as exc:
+            _interrupted(members, exc)
+            raise AssertionError("unreachable") from exc
+        for job, result in zip(members, results, strict=True):
+            job.ret.status = JobStatus.COMPLETED
+            job.ret.return_value = _outcome(job, result)
+
+
+def _limits(jobs: list[Job]) -> Any:
+    """plan()'s limits: why a job (by its resolved config) cannot share any pass."""
+    from lrrun.fused.runner import why_not_fused
+
+    by_plain = {id(j.settings.plain): j for j in jobs}
+    return lambda plain: why_not_fused(by_plain[id(plain)].settings)
+
+
+def _say_plan(sweep_dir: Path, passes: list[list[Job]], alone: dict[int, str]) -> None:
+    from lrrun.logs.console import print_note
+
+    record = {"passes": [[j.num for j in p] for p in passes],
+              "alone": {str(k): v for k, v in sorted(alone.items())}}  # fmt: skip
+    (sweep_dir / PLAN_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    said = [f"jobs {', '.join(str(j.num) for j in p)} share a pass" for p in passes]
+    said += [f"job {n} trains alone: {why}" for n, why in sorted(alone.items())]
+    print_note("fused launcher: " + ("; ".join(said) if said else "no jobs"))
+
+
+def _epoch_line(members: list[Job]) -> Any:
+    """After each epoch, one line for the pass: each job's selection metric."""
+    from lrrun.logs.console import print_note
+
+    def line(epoch: int, fused: list[Any]) -> None:
+        parts = []
+        for job, m in zip(members, fused, strict=True):
+            task = m.run.settings.task
+            if m.ended is not None:
+                parts.append(f"job {job.num} {type(m.ended).__name__.lower()}")
+            elif m.history and m.history[-1]["epoch"] == epoch:
+                parts.append(f"job {job.num} {task.select} {m.history[-1][task.select]:.4f}")
+        total = members[0].settings.trainer.epochs
+        print_note(f"epoch {epoch}/{total}: " + " · ".join(parts))
+
+    return line
+
+
+def _outcome(job: Job, result: Any) -> Any:
+    """What lrrun's task returns for the job (its best select value, None after a failure),
+    with the failure said as lrrun's task says it."""
+    from lrrun.errors import Diverged, LrrunError
+    from lrrun.logs.console import print_error
+    from lrrun.logs.csv_log import write_status
+
+    if isinstance(result, list):
+        best = job.settings.task.best(result)
+        return best[job.settings.task.select] if best else None
+    if isinstance(result, LrrunError) and not isinstance(result, Diverged):
+        print_error(f"job {job.num}: {result}")
+        write_status(job.run_dir, "failed", message=str(result))
+    elif isinstance(result, Diverged):
+        print_error(f"job {job.num}: {result}")
+    else:
+        print_error(f"job {job.num} failed with {type(result).__name__}: {result}")
+    return None
+
+
+def _interrupted(members: list[Job], exc: KeyboardInterrupt) -> None:
+    """Ctrl-C in a pass: every member ended interrupted (checkpoints and steps kept); how to
+    finish the sweep."""
+    from lrrun.cli import _continue_command
+    from lrrun.errors import Terminated
+    from lrrun.logs.console import print_error
+    from lrrun.tools.common import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+    job = members[0]
+    what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    hydra_cfg = job.ret.hydra_cfg.hydra if job.ret.hydra_cfg is not None else None
+    go_on = _continue_command(hydra_cfg, job.run_dir, job.ret.cfg, True) if hydra_cfg else ""
+    print_error(f"{what}: jobs {', '.join(str(j.num) for j in members)} keep every completed "
+                f"epoch (checkpoint.pt, CSVs). {go_on}")  # fmt: skip
+    raise SystemExit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
