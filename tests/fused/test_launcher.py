@@ -1,0 +1,93 @@
+"""``lrrun -m ... hydra/launcher=fused`` as a user types it: the sweep's jobs trained in one
+pass equal the same sweep on Hydra's basic launcher job by job (lr string-equal, metrics to
+float rounding, the same verdict); jobs that cannot share a pass run alone with the reason;
+an interrupted fused sweep is finished by the printed command, resumed fused and exact."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_ok, interrupt_after_first_epoch, read_csv, run_cli
+from tests.fused.test_members import TOLERANCE, numbers
+
+BASE = ["dataset=synthetic", "dataset.seed=0", "dataset.train_size=256", "trainer.epochs=3",
+        "trainer.device=cpu", "trainer.progress=false", "trainer.plot=false"]  # fmt: skip
+GRID = ["optimizer=sgd,adam", "scheduler=reduce_lr_on_plateau,one_cycle_lr", "trainer.seed=1,2"]
+
+
+def verdict(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith(("best:", "noise:"))]
+
+
+def assert_same_jobs(fused: Path, basic: Path, jobs: int) -> None:
+    for j in range(jobs):
+        a, b = (read_csv(d / str(j) / "steps.csv") for d in (basic, fused))
+        assert [r["lr"] for r in a] == [r["lr"] for r in b], j
+        assert numbers(b, ("epoch", "step")) == pytest.approx(
+            numbers(a, ("epoch", "step")), rel=TOLERANCE
+        )
+        ma, mb = (read_csv(d / str(j) / "metrics.csv") for d in (basic, fused))
+        assert numbers(mb, ("epoch_time_s",)) == pytest.approx(
+            numbers(ma, ("epoch_time_s",)), rel=TOLERANCE, nan_ok=True
+        )
+
+
+def test_a_fused_sweep_equals_the_basic_launchers(tmp_path: Path) -> None:
+    """8 jobs (2 optimizers x plateau and one-cycle x 2 seeds) in one pass."""
+    fused = run_cli(["-m", *BASE, *GRID, "hydra/launcher=fused", "hydra.sweep.dir=fused"],
+                    tmp_path)  # fmt: skip
+    assert_ok(fused)
+    basic = run_cli(["-m", *BASE, *GRID, "hydra.sweep.dir=basic"], tmp_path)
+    assert_ok(basic)
+    out = " ".join(fused.stdout.split())
+    assert "fused launcher: jobs 0, 1, 2, 3, 4, 5, 6, 7 share a pass" in out
+    assert "epoch 3/3: job 0 val_acc" in out
+    assert_same_jobs(tmp_path / "fused", tmp_path / "basic", 8)
+    assert verdict(fused.stdout) == verdict(basic.stdout) != []
+    plan = json.loads((tmp_path / "fused" / "fused.json").read_text())
+    assert plan == {"passes": [list(range(8))], "alone": {}}
+    for j in range(8):  # what a solo run writes, and what the report reads
+        assert (tmp_path / "fused" / str(j) / ".hydra" / "overrides.yaml").is_file()
+        assert "best val_acc" in (tmp_path / "fused" / str(j) / "lrrun.log").read_text()
+
+
+def test_jobs_that_cannot_share_a_pass_run_alone_with_the_reason(tmp_path: Path) -> None:
+    proc = run_cli(["-m", *BASE, "trainer.epochs=1", "model.hidden_dim=32,64",
+                    "hydra/launcher=fused", "hydra.sweep.dir=s"], tmp_path)  # fmt: skip
+    assert_ok(proc)
+    out = " ".join(proc.stdout.split())
+    assert "job 0 trains alone: no other job shares its model, data and step shape" in out
+    assert (
+        "job 1 trains alone: differs from job 0 in what a pass shares: "
+        "model.hidden_dim: 32 -> 64" in out
+    )
+    assert [json.loads((tmp_path / "s" / str(j) / "status.json").read_text())["status"]
+            for j in range(2)] == ["ok", "ok"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_an_interrupted_fused_sweep_is_finished_fused_and_exact(tmp_path: Path) -> None:
+    args = ["-m", *BASE, "dataset.train_size=2048", "trainer.epochs=6", "optimizer.lr=0.02,0.05",
+            "trainer.seed=1,2", "hydra/launcher=fused", "hydra.sweep.dir=s"]  # fmt: skip
+    proc = interrupt_after_first_epoch(args, tmp_path, tmp_path / "s" / "0", signal.SIGINT)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for j in range(4):
+        status = json.loads((tmp_path / "s" / str(j) / "status.json").read_text())
+        assert status["status"] == "interrupted" and status["epoch"] >= 1
+    line = next(x for x in proc.stderr.splitlines() if "Finish the sweep with: " in x)
+    command = shlex.split(line.split("Finish the sweep with: ", 1)[1])
+    finished = run_cli(command[1:], tmp_path)
+    assert_ok(finished)
+    out = " ".join(finished.stdout.split())
+    assert "job 0 stopped before: resuming it" in out
+    assert "fused launcher: jobs 0, 1, 2, 3 share a pass" in out
+    basic = run_cli([a for a in args if a != "hydra/launcher=fused" and "sweep.dir" not in a]
+                    + ["hydra.sweep.dir=basic"], tmp_path)  # fmt: skip
+    assert_ok(basic)
+    assert_same_jobs(tmp_path / "s", tmp_path / "basic", 4)
