@@ -46,6 +46,9 @@ class SweepEnd(Callback):
         written: list[Path] = []
         try:  # the table and the verdict also in the sweep dir's lrrun.log
             with also_to(sweep_dir / "lrrun.log"):
+                fused = _fused_line(sweep_dir)
+                if fused:
+                    print(fused)
                 for path in report_sweep(sweep_dir, jobs):
                     print(f"wrote {path}")
                     written.append(path)
@@ -61,3 +64,17 @@ class SweepEnd(Callback):
                 f"{len(failed)} job(s) did not finish ok in {sweep_dir}: " + "; ".join(lines)
             )
             raise SystemExit(1)
+
+
+def _fused_line(sweep_dir: Path) -> str:
+    """What hydra/launcher=fused did (its fused.json): which jobs shared a pass, which ran
+    alone and why; "" for other launchers."""
+    import json
+
+    try:
+        plan = json.loads((sweep_dir / "fused.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    said = [f"jobs {', '.join(map(str, p))} trained in one pass" for p in plan["passes"]]
+    said += [f"job {n} alone ({why})" for n, why in plan["alone"].items()]
+    return "fused: " + "; ".join(said)

@@ -47,6 +47,7 @@ def test_a_fused_sweep_equals_the_basic_launchers(tmp_path: Path) -> None:
     out = " ".join(fused.stdout.split())
     assert "fused launcher: jobs 0, 1, 2, 3, 4, 5, 6, 7 share a pass" in out
     assert "epoch 3/3: job 0 val_acc" in out
+    assert "fused: jobs 0, 1, 2, 3, 4, 5, 6, 7 trained in one pass" in out  # the summary
     assert_same_jobs(tmp_path / "fused", tmp_path / "basic", 8)
     assert verdict(fused.stdout) == verdict(basic.stdout) != []
     plan = json.loads((tmp_path / "fused" / "fused.json").read_text())
