@@ -14,6 +14,13 @@
    its verdict (configs.csv, pictures): wall time vs 15 x one job's training time (target:
    within 1.3x, as for single-seed sweeps).
 
+5. Fused sweeps (``hydra/launcher=fused``, lrrun.fused) against the basic launcher on the
+   same 16-job sweep (4 learning rates x 4 seeds, 2 epochs): the feedforward model on
+   FashionMNIST, and the CNN with its dropout off (dropout keeps a job out of a pass) on the
+   synthetic set of 4,096 images (a CNN epoch of FashionMNIST takes minutes here). Wall time
+   and the peak RSS of the sweep's process; then the feedforward sweep with
+   hydra.launcher.max_members=1, 2, 4, 8, 16. ``--fused-only`` runs this part alone.
+
 "One job's training" is the median of three single runs, one before step 3, one between
 steps 3 and 4 and one after step 4: on a shared CPU the same job trains 10-20% slower or
 faster from one minute to the next, and one reference run taken at a lucky moment made the
@@ -59,13 +66,59 @@ def replicate_command(single: list[str]) -> list[str]:
             "hydra.sweep.dir=replicates"]  # fmt: skip
 
 
+def peak(args: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of the command, run as the only child of a fresh
+    interpreter (so the peak is that command's)."""
+    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+            "sys.exit(p.stderr[-2000:]) if p.returncode else None; "
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                         text=True, check=True).stdout.split()  # fmt: skip
+    return float(out[0]), float(out[1]) / 1024
+
+
+def fused(root: str, cwd: Path) -> None:
+    """Section 5: fused vs basic launcher on the same sweeps."""
+    grid = ["optimizer.lr=0.01,0.02,0.05,0.1", "trainer.seed=range(1,5)", "trainer.epochs=2",
+            "trainer.progress=false", "trainer.plot=false", "trainer.device=cpu"]  # fmt: skip
+    sweeps = {
+        "feedforward, FashionMNIST": [f"dataset.root={root}", "model=feedforward"],
+        "CNN (dropout off), synthetic 4096": ["dataset=synthetic", "dataset.seed=0",
+                                               "dataset.train_size=4096", "model=fashion_mnist_net",
+                                               "model.dropout1=0", "model.dropout2=0"],
+    }  # fmt: skip
+    print("5. 16-job sweeps (4 lrs x 4 seeds, 2 epochs): fused vs basic launcher")
+    for name, data in sweeps.items():
+        runs = {}
+        for launcher in ("basic", "fused"):
+            extra = ["hydra/launcher=fused"] if launcher == "fused" else []
+            runs[launcher] = peak([*LRRUN, "-m", *data, *grid, *extra,
+                                   f"hydra.sweep.dir={launcher}-{len(name)}"], cwd)  # fmt: skip
+        (bw, bm), (fw, fm) = runs["basic"], runs["fused"]
+        print(f"   {name}: basic {bw:.1f} s ({bm:.0f} MiB), fused {fw:.1f} s ({fm:.0f} MiB): "
+              f"fused / basic = {fw / bw:.2f}")  # fmt: skip
+    data = sweeps["feedforward, FashionMNIST"]
+    print("   feedforward, FashionMNIST, by members per pass (hydra.launcher.max_members):")
+    for members in (1, 2, 4, 8, 16):
+        wall, mib = peak([*LRRUN, "-m", *data, *grid, "hydra/launcher=fused",
+                          f"hydra.launcher.max_members={members}",
+                          f"hydra.sweep.dir=members{members}"], cwd)  # fmt: skip
+        print(f"     {members:>2} members: {wall:.1f} s, peak {mib:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--root", default=str(ROOT / "data"))
+    parser.add_argument("--fused-only", action="store_true", help="section 5 alone")
     args = parser.parse_args()
     common = [f"dataset.root={args.root}", "model=feedforward", "trainer.progress=false",
               "trainer.device=cpu"]  # fmt: skip
+    if args.fused_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            fused(args.root, Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         help_s = statistics.median(timed([*LRRUN, "--help"], cwd) for _ in range(3))
@@ -125,6 +178,7 @@ def main() -> None:
             line for line in out.splitlines() if line.startswith(("best:", "noise:", "power:"))
         ]
         print("   " + "\n   ".join(verdict))
+        fused(args.root, cwd)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,39 @@ def _check_same(first: nn.Module, other: nn.Module, number: int) -> None:
                 f"member {number} is not member 1's architecture: {kind} {diff[0][0]} differs "
                 f"({diff[0][1]}); only models of one architecture and size share a pass."
             )
+
+
+def measure(
+    model: nn.Module, members: int, inputs: torch.Tensor, repeats: int = 3
+) -> tuple[float, float]:
+    """Seconds per training step (forward and backward) of ``members`` copies of ``model``
+    on ``inputs`` (one batch), in one pass and one after another - measured on copies, so
+    nothing of a run changes. What decides whether a pass pays on this device."""
+    import time
+
+    copies = [copy.deepcopy(model).train() for _ in range(members)]
+    stacked = Stacked(copies).train()
+    batch = inputs.expand(members, *inputs.shape)
+
+    def fused() -> None:
+        stacked(batch).float().square().mean().backward()
+
+    def alone() -> None:
+        for m in copies:
+            m(inputs).float().square().mean().backward()
+
+    timings = []
+    for step in (fused, alone):
+        step()  # warm-up: kernels, the allocator
+        _sync(inputs.device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        _sync(inputs.device)
+        timings.append((time.perf_counter() - start) / repeats)
+    return timings[0], timings[1]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

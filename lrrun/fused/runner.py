@@ -58,18 +58,42 @@ def _check_model(model: nn.Module) -> None:
             )
 
 
+def probe(settings: list[Settings]) -> tuple[float, float, Any]:
+    """Seconds per step of the pass's model (forward and backward, random weights, one
+    batch of its data) for all members in one pass and one after another, and the data
+    loaded for it (run_members takes it): whether fusing pays on this device."""
+    from lrrun.data.batches import probe_batch
+    from lrrun.fused.forward import measure
+    from lrrun.train.parts import build_model, memory_format_for
+
+    first = settings[0].trainer
+    device = resolve_device(first.device)
+    data = load_data(settings[0].dataset, MEMORY[first.data_path], device)
+    torch.manual_seed(0)
+    model, _ = build_model(settings[0].model, data.facts)
+    model = model.to(device)
+    layout = memory_format_for(first.channels_last, model)
+    one = probe_batch(data, device, layout)[:1]
+    batch = one.expand(first.batch_size, *one.shape[1:]).contiguous(memory_format=layout)
+    fused, alone = measure(model.to(memory_format=layout), len(settings), batch)
+    return fused, alone, data
+
+
 def run_members(
     settings: list[Settings],
     run_dirs: list[Path],
     logs: list[list[logging.Handler]] | None = None,
     on_epoch: Callable[[int, list[Member]], None] | None = None,
+    data: Any = None,
 ) -> list[Result]:
     """Train the jobs ``settings`` (one pass: lrrun.fused.plan) into ``run_dirs``; each
     job's history, or the exception it ended with. ``logs``: each job's lrrun.log handlers
-    (its console lines go there, not to the screen); ``on_epoch``: told after each epoch."""
+    (its console lines go there, not to the screen); ``on_epoch``: told after each epoch;
+    ``data``: loaded already (probe)."""
     first = settings[0].trainer
     device = resolve_device(first.device)
-    data = load_data(settings[0].dataset, MEMORY[first.data_path], device)
+    if data is None:
+        data = load_data(settings[0].dataset, MEMORY[first.data_path], device)
     results: list[Result | None] = [None] * len(settings)
     members: list[tuple[int, Member]] = []
     try:

@@ -18,6 +18,8 @@ from tests.fused.test_members import TOLERANCE, numbers
 BASE = ["dataset=synthetic", "dataset.seed=0", "dataset.train_size=256", "trainer.epochs=3",
         "trainer.device=cpu", "trainer.progress=false", "trainer.plot=false"]  # fmt: skip
 GRID = ["optimizer=sgd,adam", "scheduler=reduce_lr_on_plateau,one_cycle_lr", "trainer.seed=1,2"]
+# fused whatever a few timed steps say (hydra.launcher.fuse=auto decides by them: a test below)
+FUSED = ["hydra/launcher=fused", "hydra.launcher.fuse=always"]
 
 
 def verdict(stdout: str) -> list[str]:
@@ -39,13 +41,13 @@ def assert_same_jobs(fused: Path, basic: Path, jobs: int) -> None:
 
 def test_a_fused_sweep_equals_the_basic_launchers(tmp_path: Path) -> None:
     """8 jobs (2 optimizers x plateau and one-cycle x 2 seeds) in one pass."""
-    fused = run_cli(["-m", *BASE, *GRID, "hydra/launcher=fused", "hydra.sweep.dir=fused"],
-                    tmp_path)  # fmt: skip
+    fused = run_cli(["-m", *BASE, *GRID, *FUSED, "hydra.sweep.dir=fused"], tmp_path)
     assert_ok(fused)
     basic = run_cli(["-m", *BASE, *GRID, "hydra.sweep.dir=basic"], tmp_path)
     assert_ok(basic)
     out = " ".join(fused.stdout.split())
     assert "fused launcher: jobs 0, 1, 2, 3, 4, 5, 6, 7 share a pass" in out
+    assert "the time of its members one after another on this device (measured" in out
     assert "epoch 3/3: job 0 val_acc" in out
     assert "fused: jobs 0, 1, 2, 3, 4, 5, 6, 7 trained in one pass" in out  # the summary
     assert_same_jobs(tmp_path / "fused", tmp_path / "basic", 8)
@@ -74,7 +76,7 @@ def test_jobs_that_cannot_share_a_pass_run_alone_with_the_reason(tmp_path: Path)
 @pytest.mark.slow
 def test_an_interrupted_fused_sweep_is_finished_fused_and_exact(tmp_path: Path) -> None:
     args = ["-m", *BASE, "dataset.train_size=2048", "trainer.epochs=6", "optimizer.lr=0.02,0.05",
-            "trainer.seed=1,2", "hydra/launcher=fused", "hydra.sweep.dir=s"]  # fmt: skip
+            "trainer.seed=1,2", *FUSED, "hydra.sweep.dir=s"]  # fmt: skip
     proc = interrupt_after_first_epoch(args, tmp_path, tmp_path / "s" / "0", signal.SIGINT)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -88,7 +90,29 @@ def test_an_interrupted_fused_sweep_is_finished_fused_and_exact(tmp_path: Path) 
     out = " ".join(finished.stdout.split())
     assert "job 0 stopped before: resuming it" in out
     assert "fused launcher: jobs 0, 1, 2, 3 share a pass" in out
-    basic = run_cli([a for a in args if a != "hydra/launcher=fused" and "sweep.dir" not in a]
+    basic = run_cli([a for a in args if a not in FUSED and "sweep.dir" not in a]
                     + ["hydra.sweep.dir=basic"], tmp_path)  # fmt: skip
     assert_ok(basic)
     assert_same_jobs(tmp_path / "s", tmp_path / "basic", 4)
+
+
+@pytest.mark.parametrize(("seconds", "fused"), [((1.2, 1.0), True), ((2.5, 1.0), False)])
+def test_auto_fuses_where_a_pass_pays(
+    compose_cfg, tmp_path: Path, monkeypatch, seconds: tuple[float, float], fused: bool
+) -> None:
+    """hydra.launcher.fuse=auto: the pass trains when its timed steps take at most PAYS
+    times its members' one after another; else its jobs train alone, the ratio said."""
+    import lrrun.fused.runner
+    from hydra_plugins.lrrun_fused.fused_launcher import PLAN_FILE, FusedLauncher, Job
+    from lrrun.config.settings import read
+
+    monkeypatch.setattr(lrrun.fused.runner, "probe", lambda settings: (*seconds, "data"))
+    (tmp_path / PLAN_FILE).write_text(json.dumps({"passes": [[0, 1]], "alone": {}}))
+    settings = read(compose_cfg())
+    members = [Job(n, None, None, tmp_path / str(n), settings) for n in range(2)]  # type: ignore[arg-type]
+    alone: dict[int, str] = {}
+    got = FusedLauncher()._pays(members, alone)
+    assert (got == "data") is fused
+    if not fused:
+        assert alone == {n: "one pass measured 2.50x slower than the members alone" for n in (0, 1)}
+        assert json.loads((tmp_path / PLAN_FILE).read_text())["passes"] == []
