@@ -55,12 +55,12 @@ test-full: install data ## every test
 	$(BIN)/pytest
 
 lint: install ## ruff lint + format check
-	$(BIN)/ruff check lrrun tests benchmarks
-	$(BIN)/ruff format --check lrrun tests benchmarks
+	$(BIN)/ruff check lrrun tests benchmarks hydra_plugins
+	$(BIN)/ruff format --check lrrun tests benchmarks hydra_plugins
 
 format: install ## ruff fix + format
-	$(BIN)/ruff check --fix lrrun tests benchmarks
-	$(BIN)/ruff format lrrun tests benchmarks
+	$(BIN)/ruff check --fix lrrun tests benchmarks hydra_plugins
+	$(BIN)/ruff format lrrun tests benchmarks hydra_plugins
 
 bench: install data corpus ## lrrun vs the tutorial loop (both models, 5 epochs, ~15 min on 2 CPU cores), start-up and sweep cost, trackers cost, PNG folders vs a hand loop, 2 DDP processes vs 1, nanoGPT's CPU run vs its loop
 	$(BIN)/python benchmarks/peer.py $(ARGS)
