@@ -1,4 +1,5 @@
-"""The training loop: the only place that calls ``backward()`` and ``step()``.
+"""The training loop: the only place that calls ``backward()`` and ``step()`` (with its
+fused twin, lrrun.fused.loop, which steps the members of one pass by these same functions).
 
 Stepping contract
 -----------------
