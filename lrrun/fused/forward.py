@@ -56,7 +56,14 @@ class Stacked:
     def eval(self) -> Stacked:
         return self.train(False)
 
-    def __call__(self, inputs: torch.Tensor, shared: bool = False) -> torch.Tensor:
+    def __call__(
+        self,
+        inputs: torch.Tensor,
+        shared: bool = False,
+        extra: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``extra``: more stacked tensors for the pass, by module attribute name (each
+        member's dropout masks: lrrun.fused.dropout); not written back."""
         params = {n: torch.stack(ps) for n, ps in zip(self.param_names, self.params, strict=True)}
         buffers = {
             n: torch.stack(bs) for n, bs in zip(self.buffer_names, self.buffers, strict=True)
@@ -68,7 +75,7 @@ class Stacked:
             return functional_call(self.skeleton, (p, b), (x,))
 
         out = vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(
-            params, buffers, inputs
+            params, buffers | (extra or {}), inputs
         )
         if self.skeleton.training and buffers:
             with torch.no_grad():  # what the pass wrote into the stack, back to each member

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from lrrun.errors import Diverged
+from lrrun.fused.dropout import Masks
 from lrrun.fused.forward import Stacked
 from lrrun.logs.console import RUN_LOG
 from lrrun.schedule.build import current_lrs, current_momentum
@@ -106,6 +107,7 @@ def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainS
     """One epoch of every member; their stats in the members' order (a member whose loss
     turned NaN gets ``ended``)."""
     stacked = Stacked([m.run.parts.model for m in members]).train()
+    dropout = Masks(members[0].run.parts.model)
     for m in members:
         set_mode(m.run.parts.optimizer, train=True)
         m.run.parts.train.set_epoch(epoch)
@@ -113,7 +115,7 @@ def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainS
     orders = [groups(m.run.parts.train, m.run.parts.recipe.accumulate) for m in members]
     first: list[list[float] | None] = [None] * len(members)
     for step_groups in zip(*orders, strict=True):
-        losses = _forward_backward(members, step_groups, stacked, epoch, meters)
+        losses = _forward_backward(members, step_groups, stacked, epoch, meters, dropout)
         step += 1
         for i, m in enumerate(members):
             run, (loss, grad_norm) = m.run, losses[i]
@@ -143,7 +145,7 @@ def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainS
 
 def _forward_backward(
     members: list[Member], step_groups: tuple[list[Any], ...], stacked: Stacked, epoch: int,
-    meters: list[Any],
+    meters: list[Any], dropout: Masks,
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:  # fmt: skip
     """Every member's gradients of one optimizer step (lrrun.train.loop.step_group's rule:
     each batch's loss over the group's size, summed); each member's mean loss and norm."""
@@ -153,15 +155,18 @@ def _forward_backward(
     totals: list[torch.Tensor | None] = [None] * len(members)
     autocast = members[0].run.autocast
     for b in range(size):
-        inputs, labels = [], []
+        inputs, labels, masks = [], [], []
+        plan = dropout.plan(stacked.members[0], step_groups[0][b][0], autocast) if dropout else []
         for m, group in zip(members, step_groups, strict=True):
             samples, targets = group[b]
-            with m.stream():  # mixing draws from the member's own stream
+            with m.stream():  # mixing, then dropout: the member's own draws, in solo order
                 x, y = m.run.parts.recipe.mixed(samples, targets, epoch)
+                masks.append(dropout.draw(plan))
             inputs.append(x)
             labels.append(y)
+        extra = {k: torch.stack([d[k] for d in masks]) for k in masks[0]}
         with autocast():
-            out = stacked(torch.stack(inputs))
+            out = stacked(torch.stack(inputs), extra=extra)
             losses = [
                 m.run.parts.recipe.criterion(out[i], labels[i]) for i, m in enumerate(members)
             ]

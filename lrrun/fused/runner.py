@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from lrrun.config.run_dirs import claim
 from lrrun.config.settings import Settings
 from lrrun.data.load import load_data
 from lrrun.errors import ConfigError
 from lrrun.files import release
+from lrrun.fused.dropout import why_alone
 from lrrun.fused.loop import Member, fit_members
 from lrrun.logs.console import RUN_LOG
 from lrrun.train import checkpoint
@@ -44,18 +44,6 @@ def why_not_fused(settings: Settings) -> str | None:
     if t.data_path == "loader":
         return "trainer.data_path=loader: members read batches from the device-resident data"
     return None
-
-
-def _check_model(model: nn.Module) -> None:
-    """A forward that draws random numbers (dropout) cannot take each member's own stream
-    under one pass yet."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
-            raise ConfigError(
-                f"the model's {name or 'root'} ({type(module).__name__}, p={module.p}) draws "
-                "inside the forward: members of one pass cannot draw from their own streams "
-                "there yet, so this job trains alone"
-            )
 
 
 def probe(settings: list[Settings]) -> tuple[float, float, Any]:
@@ -131,11 +119,10 @@ def _member(
     try:
         torch.manual_seed(one.trainer.seed)  # as run() seeds a job alone
         run = prepare(one, "", run_dir, saved, device, data=data, screen=not log)
-        try:
-            _check_model(run.parts.model)
-        except ConfigError:
+        why = why_alone(run.parts.model, device)
+        if why is not None:
             run.book.close("failed", [])
-            raise
+            raise ConfigError(why + ", so this job trains alone")
     finally:
         RUN_LOG.handlers = handlers
     return Member(run, torch.get_rng_state(), log)

@@ -3,6 +3,9 @@ passes input_dim / input_shape and num_classes). Both return logits."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,15 +34,33 @@ class Dropout(nn.Dropout):
     in eval mode and for p = 0 or 1: nn.Dropout itself."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = getattr(self, "fused_mask", None)  # a member of a fused pass: drawn for it
+        if mask is not None:
+            return x * mask
         if not self.training or x.device.type != "cpu" or not 0 < self.p < 1:
             return super().forward(x)
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()  # the draws below are laid out as x is: x must be dense
-        n = x.numel()
+        return x * self.draw(x.shape, x.stride(), x.dtype)
+
+    def draw(self, shape: Sequence[int], stride: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        """The scaled keep-mask of a dense input of this shape and layout, drawn from the
+        global generator as ``forward`` draws it (lrrun.fused draws a member's masks with
+        this, from the member's own stream, before one pass)."""
+        n = math.prod(shape)
         bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None)  # all 64
-        draws = bits.view(torch.int16)[:n].as_strided(x.shape, x.stride())  # on [-2**15, 2**15)
+        draws = bits.view(torch.int16)[:n].as_strided(
+            tuple(shape), tuple(stride)
+        )  # [-2**15, 2**15)
         keep = draws >= round(self.p * 2**16) - 2**15
-        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
+        return keep.to(dtype).mul_(1 / (1 - self.p))
+
+    @staticmethod
+    def layout(x: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The shape and strides ``forward`` draws for, for the input ``x``."""
+        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+            x = x.contiguous()
+        return tuple(x.shape), tuple(x.stride())
 
 
 class FashionMNISTNet(nn.Module):

@@ -55,7 +55,10 @@ def assert_same_run(solo: Path, fused: Path) -> None:
     ca, cb = (checkpoint.load(d / checkpoint.NAME) for d in (solo, fused))
     assert torch.equal(ca["rng"]["torch"], cb["rng"]["torch"])  # its own stream, as alone
     for key, value in ca["model"].items():
-        torch.testing.assert_close(cb["model"][key], value, rtol=TOLERANCE, atol=1e-6)
+        # weights drift a little further apart than the losses: the CNN's grouped convolutions
+        # round differently, and Adam divides by small second moments (measured: 1.8e-5 at
+        # most after 3 epochs, on weights of about 0.05)
+        torch.testing.assert_close(cb["model"][key], value, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("accumulate", [1, 3])
@@ -73,17 +76,52 @@ def test_members_of_one_pass_train_as_alone(compose_cfg, tmp_path: Path, accumul
         assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
 
 
-def test_a_diverging_member_ends_alone_and_a_dropout_model_trains_alone(
+def test_cnn_members_with_dropout_and_mixing_draw_their_own_masks(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """The CNN's two dropout layers (lrrun.models.Dropout) and CutMix: each member's masks
+    come from its own stream in its solo order, so its run is its solo run."""
+    jobs = [
+        ("trainer.seed=1", "mix=cutmix"),
+        ("trainer.seed=2", "optimizer=adam", "optimizer.lr=0.002"),
+    ]
+    shared = (*SHARED, "model=fashion_mnist_net", "trainer.epochs=3")
+    settings = [read(compose_cfg(*job, *shared)) for job in jobs]
+    results = run_members(settings, [tmp_path / f"fused{i}" for i in range(2)])
+    assert all(isinstance(r, list) for r in results), results
+    for i, one in enumerate(settings):
+        run(one, tmp_path / f"solo{i}")
+        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
+
+
+TORCH_DROPOUT = ["model=custom", "model._target_=tests.fused.test_members.TorchDropoutNet"]
+
+
+class TorchDropoutNet(torch.nn.Module):
+    """torch's own nn.Dropout: its masks are drawn inside the forward."""
+
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.2),
+                                       torch.nn.Linear(int(torch.tensor(input_shape).prod()),
+                                                       num_classes))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_a_diverging_member_ends_alone_and_torchs_dropout_trains_alone(
     compose_cfg, tmp_path: Path
 ) -> None:
     """lr 1e4 sends one member's loss to NaN in epoch 1: it ends diverged (status, steps.csv
-    up to the NaN), the others finish as alone; a model with dropout is refused the pass."""
+    up to the NaN), the others finish as alone; a model with torch's nn.Dropout is refused
+    the pass."""
     jobs = [JOBS[0], ("trainer.seed=9", "optimizer.lr=1e4", "optimizer.momentum=0.99"), JOBS[1],
-            ("model=fashion_mnist_net",)]  # fmt: skip
+            tuple(TORCH_DROPOUT)]  # fmt: skip
     settings = [read(compose_cfg(*job, *SHARED)) for job in jobs]
     results = run_members(settings, [tmp_path / f"fused{i}" for i in range(4)])
     assert isinstance(results[1], Diverged)
-    assert "draws inside the forward" in str(results[3])
+    assert "net.1 (Dropout, p=0.2) draws inside the forward" in str(results[3])
     with pytest.raises(Diverged):
         run(settings[1], tmp_path / "solo1")
     for name in ("status.json", "steps.csv", "metrics.csv"):  # where and how it diverged
