@@ -16,7 +16,7 @@
 
 5. Fused sweeps (``hydra/launcher=fused``, lrrun.fused) against the basic launcher on the
    same 16-job sweep (4 learning rates x 4 seeds, 2 epochs): the feedforward model on
-   FashionMNIST, and the CNN with its dropout off (dropout keeps a job out of a pass) on the
+   FashionMNIST, and the CNN (dropout off, as in benchmarks/fused.py) on the
    synthetic set of 4,096 images (a CNN epoch of FashionMNIST takes minutes here). Wall time
    and the peak RSS of the sweep's process; then the feedforward sweep with
    hydra.launcher.max_members=1, 2, 4, 8, 16. ``--fused-only`` runs this part alone.
