@@ -5,8 +5,8 @@ another: the training step of a fused sweep, without data loading or logging.
 
 Each member has its own torch Adam and StepLR (stepped per optimizer step), as fused jobs
 keep theirs. For the feedforward model (784-100-10) and the CNN (pytorch/examples' mnist
-Net; dropout off: lrrun's CPU dropout draws in place, which vmap refuses, and fused dropout
-masks drawn from each member's own stream are not built yet) at batch 64 on 1x28x28 inputs: the wall time of ``--steps`` training
+Net, dropout off: in a real pass its masks come from lrrun.fused.dropout, drawn per member
+before the pass; this measures the pass alone) at batch 64 on 1x28x28 inputs: the wall time of ``--steps`` training
 steps of N members fused vs N members one after another (the median of 3 repeats each), and
 the ratio fused / sequential - issue 27's targets are at most 0.4 (feedforward) and 0.7 (CNN)
 for a 16-job sweep. Peak memory: the peak RSS of a fresh process training the N fused members. Figures are ratios measured in one run on this machine.
