@@ -83,14 +83,20 @@ class FusedLauncher(Launcher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         jobs = [self._read(initial_job_idx + n, list(o)) for n, o in enumerate(job_overrides)]
-        fusable = [j for j in jobs if j.settings is not None and j.state != "skip"]
-        made = plan([j.settings.plain for j in fusable], self.max_members, _limits(fusable))
-        passes = [[fusable[i] for i in p] for p in made.passes]
-        alone = {fusable[i].num: why for i, why in made.alone.items()}
+        passes: list[list[Job]] = []
+        alone: dict[int, str] = {}
+        starts = _by_start(j for j in jobs if j.settings is not None and j.state != "skip")
+        for start, fusable in starts.items():
+            made = plan([j.settings.plain for j in fusable], self.max_members, _limits(fusable))
+            passes += [[fusable[i] for i in p] for p in made.passes]
+            for i, why in made.alone.items():
+                if len(starts) > 1 and why.startswith("no other job"):  # the epoch differs
+                    why = f"no other job starts from epoch {start + 1} with its model and data"
+                alone[fusable[i].num] = why
         for j in jobs:
             if j.settings is None or j.state == "skip":
                 alone[j.num] = (
-                    "its config could not be read" if j.settings is None else "ended before"
+                    "its config could not be read" if j.settings is None else "it ended before"
                 )
         _say_plan(sweep_dir, passes, alone)
         returns = {j.num: j.ret for j in jobs}
@@ -133,8 +139,8 @@ class FusedLauncher(Launcher):
         found: dict[str, Any] = {}
 
         def read_only(cfg: DictConfig) -> None:
-            from lrrun.cli import _sweep_job_state
             from lrrun.config.settings import read
+            from lrrun.config.sweep_dirs import job_state
 
             hydra_cfg = HydraConfig.get()
             found["run_dir"] = Path(hydra_cfg.runtime.output_dir)
@@ -144,7 +150,8 @@ class FusedLauncher(Launcher):
                 found["settings"] = read(cfg, hydra_cfg.runtime.choices)
             except Exception:  # its own run tells what is wrong, in its own words
                 return
-            found["state"] = _sweep_job_state(found["run_dir"], hydra_cfg)
+            # said by the job's own run when it runs alone, by _fused when it is a member
+            found["state"] = job_state(found["run_dir"], list(hydra_cfg.overrides.task))
 
         ret = run_job(hydra_context=self.hydra_context, task_function=read_only, config=config,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
@@ -170,6 +177,11 @@ class FusedLauncher(Launcher):
         from lrrun.fused.runner import run_members
         from lrrun.logs.console import print_note
 
+        for j in members:
+            if j.state == "resume":
+                print_note(
+                    f"job {j.num} stopped before: resuming it from {j.run_dir}/checkpoint.pt"
+                )
         print_note(f"jobs {', '.join(str(j.num) for j in members)}: one fused pass")
         try:
             results = run_members([j.settings for j in members], [j.run_dir for j in members],
@@ -181,6 +193,20 @@ class FusedLauncher(Launcher):
         for job, result in zip(members, results, strict=True):
             job.ret.status = JobStatus.COMPLETED
             job.ret.return_value = _outcome(job, result)
+
+
+def _by_start(jobs: Any) -> dict[int, list[Job]]:
+    """The jobs by the epoch they start from (a stopped job resumes after its checkpoint's):
+    the members of a pass step together from one epoch."""
+    from lrrun.train import checkpoint
+
+    groups: dict[int, list[Job]] = {}
+    for job in jobs:
+        start = 0
+        if job.state == "resume":
+            start = int(checkpoint.load(job.run_dir / checkpoint.NAME)["epoch"])
+        groups.setdefault(start, []).append(job)
+    return groups
 
 
 def _limits(jobs: list[Job]) -> Any:

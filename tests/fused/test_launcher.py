@@ -116,3 +116,25 @@ def test_auto_fuses_where_a_pass_pays(
     if not fused:
         assert alone == {n: "one pass measured 2.50x slower than the members alone" for n in (0, 1)}
         assert json.loads((tmp_path / PLAN_FILE).read_text())["passes"] == []
+
+
+@pytest.mark.slow
+def test_a_basic_sweep_cut_short_is_finished_by_the_fused_launcher(tmp_path: Path) -> None:
+    """Job 0 ended, job 1 stopped after its first epochs, jobs 2 and 3 never ran: the fused
+    launcher keeps job 0, resumes job 1 alone (no other job starts from its epoch) and
+    trains jobs 2 and 3 in one pass."""
+    sweep = ["-m", *BASE, "dataset.train_size=2048", "trainer.epochs=4",
+             "optimizer.lr=0.01,0.02,0.05,0.1", "hydra.sweep.dir=s"]  # fmt: skip
+    cut = interrupt_after_first_epoch(sweep, tmp_path, tmp_path / "s" / "1", signal.SIGINT)
+    assert cut.returncode == 130, cut.stderr
+    finished = run_cli([*sweep, *FUSED], tmp_path)
+    assert_ok(finished)
+    out = " ".join(finished.stdout.split())
+    assert "job 0 trains alone: it ended before" in out
+    assert "job 1 trains alone: no other job starts from epoch" in out
+    assert "jobs 2, 3 share a pass" in out
+    assert out.count("job 1 stopped before: resuming it") == 1
+    statuses = [json.loads((tmp_path / "s" / str(j) / "status.json").read_text())["status"]
+                for j in range(4)]  # fmt: skip
+    assert statuses == ["ok"] * 4
+    assert len(read_csv(tmp_path / "s" / "summary.csv")) == 4
