@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lrrun.train.resume import diff
+
 SHARED_TRAINER = (
     "batch_size", "eval_batch_size", "epochs", "accumulate", "precision", "device", "devices",
     "data_path", "num_workers", "pin_memory", "persistent_workers", "channels_last", "compile",
@@ -74,17 +76,6 @@ def _why_alone(jobs: Sequence[dict[str, Any]], number: int, largest: list[int]) 
     if not largest or largest == [number]:
         return "no other job shares its model, data and step shape"
     other = largest[0]
-    changes = _diff(shared(jobs[other]), shared(jobs[number]))
+    changes = diff(shared(jobs[other]), shared(jobs[number]))
     shown = "; ".join(changes[:3]) + (f"; {len(changes) - 3} more" if len(changes) > 3 else "")
     return f"differs from job {other} in what a pass shares: {shown}"
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf that differs."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new), key=str):
-            name = f"{prefix}.{key}" if prefix else str(key)
-            out += _diff(old.get(key, "<unset>"), new.get(key, "<unset>"), name)
-        return out
-    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
