@@ -146,12 +146,12 @@ class FusedLauncher(Launcher):
             found["run_dir"] = Path(hydra_cfg.runtime.output_dir)
             found["log"] = [h for h in logging.getLogger().handlers
                             if isinstance(h, logging.FileHandler)]  # fmt: skip
-            try:
+            try:  # said by the job's own run when it runs alone, by _fused for a member
+                state = job_state(found["run_dir"], list(hydra_cfg.overrides.task))
                 found["settings"] = read(cfg, hydra_cfg.runtime.choices)
+                found["state"] = state
             except Exception:  # its own run tells what is wrong, in its own words
-                return
-            # said by the job's own run when it runs alone, by _fused when it is a member
-            found["state"] = job_state(found["run_dir"], list(hydra_cfg.overrides.task))
+                found.pop("settings", None)
 
         ret = run_job(hydra_context=self.hydra_context, task_function=read_only, config=config,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
