@@ -7,7 +7,7 @@ alone, swapped in around its draws and its checkpoint. The members' outputs come
 pass; each member's loss is its own criterion on its share, and the sum's backward gives
 each member exactly its own gradient. Then each member, with its own objects and by the
 loop's own functions: clipping, warm-up, ``optimizer_step``, its averages,
-``step_after_batch``, its steps.csv row. After the epoch, evaluation of the val split is one
+``step_after_batch``, its steps.csv row (lrrun.train.loop.take_step). After the epoch, evaluation of the val split is one
 pass too, and each member ends its epoch through ``end_epoch`` (averages, test, its row, its
 schedule, its checkpoint).
 
@@ -30,12 +30,10 @@ from lrrun.errors import Diverged
 from lrrun.fused.dropout import Masks
 from lrrun.fused.forward import Stacked
 from lrrun.logs.console import RUN_LOG
-from lrrun.schedule.build import current_lrs, current_momentum
-from lrrun.schedule.warmup import warmed_up
 from lrrun.train.hooks import EpochEnd, TrainStats
-from lrrun.train.loop import end_epoch, optimizer_step, step_after_batch
+from lrrun.train.loop import end_epoch, take_step
 from lrrun.train.measure import check_finite
-from lrrun.train.recipe import groups, set_mode, used_lrs
+from lrrun.train.recipe import groups, set_mode
 from lrrun.train.runner import Prepared
 
 
@@ -118,18 +116,10 @@ def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainS
         losses = _forward_backward(members, step_groups, stacked, epoch, meters, dropout)
         step += 1
         for i, m in enumerate(members):
-            run, (loss, grad_norm) = m.run, losses[i]
-            optimizer, stepping = run.parts.optimizer, run.stepping
-            with warmed_up(optimizer, stepping.warmup.factor(step)):
-                lrs = current_lrs(optimizer)
-                momentum = current_momentum(optimizer) if stepping.momentum else None
-                optimizer_step(optimizer, None)
-            lrs = used_lrs(optimizer, lrs)
+            run = m.run
+            lrs = take_step(run.parts.optimizer, run.stepping, run.parts.recipe, run.averages,
+                            run.book.recorder, epoch, step, losses[i])  # fmt: skip
             first[i] = first[i] or lrs
-            for average in run.averages:
-                average.after_step(step)
-            step_after_batch(stepping, epoch, step)
-            run.book.recorder.record(epoch, step, lrs, loss, momentum, grad_norm)
     stats = []
     for i, m in enumerate(members):
         rows = m.run.book.recorder.flush()

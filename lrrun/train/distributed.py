@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -67,6 +68,12 @@ def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def no_sync(model: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+    """DDP's ``no_sync()`` (gradients kept local until a backward outside it, lrrun.train.loop's
+    accumulation); nothing for a model without it."""
+    return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
 
 
 def barrier() -> None:

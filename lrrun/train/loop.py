@@ -34,12 +34,10 @@ off-by-one. The lr is read from ``optimizer.param_groups`` before the step, neve
 ``get_last_lr()`` after a step. (A schedule-free optimizer scales its lr inside its step; its
 own record of the lr it used is read right after: lrrun.train.recipe.)
 
-Host syncs
-----------
-None per step: the lr is a Python float the host already has, the loss and the gradient
-norm stay on the device (buffered by the StepRecorder) and so do the task's metric sums
-(lrrun.tasks). An epoch costs one sync when steps.csv and the metrics row are written. (The live progress bar
-reads the latest loss at most four times a second, and only on an interactive terminal.)
+Host syncs: none per step. The lr is a Python float; the loss, the gradient norm (buffered by
+the StepRecorder) and the task's metric sums stay on the device until the epoch's rows are
+written. (A live progress bar reads the loss at most four times a second, only on a terminal;
+fp16's scaler reads its inf check per step.)
 """
 
 from __future__ import annotations
@@ -59,7 +57,7 @@ from lrrun.logs.csv_log import StepRecorder, lr_columns
 from lrrun.schedule.build import Stepping, current_lrs, current_momentum
 from lrrun.schedule.warmup import warmed_up
 from lrrun.tasks import Meter, Task
-from lrrun.train import averaging
+from lrrun.train import averaging, distributed
 from lrrun.train.averaging import Average
 from lrrun.train.early_stop import EarlyStop
 from lrrun.train.hooks import EpochEnd, Hooks, OnStep, TrainStats
@@ -130,28 +128,45 @@ def train_one_epoch(
     batches.set_epoch(epoch)
     meter, first_lrs, done = task.meter(train=True), None, 0
     for group in groups(batches, recipe.accumulate):
-        loss, grad_norm = step_group(model, group, optimizer, recipe, autocast, epoch, meter)
-        # warm-up: the scheduled lr x w(step) for this step only; the scheduler never sees it
-        with warmed_up(optimizer, stepping.warmup.factor(step + 1)):
-            lrs = current_lrs(optimizer)  # the lr this optimizer step uses
-            momentum = current_momentum(optimizer) if stepping.momentum else None
-            skipped = optimizer_step(optimizer, recipe.scaler)
-        lrs = used_lrs(optimizer, lrs)
-        first_lrs, step, done = first_lrs or lrs, step + 1, done + len(group)
-        if skipped and stepping.watch is not None:
-            stepping.watch.skipped(epoch, step, lrs[0], skipped)
-        for average in averages:
-            average.after_step(step)
-        with after_a_skip() if skipped else contextlib.nullcontext():
-            step_after_batch(stepping, epoch, step)
-        recorder.record(epoch, step, lrs, loss, momentum, grad_norm)
+        stepped = step_group(model, group, optimizer, recipe, autocast, epoch, meter)
+        step, done = step + 1, done + len(group)
+        lrs = take_step(optimizer, stepping, recipe, averages, recorder, epoch, step, stepped)
+        first_lrs = first_lrs or lrs
         if on_step is not None:
-            on_step(done, lrs, loss)
+            on_step(done, lrs, stepped[0])
     rows = recorder.flush()
     assert first_lrs is not None, "the training data yielded no batch"
     if stop_on_nonfinite:
         check_finite(rows)
     return TrainStats(first_lrs, meter.means(), step)  # the epoch's one host sync
+
+
+def take_step(
+    optimizer: Optimizer,
+    stepping: Stepping,
+    recipe: Recipe,
+    averages: Sequence[Average],
+    recorder: StepRecorder,
+    epoch: int,
+    step: int,
+    stepped: tuple[torch.Tensor, torch.Tensor | None],
+) -> list[float]:
+    """Optimizer step ``step`` (global, 1-based) once ``stepped`` (step_group's loss and norm)
+    is in: the contract's per-step part, for fused members too (lrrun.fused.loop); its lrs."""
+    # warm-up: the scheduled lr x w(step) for this step only; the scheduler never sees it
+    with warmed_up(optimizer, stepping.warmup.factor(step)):
+        lrs = current_lrs(optimizer)  # the lr this optimizer step uses
+        momentum = current_momentum(optimizer) if stepping.momentum else None
+        skipped = optimizer_step(optimizer, recipe.scaler)
+    lrs = used_lrs(optimizer, lrs)
+    if skipped and stepping.watch is not None:
+        stepping.watch.skipped(epoch, step, lrs[0], skipped)
+    for average in averages:
+        average.after_step(step)
+    with after_a_skip() if skipped else contextlib.nullcontext():
+        step_after_batch(stepping, epoch, step)
+    recorder.record(epoch, step, lrs, stepped[0], momentum, stepped[1])
+    return lrs
 
 
 def optimizer_step(optimizer: Optimizer, scaler: torch.amp.GradScaler | None) -> str | None:
@@ -163,8 +178,7 @@ def optimizer_step(optimizer: Optimizer, scaler: torch.amp.GradScaler | None) ->
     before = scaler.get_scale()
     scaler.step(optimizer)
     scaler.update()
-    after = scaler.get_scale()
-    return None if after >= before else f"{before:g} -> {after:g}"
+    return None if (after := scaler.get_scale()) >= before else f"{before:g} -> {after:g}"
 
 
 def step_group(
@@ -177,15 +191,14 @@ def step_group(
     meter: Meter | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The gradients of one optimizer step: each batch's loss over the group's size, summed
-    by backward(); then clipped. The group's mean loss and the norm before clipping. Under
-    DDP the batches before the group's last run in ``no_sync()``: one all-reduce per optimizer
-    step, as nanoGPT and Lightning accumulate."""
+    by backward() (DDP: all-reduced once, the others under ``no_sync()``, as nanoGPT and
+    Lightning accumulate); then clipped. The group's mean loss and the norm before clipping."""
     optimizer.zero_grad(set_to_none=True)
     total: torch.Tensor | None = None
     for i, (samples, targets) in enumerate(group):
         inputs, labels = recipe.mixed(samples, targets, epoch)
         # DDP all-reduces the group's summed gradients once, in its last backward
-        with no_sync(model) if i < len(group) - 1 else contextlib.nullcontext():
+        with distributed.no_sync(model) if i < len(group) - 1 else contextlib.nullcontext():
             with autocast():
                 out = model(inputs)
                 loss = recipe.criterion(out, labels)
@@ -196,12 +209,6 @@ def step_group(
             meter.add(out.detach(), targets, loss)  # accuracy on the hard labels
     assert total is not None
     return (total if len(group) == 1 else total / len(group)), recipe.clip(optimizer)
-
-
-def no_sync(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
-    """DDP's ``no_sync()`` (gradients kept local until a backward outside it); nothing for a
-    model without it."""
-    return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
 
 
 def end_epoch(
@@ -260,19 +267,13 @@ def fit(
     early_stop: EarlyStop | None = None,
     averages: Sequence[Average] = (),
 ) -> list[dict[str, Any]]:
-    """Train epochs ``start_epoch..epochs``; return their metrics rows: the task's metrics
-    (lrrun.tasks), test_* None unless ``test_batches`` are given
-    (the test split is reported, never used to choose, so by default it is evaluated once,
-    at the end, lrrun.train.final_test).
-    ``eval_model``: what evaluates, when ``model`` is a DDP wrapper (the module itself:
-    the ranks evaluate their own shards, without DDP's collectives).
-
-    A resumed run passes the epoch and global step to continue from; the model, optimizer,
-    scheduler and RNG states must already be restored. ``early_stop``: ends the loop after
-    the epoch it says (lrrun.train.early_stop), that epoch's row, schedule and checkpoint done.
-    ``averages``: averaged weights (lrrun.train.averaging), each evaluated on the val split
-    after every epoch; the selected one (trainer.select) is what the test split evaluates.
-    """
+    """Train epochs ``start_epoch..epochs``; their metrics rows (test_* None unless
+    ``test_batches`` are given: by default the test split is evaluated once, at the end,
+    lrrun.train.final_test). ``eval_model``: what evaluates when ``model`` is a DDP wrapper
+    (the module: each rank its shard). A resumed run passes the epoch and step to continue
+    from, its states restored. ``early_stop``: ends the loop after the epoch it says, its row,
+    schedule and checkpoint done. ``averages`` (lrrun.train.averaging): evaluated after every
+    epoch; the selected one (trainer.select) is what the test split evaluates."""
     hooks = hooks or Hooks()
     history: list[dict[str, Any]] = []
     for epoch in range(start_epoch, epochs + 1):
