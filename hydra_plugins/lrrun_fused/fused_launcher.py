@@ -35,7 +35,7 @@ PAYS = 1.25
 @dataclass
 class FusedLauncherConf:
     _target_: str = "hydra_plugins.lrrun_fused.fused_launcher.FusedLauncher"
-    max_members: Any = None  # members of one pass at most; null: 16
+    max_members: Any = None  # members of one pass at most; null: as many as fit in memory
     # auto: a pass trains unless a few timed steps of it take over PAYS times its members'
     # one after another; always: every pass the plan makes
     fuse: str = "auto"
@@ -61,7 +61,9 @@ class Job:
 
 class FusedLauncher(Launcher):
     def __init__(self, max_members: Any = None, fuse: str = "auto") -> None:
-        self.max_members = int(max_members) if max_members is not None else 16
+        self.max_members = int(max_members) if max_members is not None else None
+        if self.max_members is not None and self.max_members < 1:
+            raise ValueError(f"hydra.launcher.max_members={max_members}: use 1 or more, or null")
         if fuse not in ("auto", "always"):
             raise ValueError(f"hydra.launcher.fuse={fuse!r}: use auto or always")
         self.fuse = fuse
@@ -87,7 +89,8 @@ class FusedLauncher(Launcher):
         alone: dict[int, str] = {}
         starts = _by_start(j for j in jobs if j.settings is not None and j.state != "skip")
         for start, fusable in starts.items():
-            made = plan([j.settings.plain for j in fusable], self.max_members, _limits(fusable))
+            made = plan([j.settings.plain for j in fusable], self._most(fusable),
+                        _limits(fusable))  # fmt: skip
             passes += [[fusable[i] for i in p] for p in made.passes]
             for i, why in made.alone.items():
                 if len(starts) > 1 and why.startswith("no other job"):  # the epoch differs
@@ -127,6 +130,21 @@ class FusedLauncher(Launcher):
             alone[j.num] = f"one pass measured {ratio:.2f}x slower than the members alone"
         _record_alone(members[0].run_dir.parent, alone)
         return None
+
+    def _most(self, fusable: list[Job]) -> Any:
+        """plan()'s max_members: the launcher's, or (null) how many members of a job's kind
+        fit in memory (lrrun.fused.memory), said once per kind."""
+        if self.max_members is not None:
+            return self.max_members
+        from lrrun.fused.runner import capacity
+        from lrrun.logs.console import print_note
+
+        def most(i: int) -> int:
+            fit = capacity(fusable[i].settings)
+            print_note(f"max_members for jobs like job {fusable[i].num}: {fit.said()}")
+            return fit.members
+
+        return most
 
     # --- the jobs --------------------------------------------------------------------------
     def _read(self, num: int, overrides: list[str]) -> Job:

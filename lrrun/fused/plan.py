@@ -45,11 +45,12 @@ class Plan:
 
 def plan(
     jobs: Sequence[dict[str, Any]],
-    max_members: int,
+    max_members: int | Callable[[int], int],
     limits: Callable[[dict[str, Any]], str | None] = lambda plain: None,
 ) -> Plan:
     """The passes of a sweep's resolved job configs (job number = index), each of at most
-    ``max_members``; ``limits(plain)`` says why a job cannot be fused at all (None: it can)."""
+    ``max_members`` (or ``max_members(n)`` for the jobs that can share a pass with job n);
+    ``limits(plain)`` says why a job cannot be fused at all (None: it can)."""
     out, groups = Plan(), {}
     for number, plain in enumerate(jobs):
         reason = limits(plain)
@@ -63,12 +64,13 @@ def plan(
         if len(numbers) == 1:
             out.alone[numbers[0]] = _why_alone(jobs, numbers[0], groups.get(largest, []))
             continue
-        for start in range(0, len(numbers), max_members):
-            chunk = numbers[start : start + max_members]
+        most = max_members(numbers[0]) if callable(max_members) else max_members
+        for start in range(0, len(numbers), most):
+            chunk = numbers[start : start + most]
             if len(chunk) > 1:
                 out.passes.append(chunk)
             else:
-                out.alone[chunk[0]] = f"the last of its kind past max_members={max_members}"
+                out.alone[chunk[0]] = f"the last of its kind past max_members={most}"
     return out
 
 

@@ -21,6 +21,7 @@ from lrrun.errors import ConfigError
 from lrrun.files import release
 from lrrun.fused.dropout import why_alone
 from lrrun.fused.loop import Member, fit_members
+from lrrun.fused.memory import Fit, members_that_fit
 from lrrun.logs.console import RUN_LOG
 from lrrun.train import checkpoint
 from lrrun.train.assembly import MEMORY
@@ -50,21 +51,36 @@ def probe(settings: list[Settings]) -> tuple[float, float, Any]:
     """Seconds per step of the pass's model (forward and backward, random weights, one
     batch of its data) for all members in one pass and one after another, and the data
     loaded for it (run_members takes it): whether fusing pays on this device."""
-    from lrrun.data.batches import probe_batch
     from lrrun.fused.forward import measure
+
+    model, batch, data = _model_and_batch(settings[0])
+    fused, alone = measure(model, len(settings), batch)
+    return fused, alone, data
+
+
+def capacity(settings: Settings) -> Fit:
+    """How many members of this job's kind fit in one pass on its device."""
+    model, batch, _ = _model_and_batch(settings)
+    return members_that_fit(model, batch, batch.device)
+
+
+def _model_and_batch(settings: Settings) -> tuple[torch.nn.Module, torch.Tensor, Any]:
+    """A model of the job's architecture (random weights, seed 0: nothing of a run changes),
+    one training batch of its data in its memory format on its device, and the data (loaded
+    once per process: lrrun.data.load)."""
+    from lrrun.data.batches import probe_batch
     from lrrun.train.parts import build_model, memory_format_for
 
-    first = settings[0].trainer
-    device = resolve_device(first.device)
-    data = load_data(settings[0].dataset, MEMORY[first.data_path], device)
+    t = settings.trainer
+    device = resolve_device(t.device)
+    data = load_data(settings.dataset, MEMORY[t.data_path], device)
     torch.manual_seed(0)
-    model, _ = build_model(settings[0].model, data.facts)
+    model, _ = build_model(settings.model, data.facts)
     model = model.to(device)
-    layout = memory_format_for(first.channels_last, model)
+    layout = memory_format_for(t.channels_last, model)
     one = probe_batch(data, device, layout)[:1]
-    batch = one.expand(first.batch_size, *one.shape[1:]).contiguous(memory_format=layout)
-    fused, alone = measure(model.to(memory_format=layout), len(settings), batch)
-    return fused, alone, data
+    batch = one.expand(t.batch_size, *one.shape[1:]).contiguous(memory_format=layout)
+    return model.to(memory_format=layout), batch, data
 
 
 def run_members(
