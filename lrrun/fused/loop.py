@@ -87,10 +87,16 @@ def fit_members(
             done = EpochEnd(epoch, step, start, trained[id(m)], val, run.parts.model)
             try:
                 with m.stream():
-                    row = end_epoch(done, run.parts.val, run.parts.task, run.autocast,
-                                    run.stepping, hooks, averages=run.averages,
-                                    stop_on_nonfinite=run.settings.trainer.stop_on_nonfinite,
-                                    test_batches=run.parts.test if run.book.every_epoch else None)  # fmt: skip
+                    row = end_epoch(
+                        done,
+                        run.book.stepper(),
+                        run.parts.task,
+                        hooks,
+                        val=run.parts.val,
+                        test=run.parts.test if run.book.every_epoch else None,
+                        autocast=run.autocast,
+                        stop_on_nonfinite=run.settings.trainer.stop_on_nonfinite,
+                    )
             except Exception as exc:  # Diverged on the val split, a full disk: this member's
                 m.ended = exc
                 continue
@@ -112,13 +118,12 @@ def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainS
     meters = [m.run.parts.task.meter(train=True) for m in members]
     orders = [groups(m.run.parts.train, m.run.parts.recipe.accumulate) for m in members]
     first: list[list[float] | None] = [None] * len(members)
+    steppers = [m.run.book.stepper() for m in members]
     for step_groups in zip(*orders, strict=True):
         losses = _forward_backward(members, step_groups, stacked, epoch, meters, dropout)
         step += 1
-        for i, m in enumerate(members):
-            run = m.run
-            lrs = take_step(run.parts.optimizer, run.stepping, run.parts.recipe, run.averages,
-                            run.book.recorder, epoch, step, losses[i])  # fmt: skip
+        for i, stepper in enumerate(steppers):
+            lrs = take_step(stepper, epoch, step, losses[i])
             first[i] = first[i] or lrs
     stats = []
     for i, m in enumerate(members):

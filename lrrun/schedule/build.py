@@ -52,7 +52,6 @@ class Stepping:
     name: str = "none"
     args: dict[str, Any] = field(default_factory=dict)  # resolved kwargs, for the console
     warmup: Warmup = field(default_factory=Warmup)  # lrrun.schedule.warmup: around optimizer.step()
-    watch: Any = None  # an lrrun.schedule.events.EventWatcher, told of every step when set
     momentum: bool = False  # the schedule cycles momentum / beta1: steps.csv logs it
 
     @property

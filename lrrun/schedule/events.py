@@ -70,7 +70,27 @@ class Event:
         )
 
 
-class EventWatcher:
+class NoEvents:
+    """The loop's schedule hook (lrrun.train.hooks.Hooks.events) when nobody asks what the
+    schedule did: told of every optimizer and scheduler step, it keeps nothing."""
+
+    def before_step(self) -> float:
+        return 0.0
+
+    def after_step(self, lr_before: float, epoch: int, step: int, metric: float | None) -> None:
+        pass
+
+    def optimizer_stepped(self, epoch: int, step: int) -> None:
+        pass
+
+    def skipped(self, epoch: int, step: int, lr: float, scale: str) -> None:
+        pass
+
+
+NO_EVENTS = NoEvents()
+
+
+class EventWatcher(NoEvents):
     """Collects a run's events as its schedule steps; ``drain()`` hands them out per epoch."""
 
     def __init__(self, stepping: Any, optimizer: Any) -> None:

@@ -29,6 +29,11 @@ SPARK = "▁▂▃▄▅▆▇█"
 def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int]:
     """(stepping, rows of epoch/step/lr[, lr_1...][, momentum], steps per epoch) for the
     plan of ``cfg`` (Settings, or a composed config read here)."""
+    return _simulate(cfg)[:3]
+
+
+def _simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int, Any]:
+    """simulate's, and the schedule's events (an lrrun.schedule.events.EventWatcher)."""
     import torch
 
     from lrrun.data.batches import train_batches
@@ -58,7 +63,7 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
     model, _ = build_model(settings.model, data.facts)
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model, settings.no_decay)
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, spe)
-    stepping.watch = EventWatcher(stepping, optimizer)
+    watch = EventWatcher(stepping, optimizer)
     preview = settings.plain.get("preview") or {}
     trace = _metric_trace(preview, stepping.monitor, epochs) if stepping.monitor else None
     # No gradients exist, so optimizer.step() changes nothing; calling it once tells torch
@@ -89,10 +94,10 @@ def simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], int
                 lrs = used_lrs(optimizer, lrs)
             rows.append({"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True)),
                          **moment})  # fmt: skip
-            step_after_batch(stepping, epoch, step)
+            step_after_batch(stepping, epoch, step, watch)
         metrics = {stepping.monitor: trace[epoch - 1]} if trace else {}
-        step_after_epoch(stepping, metrics, epoch, step)
-    return stepping, rows, spe
+        step_after_epoch(stepping, metrics, epoch, step, watch)
+    return stepping, rows, spe, watch
 
 
 def _metric_trace(preview: dict[str, Any], monitor: str, epochs: int) -> list[float]:
@@ -180,7 +185,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     out = Path(hydra_cfg.runtime.output_dir)
     try:
         settings = read(cfg, hydra_cfg.runtime.choices)
-        stepping, rows, spe = simulate(settings)
+        stepping, rows, spe, watch = _simulate(settings)
     except LrrunError as exc:
         fail_job(exc, out)
         return
@@ -193,7 +198,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     described = (
         f"{choice} ({stepping.name} {format_args(stepping.args)}), interval={stepping.interval}"
     )
-    groups = param_groups.names(stepping.watch.optimizer)
+    groups = param_groups.names(watch.optimizer)
     if plot:
         from lrrun.logs.plots import plot_lr
 
@@ -220,7 +225,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         "wrote": f"{out}/preview.csv" + (", preview.png" if plot else ""),
     }
     print_items(items)
-    happened = stepping.watch.drain()
+    happened = watch.drain()
     if happened:
         print_items({"events": f"{len(happened)} (as training would log them in events.csv)"})
         for event in happened:

@@ -1,14 +1,21 @@
-"""What the training loop (lrrun.train.loop) hands around: the runner's hooks, an epoch's
-training statistics, an epoch trained and evaluated."""
+"""What the training loop (lrrun.train.loop) hands around: the runner's hooks, what takes an
+optimizer step, an epoch's training statistics, an epoch trained and evaluated."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
+
+from lrrun.logs.csv_log import StepRecorder
+from lrrun.schedule.build import Stepping
+from lrrun.schedule.events import NO_EVENTS, NoEvents
+from lrrun.train.averaging import Average
+from lrrun.train.recipe import Recipe
 
 OnStep = Callable[[int, list[float], torch.Tensor], None]
 
@@ -28,6 +35,21 @@ class Hooks:
     step: OnStep | None = None
     epoch_end: Callable[[dict[str, Any]], None] = lambda row: None  # before the schedule moves
     epoch_done: Callable[[int, int], None] = lambda epoch, step: None  # after: checkpoint here
+
+
+@dataclass
+class Stepper:
+    """What takes an optimizer step once the gradients are in (lrrun.train.loop.take_step):
+    the optimizer and its schedule, how a step is made, the averages each step updates, where
+    the step's steps.csv row goes, and who is told what the schedule did (events.csv). Each
+    run has one, and so has each member of a fused pass."""
+
+    optimizer: Optimizer
+    stepping: Stepping
+    recorder: StepRecorder
+    recipe: Recipe = field(default_factory=Recipe)
+    averages: Sequence[Average] = ()
+    events: NoEvents = NO_EVENTS
 
 
 @dataclass

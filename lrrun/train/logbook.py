@@ -36,7 +36,7 @@ from lrrun.schedule.events import EventWatcher
 from lrrun.train import averaging, checkpoint
 from lrrun.train.assembly import Parts
 from lrrun.train.averaging import Average
-from lrrun.train.hooks import Hooks
+from lrrun.train.hooks import Hooks, Stepper
 from lrrun.train.run_dir import process_age
 from lrrun.world import World, gather
 
@@ -85,7 +85,7 @@ class Logbook:
             self.tracked.close(failure(exc), [])
             raise
         self.recorder = StepRecorder(self.steps, self.tracked.steps, steps, world.size)
-        stepping.watch = EventWatcher(stepping, optimizer)
+        self.watch = EventWatcher(stepping, optimizer)  # the loop's events hook
         self.previous = [parse_row(r) for r in self.metrics.kept] if self.metrics else []
 
     def header(self, items: dict[str, str], warnings: list[str]) -> None:
@@ -102,6 +102,12 @@ class Logbook:
 
     def hooks(self) -> Hooks:
         return Hooks(self.epoch_start, self.console.step_update, self.epoch_end, self.epoch_done)
+
+    def stepper(self) -> Stepper:
+        """The run's optimizer step, its rows written here, its schedule's events heard."""
+        parts = self.parts
+        return Stepper(parts.optimizer, self.stepping, self.recorder, parts.recipe,
+                       self.averages, self.watch)  # fmt: skip
 
     def epoch_start(self, epoch: int) -> None:
         if epoch == self.start_epoch:  # set-up is done: the next thing is the first step
@@ -147,7 +153,7 @@ class Logbook:
 
     def log_events(self) -> None:
         """Under the epoch's row, and on disk with its rows."""
-        happened = self.stepping.watch.drain()
+        happened = self.watch.drain()
         if self.events is not None:
             self.events.write_many([e.row() for e in happened])
         for event in happened:

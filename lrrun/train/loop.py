@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -53,14 +52,14 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lrrun.data.batches import Batches
-from lrrun.logs.csv_log import StepRecorder, lr_columns
+from lrrun.logs.csv_log import lr_columns
 from lrrun.schedule.build import Stepping, current_lrs, current_momentum
+from lrrun.schedule.events import NO_EVENTS, NoEvents
 from lrrun.schedule.warmup import warmed_up
 from lrrun.tasks import Meter, Task
 from lrrun.train import averaging, distributed
-from lrrun.train.averaging import Average
 from lrrun.train.early_stop import EarlyStop
-from lrrun.train.hooks import EpochEnd, Hooks, OnStep, TrainStats
+from lrrun.train.hooks import EpochEnd, Hooks, OnStep, Stepper, TrainStats
 from lrrun.train.measure import check_evaluated, check_finite, evaluated
 from lrrun.train.recipe import (
     Autocast,
@@ -73,29 +72,30 @@ from lrrun.train.recipe import (
     used_lrs,
 )
 
-PLAIN = Recipe()
 
-
-def step_after_batch(stepping: Stepping, epoch: int = 0, step: int = 0) -> None:
-    """After optimizer step ``step`` (global) of ``epoch``: a per-step scheduler steps."""
-    watch = stepping.watch  # lrrun.schedule.events: what the schedule did, if anyone asks
-    if watch is not None:
-        watch.optimizer_stepped(epoch, step)
+def step_after_batch(
+    stepping: Stepping, epoch: int = 0, step: int = 0, events: NoEvents = NO_EVENTS
+) -> None:
+    """After optimizer step ``step`` (global) of ``epoch``: a per-step scheduler steps;
+    ``events`` (lrrun.schedule.events) is told what the schedule did."""
+    events.optimizer_stepped(epoch, step)
     if stepping.per_batch:
-        before = watch.before_step() if watch is not None else 0.0
+        before = events.before_step()
         stepping.scheduler.step()
-        if watch is not None:
-            watch.after_step(before, epoch, step, None)
+        events.after_step(before, epoch, step, None)
 
 
 def step_after_epoch(
-    stepping: Stepping, metrics: dict[str, Any], epoch: int = 0, step: int = 0
+    stepping: Stepping,
+    metrics: dict[str, Any],
+    epoch: int = 0,
+    step: int = 0,
+    events: NoEvents = NO_EVENTS,
 ) -> None:
     """After epoch ``epoch`` (its last global step ``step``) was evaluated and logged."""
     if stepping.scheduler is None or stepping.interval != "epoch":
         return
-    watch = stepping.watch
-    before = watch.before_step() if watch is not None else 0.0
+    before = events.before_step()
     metric = None
     if isinstance(stepping.scheduler, ReduceLROnPlateau):
         assert stepping.monitor is not None
@@ -103,26 +103,22 @@ def step_after_epoch(
         stepping.scheduler.step(metric)
     else:
         stepping.scheduler.step()
-    if watch is not None:
-        watch.after_step(before, epoch, step, metric)
+    events.after_step(before, epoch, step, metric)
 
 
 def train_one_epoch(
     model: nn.Module,
     batches: Batches,
-    optimizer: Optimizer,
-    stepping: Stepping,
+    stepper: Stepper,
+    task: Task,
     epoch: int,
     step: int,
-    recorder: StepRecorder,
-    task: Task,
+    *,
     autocast: Autocast = no_autocast,
     on_step: OnStep | None = None,
     stop_on_nonfinite: bool = True,
-    recipe: Recipe = PLAIN,
-    *,
-    averages: Sequence[Average] = (),
 ) -> TrainStats:
+    optimizer, recipe = stepper.optimizer, stepper.recipe
     model.train()
     set_mode(optimizer, train=True)
     batches.set_epoch(epoch)
@@ -130,11 +126,11 @@ def train_one_epoch(
     for group in groups(batches, recipe.accumulate):
         stepped = step_group(model, group, optimizer, recipe, autocast, epoch, meter)
         step, done = step + 1, done + len(group)
-        lrs = take_step(optimizer, stepping, recipe, averages, recorder, epoch, step, stepped)
+        lrs = take_step(stepper, epoch, step, stepped)
         first_lrs = first_lrs or lrs
         if on_step is not None:
             on_step(done, lrs, stepped[0])
-    rows = recorder.flush()
+    rows = stepper.recorder.flush()
     assert first_lrs is not None, "the training data yielded no batch"
     if stop_on_nonfinite:
         check_finite(rows)
@@ -142,30 +138,24 @@ def train_one_epoch(
 
 
 def take_step(
-    optimizer: Optimizer,
-    stepping: Stepping,
-    recipe: Recipe,
-    averages: Sequence[Average],
-    recorder: StepRecorder,
-    epoch: int,
-    step: int,
-    stepped: tuple[torch.Tensor, torch.Tensor | None],
+    stepper: Stepper, epoch: int, step: int, stepped: tuple[torch.Tensor, torch.Tensor | None]
 ) -> list[float]:
     """Optimizer step ``step`` (global, 1-based) once ``stepped`` (step_group's loss and norm)
     is in: the contract's per-step part, for fused members too (lrrun.fused.loop); its lrs."""
+    optimizer, stepping, events = stepper.optimizer, stepper.stepping, stepper.events
     # warm-up: the scheduled lr x w(step) for this step only; the scheduler never sees it
     with warmed_up(optimizer, stepping.warmup.factor(step)):
         lrs = current_lrs(optimizer)  # the lr this optimizer step uses
         momentum = current_momentum(optimizer) if stepping.momentum else None
-        skipped = optimizer_step(optimizer, recipe.scaler)
+        skipped = optimizer_step(optimizer, stepper.recipe.scaler)
     lrs = used_lrs(optimizer, lrs)
-    if skipped and stepping.watch is not None:
-        stepping.watch.skipped(epoch, step, lrs[0], skipped)
-    for average in averages:
+    if skipped:
+        events.skipped(epoch, step, lrs[0], skipped)
+    for average in stepper.averages:
         average.after_step(step)
     with after_a_skip() if skipped else contextlib.nullcontext():
-        step_after_batch(stepping, epoch, step)
-    recorder.record(epoch, step, lrs, stepped[0], momentum, stepped[1])
+        step_after_batch(stepping, epoch, step, events)
+    stepper.recorder.record(epoch, step, lrs, stepped[0], momentum, stepped[1])
     return lrs
 
 
@@ -213,87 +203,97 @@ def step_group(
 
 def end_epoch(
     done: EpochEnd,
-    val_batches: Batches,
+    stepper: Stepper,
     task: Task,
-    autocast: Autocast,
-    stepping: Stepping,
     hooks: Hooks,
     *,
-    test_batches: Batches | None = None,
-    averages: Sequence[Average] = (),
+    val: Batches,
+    test: Batches | None = None,
+    autocast: Autocast = no_autocast,
     stop_on_nonfinite: bool = True,
 ) -> dict[str, Any]:
     """The rest of an epoch: the averages and the test split evaluated, the row logged (on
     disk before the schedule moves on), the schedule stepped, the checkpoint written."""
-    averaged = averaging.evaluated(averages, done.epoch, val_batches, task, autocast)
+    averages = stepper.averages
+    averaged = averaging.evaluated(averages, done.epoch, val, task, autocast)
     judge = averaging.tested(averages, done.judge)  # the weights trainer.select names
-    test = evaluated("test", judge, test_batches, task, autocast)
+    tested = evaluated("test", judge, test, task, autocast)
     train = done.train
     row = {
         "epoch": done.epoch,
         **dict(zip(lr_columns(len(train.lrs)), train.lrs, strict=True)),
         **{f"train_{name}": value for name, value in train.metrics.items()},
         **done.val,
-        **test,
+        **tested,
         **averaged,
         "epoch_time_s": time.perf_counter() - done.started,
     }
     hooks.epoch_end(row)
     if stop_on_nonfinite:
         check_evaluated(row, done.step)  # a NaN val loss is divergence; the plateau never sees it
-    step_after_epoch(stepping, row, done.epoch, done.step)
+    step_after_epoch(stepper.stepping, row, done.epoch, done.step, stepper.events)
     hooks.epoch_done(done.epoch, done.step)
     return row
 
 
 def fit(
     model: nn.Module,
-    train_batches: Batches,
-    val_batches: Batches,
-    optimizer: Optimizer,
-    stepping: Stepping,
-    recorder: StepRecorder,
-    epochs: int,
+    stepper: Stepper,
     task: Task,
+    epochs: int,
     *,
+    train: Batches,
+    val: Batches,
+    test: Batches | None = None,
     start_epoch: int = 1,
     step: int = 0,
     autocast: Autocast = no_autocast,
     hooks: Hooks | None = None,
     stop_on_nonfinite: bool = True,
-    test_batches: Batches | None = None,
-    recipe: Recipe = PLAIN,
     eval_model: nn.Module | None = None,
     early_stop: EarlyStop | None = None,
-    averages: Sequence[Average] = (),
 ) -> list[dict[str, Any]]:
-    """Train epochs ``start_epoch..epochs``; their metrics rows (test_* None unless
-    ``test_batches`` are given: by default the test split is evaluated once, at the end,
+    """Train epochs ``start_epoch..epochs``; their metrics rows (test_* None unless ``test``
+    batches are given: by default the test split is evaluated once, at the end,
     lrrun.train.final_test). ``eval_model``: what evaluates when ``model`` is a DDP wrapper
     (the module: each rank its shard). A resumed run passes the epoch and step to continue
     from, its states restored. ``early_stop``: ends the loop after the epoch it says, its row,
-    schedule and checkpoint done. ``averages`` (lrrun.train.averaging): evaluated after every
-    epoch; the selected one (trainer.select) is what the test split evaluates."""
+    schedule and checkpoint done. The stepper's averages (lrrun.train.averaging) are
+    evaluated after every epoch; the selected one (trainer.select) is what ``test`` evaluates."""
     hooks = hooks or Hooks()
     history: list[dict[str, Any]] = []
     for epoch in range(start_epoch, epochs + 1):
         start = time.perf_counter()
         hooks.epoch_start(epoch)
         # --- train
-        train = train_one_epoch(
-            model, train_batches, optimizer, stepping, epoch, step, recorder, task, autocast,
-            hooks.step, stop_on_nonfinite, recipe, averages=averages,
-        )  # fmt: skip
-        step = train.last_step
-        # --- evaluate (a schedule-free optimizer's evaluation weights, kept for checkpoints)
-        set_mode(optimizer, train=False)
-        judge = eval_model or model
-        val = evaluated("val", judge, val_batches, task, autocast)
-        row = end_epoch(
-            EpochEnd(epoch, step, start, train, val, judge), val_batches, task, autocast,
-            stepping, hooks, test_batches=test_batches, averages=averages,
+        trained = train_one_epoch(
+            model,
+            train,
+            stepper,
+            task,
+            epoch,
+            step,
+            autocast=autocast,
+            on_step=hooks.step,
             stop_on_nonfinite=stop_on_nonfinite,
-        )  # fmt: skip
+        )
+        step = trained.last_step
+        # --- evaluate (a schedule-free optimizer's evaluation weights, kept for checkpoints)
+        set_mode(stepper.optimizer, train=False)
+        judge = eval_model or model
+        done = EpochEnd(
+            epoch, step, start, trained, evaluated("val", judge, val, task, autocast), judge
+        )
+        row = end_epoch(
+            done,
+            stepper,
+            task,
+            hooks,
+            val=val,
+            test=test,
+            autocast=autocast,
+            stop_on_nonfinite=stop_on_nonfinite,
+        )
         history.append(row)
         if early_stop is not None and early_stop.update(row):
             break

@@ -179,13 +179,21 @@ def _train(
     outcome, tested = "ok", None
     try:
         history = fit(
-            run.forward, parts.train, parts.val, parts.optimizer, run.stepping, book.recorder,
-            trainer.epochs, parts.task, start_epoch=run.start_epoch, step=run.step,
-            autocast=run.autocast, hooks=book.hooks(),
+            run.forward,
+            book.stepper(),
+            parts.task,
+            trainer.epochs,
+            train=parts.train,
+            val=parts.val,
+            test=parts.test if book.every_epoch else None,
+            start_epoch=run.start_epoch,
+            step=run.step,
+            autocast=run.autocast,
+            hooks=book.hooks(),
             stop_on_nonfinite=trainer.stop_on_nonfinite,
-            test_batches=parts.test if book.every_epoch else None, recipe=parts.recipe,
-            eval_model=parts.model, early_stop=run.stopper, averages=run.averages,
-        )  # fmt: skip
+            eval_model=parts.model,
+            early_stop=run.stopper,
+        )
         tested = test_chosen(run)
     except BaseException as error:
         outcome = failure(error)
