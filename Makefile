@@ -7,7 +7,7 @@ ARGS ?=
 FASHION_SYSTEM_DIR := /usr/share/datasets/fashion-mnist
 
 .DEFAULT_GOAL := help
-.PHONY: help install data corpus run test test-slow test-full lint format bench clean
+.PHONY: help install data corpus run test test-slow test-full lint format bench clean generated docs pictures
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -54,9 +54,18 @@ test-slow: install data ## only the slow tests (real FashionMNIST, SIGTERM, whee
 test-full: install data ## every test
 	$(BIN)/pytest
 
+generated: install ## rewrite what is written from the code's declarations (conf/trainer/default.yaml)
+	$(BIN)/python -m lrrun.config.reference yaml > conf/trainer/default.yaml
+
+docs: install ## build the docs site into site/ (mkdocs --strict: a broken link, anchor or page fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+pictures: install data ## remake the docs' pictures from real runs (docs/pictures.py; ~10 min on 2 cores)
+	$(BIN)/python docs/pictures.py $(ARGS)
+
 lint: install ## ruff lint + format check
-	$(BIN)/ruff check lrrun tests benchmarks hydra_plugins
-	$(BIN)/ruff format --check lrrun tests benchmarks hydra_plugins
+	$(BIN)/ruff check lrrun tests benchmarks hydra_plugins docs/*.py
+	$(BIN)/ruff format --check lrrun tests benchmarks hydra_plugins docs/*.py
 
 format: install ## ruff fix + format
 	$(BIN)/ruff check --fix lrrun tests benchmarks hydra_plugins

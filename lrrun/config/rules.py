@@ -75,61 +75,6 @@ def per_group(rule: Rule) -> Rule:
     )
 
 
-TRAINER_RULES: dict[str, Rule] = {
-    "epochs": INT_GE1,
-    "batch_size": INT_GE1,
-    "eval_batch_size": (lambda v: v == "auto" or INT_GE1[0](v), "auto or an integer >= 1"),
-    "device": STRING,
-    "devices": INT_GE1,
-    "seed": INT,
-    "accumulate": INT_GE1,
-    "clip_grad_norm": (lambda v: v is None or POSITIVE[0](v), "a number > 0, or null (off)"),
-    "clip_grad_value": (lambda v: v is None or POSITIVE[0](v), "a number > 0, or null (off)"),
-    "log_grad_norm": BOOL,
-    "num_workers": INT_GE0,
-    "pin_memory": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
-    "persistent_workers": BOOL,
-    "progress": BOOL,
-    "data_path": choice("auto", "tensor", "loader"),
-    "precision": (
-        lambda v: v in ("fp32", "bf16", "fp16"),
-        "fp32, bf16 or fp16 (Lightning's 32, bf16-mixed and 16-mixed: fp16 autocast with "
-        "torch.amp.GradScaler)",
-    ),
-    "compile": BOOL,
-    "channels_last": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
-    "resume": (
-        lambda v: v is None or (isinstance(v, str) and v != ""),
-        "a run dir, a checkpoint file, or null",
-    ),
-    "allow_config_change": BOOL,
-    "save_best": BOOL,
-    "test_every_epoch": BOOL,
-    "stop_on_nonfinite": BOOL,
-    "deterministic": BOOL,
-    "plot": BOOL,
-    "trackers": (lambda v: isinstance(v, list), "a list of trackers: tensorboard, mlflow"),
-    "mlflow_uri": (lambda v: v is None or (isinstance(v, str) and v != ""), "a URI or null"),
-    "early_stop": (lambda v: isinstance(v, dict), "a node: patience, min_delta, monitor"),
-    "ema": (lambda v: isinstance(v, dict), "a node: decay, every, warmup"),
-    "select": (
-        lambda v: v in ("model", "ema", "swa"),
-        "model, ema (trainer.ema.decay) or swa (scheduler=swa): the weights best.pt and the "
-        "test use",
-    ),
-}
-EMA_RULES: dict[str, Rule] = {
-    "decay": (lambda v: v is None or (_num(v) and 0 < v < 1), "a number in (0, 1), or null (off)"),
-    "every": INT_GE1,
-    "warmup": BOOL,
-}
-EARLY_STOP_RULES: dict[str, Rule] = {
-    "patience": (lambda v: v is None or INT_GE1[0](v), "an integer >= 1, or null (off)"),
-    "min_delta": (lambda v: _num(v) and v >= 0, "a number >= 0"),
-    "monitor": (lambda v: v is None or isinstance(v, str), "a metric of metrics.csv, or null"),
-}
-
-
 def _size(v: Any) -> bool:
     return (
         v is None

@@ -23,6 +23,7 @@ def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
     check_node(prefix, plain, scheduler_rules(plain.get("_target_")))
     if prefix == "scheduler":
         check_warmup(plain.get("warmup"))
+        check_monitor(plain)
     elif "warmup" in plain:
         raise ConfigError(
             f"{prefix}.warmup: a warm-up applies to the whole schedule, not to one child. "
@@ -48,6 +49,18 @@ def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
         for name, child in children.items():
             if isinstance(child, dict):
                 check_scheduler(child, f"{prefix}.schedulers.{name}")
+
+
+def check_monitor(plain: dict[str, Any]) -> None:
+    """scheduler.monitor only where a metric is read: ReduceLROnPlateau (and scheduler=swa,
+    whose ``before`` may be one)."""
+    target = str(plain.get("_target_", ""))
+    name = target.rsplit(".", 1)[-1]
+    if plain.get("monitor") is not None and target and name not in ("ReduceLROnPlateau", "SWALR"):
+        raise ConfigError(
+            f"scheduler.monitor={plain['monitor']!r} is only used by reduce_lr_on_plateau; "
+            f"{name} ignores metrics. Remove scheduler.monitor."
+        )
 
 
 def check_warmup(node: Any) -> None:

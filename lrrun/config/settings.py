@@ -21,18 +21,17 @@ from lrrun.config import param_groups
 from lrrun.config.checks import check_known, check_node
 from lrrun.config.dataset import DataSpec, read_dataset
 from lrrun.config.rules import (
-    EARLY_STOP_RULES,
-    EMA_RULES,
     LOSS_RULES,
     MIX_RULES,
     MODEL_RULES,
     OPTIMIZER_RULES,
     SCALING_RULES,
-    TRAINER_RULES,
 )
 from lrrun.config.scaling import LrScaling, global_batch
 from lrrun.config.scheduler import check_scheduler
 from lrrun.config.task import TaskSpec, check_fit, higher_is_better, read_task
+from lrrun.config.trainer import EARLY_STOP_RULES, EMA_RULES, TrainerSettings
+from lrrun.config.trainer import RULES as TRAINER_RULES
 from lrrun.errors import ConfigError
 
 TRACKERS = ("tensorboard", "mlflow")
@@ -41,43 +40,6 @@ TRACKER_INSTALL = {
     "mlflow": "pip install 'lrrun[mlflow]'",
 }
 TRACKER_MODULES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # what must be importable
-
-
-@dataclass(frozen=True)
-class TrainerSettings:
-    """The trainer group (conf/trainer/default.yaml has what each key means)."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    eval_batch_size: int | str = "auto"
-    device: str = "auto"
-    devices: int = 1
-    seed: int = 42
-    accumulate: int = 1
-    clip_grad_norm: float | None = None
-    clip_grad_value: float | None = None
-    log_grad_norm: bool = False
-    progress: bool = True
-    plot: bool = True
-    data_path: str = "auto"
-    num_workers: int = 0
-    pin_memory: bool | str = "auto"
-    persistent_workers: bool = True
-    precision: str = "fp32"
-    compile: bool = False
-    channels_last: bool | str = "auto"
-    resume: str | None = None
-    allow_config_change: bool = False
-    save_best: bool = True
-    test_every_epoch: bool = False
-    stop_on_nonfinite: bool = True
-    deterministic: bool = False
-    trackers: tuple[str, ...] = ()
-    mlflow_uri: str | None = None
-    # trainer.early_stop, checked: (monitor, higher is better, patience, min_delta), or None
-    early_stop: tuple[str, bool, int, float] | None = None
-    ema: tuple[float, int, bool] | None = None  # trainer.ema: (decay, every, warmup), or None
-    select: str = "model"  # the weights best.pt and the test use: model, ema or swa
 
 
 @dataclass(frozen=True)
@@ -159,6 +121,7 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
                 "Install it with: pip install 'lrrun[schedulefree]'"
             )
     check_scheduler(plain["scheduler"])
+    _check_schedule_free(optimizer, plain["scheduler"])
     loss = plain.get("loss") or {"_target_": "torch.nn.CrossEntropyLoss"}
     check_node("loss", loss, LOSS_RULES)
     mix = plain.get("mix") or {}
@@ -184,6 +147,19 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
         lr_scaling=scaling,
         choices={str(k): str(v) for k, v in (choices or {}).items() if v is not None},
     )
+
+
+def _check_schedule_free(optimizer: dict[str, Any], scheduler: dict[str, Any]) -> None:
+    """A schedule-free optimizer named by its config replaces the schedule: refused with a
+    scheduler before torch is imported (lrrun.schedule.build refuses others, found once built,
+    with the same words)."""
+    target = str(optimizer.get("_target_", ""))
+    if target.startswith("schedulefree.") and "_target_" in scheduler:
+        raise ConfigError(
+            f"optimizer {target.rsplit('.', 1)[-1]} is schedule-free: it replaces the schedule, "
+            f"and scheduler._target_={scheduler['_target_']} would fight it. Use scheduler=none "
+            "(for a warm-up: optimizer.warmup_steps=N, its own)."
+        )
 
 
 def _ema(node: dict[str, Any]) -> tuple[float, int, bool] | None:

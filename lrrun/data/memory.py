@@ -76,7 +76,7 @@ def decode_all(split: Split, what: str) -> Split:
 
 
 def cache_dir() -> Path:
-    """Where image folders' decoded pixels are cached (README, "Caches")."""
+    """Where image folders' decoded pixels are cached (docs/guide/runs.md, "Caches")."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lrrun" / "images"
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lrrun.config.settings import TrainerSettings
+from lrrun.config.trainer import TrainerSettings
 from lrrun.errors import ConfigError
 from lrrun.logs.trackers import Point, Tracker, Trackers
 

@@ -1,10 +1,18 @@
-"""What every command-line entry (lrrun, lrrun-preview, lrrun-find-lr) shares: the exit
+"""What every command-line entry (lrrun, lrrun-preview, lrrun-find-lr, ...) shares: the exit
 codes, the checks that run before Hydra composes, and how a user error ends a job.
 
-Exit codes: 0 ok; 2 a user error (one line on stderr naming the key, the value and the fix);
-3 diverged (non-finite loss); 130 Ctrl-C, 143 SIGTERM (after saving what was done and
-printing the command that resumes). In a multirun a failed job does not stop the sweep: its
-status.json says why, and the sweep exits 1 at the end (lrrun.sweep.callbacks.SweepEnd).
+Exit codes
+----------
+- 0: the run ended ok (early stopping included); a sweep: every job did.
+- 1: the run failed on something other than its config (the model raised, the run dir
+  stopped taking writes): its traceback or reason, then the resume command when an epoch was
+  saved. A sweep whose job failed, diverged or was refused: the other jobs go on, each job's
+  status.json says why, and the sweep exits 1 at the end (lrrun.sweep.callbacks.SweepEnd).
+- 2: a user error - a bad config value, an unknown name, missing data, no such device: one
+  line on stderr naming the key, the value and the fix, no traceback.
+- 3: diverged: a non-finite training loss (trainer.stop_on_nonfinite).
+- 130: Ctrl-C, 143: SIGTERM - after saving what was done (checkpoint.pt, every CSV row)
+  and printing the command that resumes.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lrrun.config import param_groups
-from lrrun.config.settings import Settings, TrainerSettings
+from lrrun.config.settings import Settings
+from lrrun.config.trainer import TrainerSettings
 from lrrun.data.base import dims
 from lrrun.data.tokens import TokenData
 from lrrun.models import parameter_count

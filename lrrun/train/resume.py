@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 from torch.optim import Optimizer
 
-from lrrun.config.settings import TrainerSettings
+from lrrun.config.trainer import RESUME_FREE, TrainerSettings
 from lrrun.errors import ConfigError, root_cause
 from lrrun.schedule.build import Stepping, current_lrs
 from lrrun.train import checkpoint
@@ -22,7 +22,7 @@ def plan(
     that only affect speed or display, plus the scheduler's derived arguments, the batches
     per epoch and the data as the run saw it (classes, sizes, split, the model's values from
     the data: lrrun.train.header.data_facts)."""
-    trainer = {k: v for k, v in plain["trainer"].items() if k not in RESUME_FREE_KEYS}
+    trainer = {k: v for k, v in plain["trainer"].items() if k not in RESUME_FREE}
     if (trainer.get("ema") or {}).get("decay") is None:  # off: as runs before trainer.ema
         trainer.pop("ema", None)
     if trainer.get("select") == "model":
@@ -46,15 +46,6 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return repr(value)
-
-
-# Keys a resumed run may change freely: how fast and where it runs, and how long.
-RESUME_FREE_KEYS = (
-    "epochs", "plot", "device", "progress", "data_path", "num_workers", "compile", "channels_last",
-    "eval_batch_size", "resume", "allow_config_change", "save_best", "stop_on_nonfinite",
-    "trackers", "mlflow_uri", "pin_memory", "persistent_workers", "test_every_epoch",
-    "early_stop",
-)  # fmt: skip
 
 
 def restore(

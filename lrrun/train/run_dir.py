@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from lrrun.config.settings import TrainerSettings
+from lrrun.config.trainer import TrainerSettings
 from lrrun.errors import ConfigError, WriteFailed, root_cause
 from lrrun.logs.console import print_warning
 

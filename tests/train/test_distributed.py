@@ -246,6 +246,9 @@ def _accumulate_on_two_ranks(rank: int, port: int, out: str) -> None:
         optimizer.step()
     if rank == 0:
         torch.save({"calls": len(calls), "weights": model.state_dict(), "batches": batches}, out)
+    # both ranks leave together: a rank whose peer has gone mid-teardown can abort in gloo
+    # ("terminate called without an active exception", seen once under a loaded machine)
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -1,0 +1,62 @@
+"""The docs say what the code declares: README.md is a front page whose links resolve, and
+the site's hooks (docs/hooks.py) write the trainer keys' table and include docstrings. The
+whole site is built with ``mkdocs --strict`` by ``make docs`` (CI), where a broken link or
+anchor fails."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_is_a_front_page_whose_links_resolve() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert "make test" in text  # the test command CI runs (.ci/run)
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert len(links) > 20
+    for link in links:
+        assert (ROOT / link).exists(), link
+
+
+def test_every_docs_page_is_in_the_nav() -> None:
+    import yaml
+
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    listed = set(re.findall(r"(\S+\.md)$", nav, flags=re.M))
+    assert pages == listed
+    assert yaml.safe_load(nav.split("\nnav:")[0])["strict"] is True
+
+
+def test_the_trainer_table_and_the_stepping_contract_are_the_codes() -> None:
+    from lrrun.config.reference import markdown
+
+    h = hooks()
+    page = "a\n<!-- lrrun:trainer-keys -->\nb"
+    assert h.on_page_markdown(page) == f"a\n{markdown()}\nb"
+    contract = h.on_page_markdown("<!-- lrrun:docstring lrrun/train/loop.py -->")
+    assert "### Stepping contract" in contract and "-----" not in contract
+    assert "    optimizer.step()" in contract  # its literal blocks stay code
+    assert "::" not in contract.replace("lrrun::", "")
+    with pytest.raises(ValueError, match="unknown docs marker"):
+        h.on_page_markdown("<!-- lrrun:nothing -->")
+
+
+def test_the_stepping_page_includes_the_contract_not_a_copy() -> None:
+    page = (ROOT / "docs" / "design" / "stepping.md").read_text()
+    assert "<!-- lrrun:docstring lrrun/train/loop.py -->" in page
+    assert "optimizer.step()" not in page.split("<!-- lrrun:docstring")[0]
