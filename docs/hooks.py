@@ -1,7 +1,8 @@
 """MkDocs hooks: the pages say what the code declares, never a copy of it.
 
 ``<!-- lrrun:trainer-keys -->`` becomes the trainer group's reference table, written from
-its declaration (lrrun.config.reference); ``<!-- lrrun:docstring PATH -->`` becomes the
+its declaration (lrrun.config.reference); ``<!-- lrrun:choices GROUP -->`` the table of a
+config group's shipped choices, read from conf/GROUP/; ``<!-- lrrun:docstring PATH -->`` the
 docstring of the module at PATH (read with ast: nothing is imported), its reST literal
 blocks (``::``) and underlined titles turned into Markdown.
 """
@@ -28,6 +29,10 @@ def _expand(what: str, arg: str | None) -> str:
         return markdown()
     if what == "docstring" and arg:
         return docstring_markdown(ROOT / arg)
+    if what == "choices" and arg:
+        from lrrun.config.reference import choices
+
+        return choices(arg)
     raise ValueError(f"unknown docs marker lrrun:{what}")
 
 

@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
 BIN = Path(sys.executable).parent
 SWEEP = "scheduler.gamma=0.3,0.6,0.9 scheduler.step_size=1,2,3 'trainer.seed=range(1,4)'"
-QUIET = "trainer.progress=false"
 
 # picture -> (the command as a user types it, the file it writes in its run or sweep dir)
 PICTURES: dict[str, tuple[str, str]] = {
@@ -37,15 +36,15 @@ PICTURES: dict[str, tuple[str, str]] = {
         "'preview.metrics=[0.80,0.84,0.85,0.85,0.85,0.86,0.86,0.86,0.86,0.86]'",
         "preview.png",
     ),
-    "curves.png": (f"lrrun trainer.epochs=5 {QUIET}", "curves.png"),
+    "curves.png": ("lrrun trainer.epochs=5", "curves.png"),
     "curves_param_groups.png": (
-        f"lrrun trainer.epochs=3 scheduler=one_cycle_lr optimizer.lr=0.02 {QUIET} "
+        "lrrun trainer.epochs=3 scheduler=one_cycle_lr optimizer.lr=0.02 "
         "'+optimizer.param_groups=[{name:head,params:[fc2.*],lr:0.2}]'",
         "curves.png",
     ),
     "find_lr.png": ("lrrun-find-lr", "find_lr.png"),
-    "sweep_curves.png": (f"lrrun -m {SWEEP} trainer.epochs=4 {QUIET}", "sweep_curves.png"),
-    "heatmap.png": (f"lrrun -m {SWEEP} trainer.epochs=4 {QUIET}", "heatmap.png"),
+    "sweep_curves.png": (f"lrrun -m {SWEEP} trainer.epochs=4", "sweep_curves.png"),
+    "heatmap.png": (f"lrrun -m {SWEEP} trainer.epochs=4", "heatmap.png"),
 }
 
 
@@ -53,16 +52,15 @@ def make(names: list[str], scratch: Path) -> None:
     done: dict[str, Path] = {}  # one run per command (the sweep makes two pictures)
     for name in names:
         command, made = PICTURES[name]
-        out = done.get(command)
-        if out is None:
-            out = scratch / name.removesuffix(".png")
+        if command not in done:
+            out = name.removesuffix(".png")  # relative: the pictures' titles name the dir
             words = shlex.split(command)
             where = "hydra.sweep.dir" if "-m" in words else "hydra.run.dir"
             print("$", command, flush=True)
             run = [str(BIN / words[0]), *words[1:], f"{where}={out}"]
             subprocess.run(run, check=True, cwd=scratch)
-            done[command] = out
-        shutil.copyfile(out / made, IMG / name)
+            done[command] = scratch / out
+        shutil.copyfile(done[command] / made, IMG / name)
         print(f"wrote docs/img/{name}", flush=True)
 
 

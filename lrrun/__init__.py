@@ -1,6 +1,6 @@
 """lrrun: train PyTorch models from Hydra configs and log exactly what the LR schedule did.
 
-Packages, lowest layer first (docs/design/development.md, "Layout"): config, data and models, schedule, logs,
+Packages, lowest layer first (docs/design/development.md): config, data and models, schedule, logs,
 train, sweep, tools; lrrun.cli on top. errors and files are the base all may import.
 """
 

@@ -52,8 +52,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             elif settings.trainer.devices > 1 and not world.active:
                 from lrrun.logs.runs import read_rows
 
-                code = _launch(settings.trainer.devices, hydra_cfg, run_dir, sweep,
-                               resume=state == "resume")  # fmt: skip
+                code = _launch(
+                    settings.trainer.devices, hydra_cfg, run_dir, sweep, resume=state == "resume"
+                )
                 history = read_rows(run_dir / "metrics.csv") if not code else []
             else:
                 from lrrun.train.runner import run

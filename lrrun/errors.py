@@ -27,12 +27,16 @@ class Diverged(Exception):
     def __init__(self, epoch: int, step: int, lr: float, loss: float, split: str = "") -> None:
         self.epoch, self.step, self.lr, self.loss = epoch, step, lr, loss
         if split:
-            where = (f"{split}_loss={loss} after epoch {epoch} (step {step}, lr {lr:.6g}): the "
-                     f"model's outputs on the {split} split are not finite. That epoch's row "
-                     "is in metrics.csv")  # fmt: skip
+            where = (
+                f"{split}_loss={loss} after epoch {epoch} (step {step}, lr {lr:.6g}): the "
+                f"model's outputs on the {split} split are not finite. That epoch's row "
+                "is in metrics.csv"
+            )
         else:
-            where = (f"loss={loss} at epoch {epoch}, step {step} (lr {lr:.6g}). Every row up "
-                     "to the end of that epoch is in steps.csv")  # fmt: skip
+            where = (
+                f"loss={loss} at epoch {epoch}, step {step} (lr {lr:.6g}). Every row up "
+                "to the end of that epoch is in steps.csv"
+            )
         super().__init__(
             f"diverged: {where}. Lower optimizer.lr or the schedule's peak, or set "
             "trainer.stop_on_nonfinite=false to keep training and watch."

@@ -60,3 +60,25 @@ def test_the_stepping_page_includes_the_contract_not_a_copy() -> None:
     page = (ROOT / "docs" / "design" / "stepping.md").read_text()
     assert "<!-- lrrun:docstring lrrun/train/loop.py -->" in page
     assert "optimizer.step()" not in page.split("<!-- lrrun:docstring")[0]
+
+
+@pytest.mark.parametrize("group", ["dataset", "model", "optimizer", "scheduler", "loss", "task"])
+def test_the_choice_tables_are_read_from_conf(group: str) -> None:
+    """Every shipped choice is a row, its keys and defaults as its YAML file has them."""
+    import yaml
+
+    from lrrun.config.location import config_dir
+    from lrrun.config.reference import choices
+
+    table = choices(group)
+    files = sorted((config_dir() / group).glob("*.yaml"))
+    assert len(table.splitlines()) == 2 + len(files)
+    for path in files:
+        assert f"| `{path.stem}` |" in table
+    if group == "optimizer":
+        sgd = yaml.safe_load((config_dir() / "optimizer" / "sgd.yaml").read_text())
+        assert f"`lr: {sgd['lr']}`" in table and "(`torch.optim.SGD`)" in table
+    if group == "dataset":  # a "# @package _global_" file shows its dataset node's keys
+        assert "`block_size: 64`" in table and "@package" not in table
+    if group == "scheduler":  # a composite's children by their class
+        assert "schedulers: {warmup: {class: LinearLR, start_factor: 0.1" in table

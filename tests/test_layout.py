@@ -1,4 +1,4 @@
-"""The package layout is a layering (docs/design/development.md, "Layout"): every import inside lrrun goes to a
+"""The package layout is a layering (docs/design/development.md): every import inside lrrun goes to a
 package on a lower layer or stays inside its own package, no import circle exists (lazy
 imports inside functions count too), and no module outgrows ~300 lines."""
 

@@ -89,8 +89,7 @@ class FusedLauncher(Launcher):
         alone: dict[int, str] = {}
         starts = _by_start(j for j in jobs if j.settings is not None and j.state != "skip")
         for start, fusable in starts.items():
-            made = plan([j.settings.plain for j in fusable], self._most(fusable),
-                        _limits(fusable))  # fmt: skip
+            made = plan([j.settings.plain for j in fusable], self._most(fusable), _limits(fusable))
             passes += [[fusable[i] for i in p] for p in made.passes]
             for i, why in made.alone.items():
                 if len(starts) > 1 and why.startswith("no other job"):  # the epoch differs
@@ -120,8 +119,10 @@ class FusedLauncher(Launcher):
 
         fused, one_by_one, data = probe([j.settings for j in members])
         ratio = fused / one_by_one
-        said = (f"one pass of jobs {', '.join(str(j.num) for j in members)} takes {ratio:.2f}x "
-                f"the time of its members one after another on this device")  # fmt: skip
+        said = (
+            f"one pass of jobs {', '.join(str(j.num) for j in members)} takes {ratio:.2f}x "
+            f"the time of its members one after another on this device"
+        )
         if self.fuse == "always" or ratio <= PAYS:
             print_note(said + " (measured on a few steps): fused")
             return data
@@ -162,8 +163,9 @@ class FusedLauncher(Launcher):
 
             hydra_cfg = HydraConfig.get()
             found["run_dir"] = Path(hydra_cfg.runtime.output_dir)
-            found["log"] = [h for h in logging.getLogger().handlers
-                            if isinstance(h, logging.FileHandler)]  # fmt: skip
+            found["log"] = [
+                h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)
+            ]
             try:  # said by the job's own run when it runs alone, by _fused for a member
                 state = job_state(found["run_dir"], list(hydra_cfg.overrides.task))
                 found["settings"] = read(cfg, hydra_cfg.runtime.choices)
@@ -171,21 +173,37 @@ class FusedLauncher(Launcher):
             except Exception:  # its own run tells what is wrong, in its own words
                 found.pop("settings", None)
 
-        ret = run_job(hydra_context=self.hydra_context, task_function=read_only, config=config,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=read_only,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         settings = found.get("settings")
         if settings is not None and found.get("state") == "resume":
             settings = settings.resuming(str(found["run_dir"]))
-        return Job(num, ret, config, found["run_dir"], settings, found.get("state", "run"),
-                   found.get("log"))  # fmt: skip
+        return Job(
+            num,
+            ret,
+            config,
+            found["run_dir"],
+            settings,
+            found.get("state", "run"),
+            found.get("log"),
+        )
 
     def _alone(self, job: Job) -> JobReturn:
         """The job as the basic launcher runs it: lrrun's own task."""
         assert self.hydra_context is not None and self.task_function is not None
-        ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function,
-                      config=job.config, job_dir_key="hydra.sweep.dir",
-                      job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=job.config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
         assert self.config is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return ret
@@ -202,9 +220,13 @@ class FusedLauncher(Launcher):
                 )
         print_note(f"jobs {', '.join(str(j.num) for j in members)}: one fused pass")
         try:
-            results = run_members([j.settings for j in members], [j.run_dir for j in members],
-                                  [j.log or [] for j in members], _epoch_line(members),
-                                  data)  # fmt: skip
+            results = run_members(
+                [j.settings for j in members],
+                [j.run_dir for j in members],
+                [j.log or [] for j in members],
+                _epoch_line(members),
+                data,
+            )
         except KeyboardInterrupt as exc:
             _interrupted(members, exc)
             raise AssertionError("unreachable") from exc
@@ -222,7 +244,7 @@ def _by_start(jobs: Any) -> dict[int, list[Job]]:
     for job in jobs:
         start = 0
         if job.state == "resume":
-            start = int(checkpoint.load(job.run_dir / checkpoint.NAME)["epoch"])
+            start = checkpoint.read(job.run_dir / checkpoint.NAME).epoch
         groups.setdefault(start, []).append(job)
     return groups
 
@@ -238,8 +260,10 @@ def _limits(jobs: list[Job]) -> Any:
 def _say_plan(sweep_dir: Path, passes: list[list[Job]], alone: dict[int, str]) -> None:
     from lrrun.logs.console import print_note
 
-    record = {"passes": [[j.num for j in p] for p in passes],
-              "alone": {str(k): v for k, v in sorted(alone.items())}}  # fmt: skip
+    record = {
+        "passes": [[j.num for j in p] for p in passes],
+        "alone": {str(k): v for k, v in sorted(alone.items())},
+    }
     (sweep_dir / PLAN_FILE).write_text(json.dumps(record, indent=1) + "\n")
     said = [f"jobs {', '.join(str(j.num) for j in p)} share a pass" for p in passes]
     said += [f"job {n} trains alone: {why}" for n, why in sorted(alone.items())]
@@ -306,6 +330,8 @@ def _interrupted(members: list[Job], exc: KeyboardInterrupt) -> None:
     what = "terminated" if isinstance(exc, Terminated) else "interrupted"
     hydra_cfg = job.ret.hydra_cfg.hydra if job.ret.hydra_cfg is not None else None
     go_on = _continue_command(hydra_cfg, job.run_dir, job.ret.cfg, True) if hydra_cfg else ""
-    print_error(f"{what}: jobs {', '.join(str(j.num) for j in members)} keep every completed "
-                f"epoch (checkpoint.pt, CSVs). {go_on}")  # fmt: skip
+    print_error(
+        f"{what}: jobs {', '.join(str(j.num) for j in members)} keep every completed "
+        f"epoch (checkpoint.pt, CSVs). {go_on}"
+    )
     raise SystemExit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)

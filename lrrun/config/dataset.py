@@ -20,8 +20,16 @@ from lrrun.config.rules import DATASET_RULES, SOURCES
 from lrrun.errors import ConfigError
 
 # Keys lrrun reads itself; the rest of the node belongs to the source.
-OWN_KEYS = ("source", "name", "val_split", "split_seed", "normalize", "image_size", "channels",
-            "transforms")  # fmt: skip
+OWN_KEYS = (
+    "source",
+    "name",
+    "val_split",
+    "split_seed",
+    "normalize",
+    "image_size",
+    "channels",
+    "transforms",
+)
 REQUIRED = {
     "idx": ("name", "root"),
     "synthetic": ("train_size", "val_size", "test_size", "seed"),
@@ -97,9 +105,17 @@ def read_dataset(node: dict[str, Any], task: str = "classification") -> DataSpec
     )
 
 
-_EXAMPLE: dict[Any, Any] = {"root": "DIR", "path": "FILE.npz", "_target_": "mypkg.data.build", "name": "CIFAR10",
-            "block_size": 64, "steps_per_epoch": 250, "eval_windows": 200,
-            ("text", "path"): "input.txt", ("tokens", "root"): "data/shakespeare_char"}  # fmt: skip
+_EXAMPLE: dict[Any, Any] = {
+    "root": "DIR",
+    "path": "FILE.npz",
+    "_target_": "mypkg.data.build",
+    "name": "CIFAR10",
+    "block_size": 64,
+    "steps_per_epoch": 250,
+    "eval_windows": 200,
+    ("text", "path"): "input.txt",
+    ("tokens", "root"): "data/shakespeare_char",
+}
 # Sources whose labels are classes: they cannot hold regression targets.
 CLASS_SOURCES = ("idx", "synthetic", "image_folder", "torchvision")
 

@@ -13,8 +13,18 @@ from omegaconf import DictConfig, OmegaConf
 from lrrun.config.location import config_dir
 from lrrun.errors import ConfigError
 
-GROUPS = ("dataset", "augment", "model", "loss", "mix", "optimizer", "scheduler", "trainer",
-          "task", "experiment")  # fmt: skip
+GROUPS = (
+    "dataset",
+    "augment",
+    "model",
+    "loss",
+    "mix",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "task",
+    "experiment",
+)
 # Choices that set other groups' choices in their defaults list (override /group: choice),
 # in the order Hydra lets them win: an experiment over a dataset over a task.
 SETTERS = ("task", "dataset", "experiment")
@@ -70,8 +80,10 @@ def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
 
 
 def _choice_file(dirs: list[Path], group: str, choice: str) -> Path | None:
-    return next((d / group / f"{choice}.yaml" for d in dirs
-                 if (d / group / f"{choice}.yaml").is_file()), None)  # fmt: skip
+    return next(
+        (d / group / f"{choice}.yaml" for d in dirs if (d / group / f"{choice}.yaml").is_file()),
+        None,
+    )
 
 
 def _choice_node(dirs: list[Path], group: str, choice: str) -> Any:
@@ -83,8 +95,11 @@ def _choice_node(dirs: list[Path], group: str, choice: str) -> Any:
     node = OmegaConf.load(found)
     if found.read_text().lstrip().startswith("# @package _global_"):
         node = node.get(group) or OmegaConf.create({})
-    bases = [d for d in OmegaConf.load(found).get("defaults") or []
-             if isinstance(d, str) and d != "_self_"]  # fmt: skip
+    bases = [
+        d
+        for d in OmegaConf.load(found).get("defaults") or []
+        if isinstance(d, str) and d != "_self_"
+    ]
     merged = OmegaConf.merge(*(_choice_node(dirs, group, b) for b in bases), node)
     merged.pop("defaults", None)
     return merged

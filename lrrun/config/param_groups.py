@@ -141,8 +141,9 @@ def split(
         free = [p for p in group["params"] if by_id[id(p)] in exempt]
         split_out.append(group | {"params": keep})
         if free:
-            split_out.append(group | {"name": f"{group['name']}_no_decay", "params": free,
-                                      "weight_decay": 0.0})  # fmt: skip
+            split_out.append(
+                group | {"name": f"{group['name']}_no_decay", "params": free, "weight_decay": 0.0}
+            )
     return split_out
 
 
@@ -150,16 +151,25 @@ def _no_decay_names(model: nn.Module, rules: tuple[str, ...]) -> set[str]:
     """The parameter names optimizer.no_decay's rules match."""
     from torch import nn
 
-    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
-             nn.RMSNorm)  # fmt: skip
+    norms = (
+        nn.modules.batchnorm._NormBase,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.LocalResponseNorm,
+        nn.RMSNorm,
+    )
     named = dict(model.named_parameters())
     found: set[str] = set()
     for rule in rules:
         if rule == "bias":
             found |= {n for n in named if n.rsplit(".", 1)[-1] == "bias"}
         elif rule == "norm":
-            found |= {f"{m}.{n}" if m else n for m, module in model.named_modules()
-                      if isinstance(module, norms) for n, _ in module.named_parameters(recurse=False)}  # fmt: skip
+            found |= {
+                f"{m}.{n}" if m else n
+                for m, module in model.named_modules()
+                if isinstance(module, norms)
+                for n, _ in module.named_parameters(recurse=False)
+            }
         elif rule == "1d":
             found |= {n for n, p in named.items() if p.dim() <= 1}
         else:

@@ -1,7 +1,8 @@
 """What the config declarations say, written out for people: ``conf/trainer/default.yaml``
-(the trainer group's defaults with their meanings as comments) and the docs' reference tables.
-``python -m lrrun.config.reference yaml|markdown`` prints either; ``make generated`` rewrites
-the YAML, and the docs build the tables when they are built (docs/hooks.py)."""
+(the trainer group's defaults with their meanings as comments) and the docs' reference tables
+(the trainer keys; every shipped choice of the other groups, read from its YAML file).
+``python -m lrrun.config.reference yaml|markdown`` prints the first two; ``make generated``
+rewrites the YAML, and the docs build the tables when they are built (docs/hooks.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import dataclasses
 import sys
 from typing import Any
 
+from lrrun.config.location import config_dir
 from lrrun.config.trainer import TrainerSettings
+
+HIDDEN = ("_target_", "_partial_", "defaults", "# @package _global_")
 
 
 def yaml_text() -> str:
@@ -78,6 +82,68 @@ def _row(name: str, kind: str, default: Any, meta: Any, resume: str) -> str:
     meaning = f"{meta['meaning']}<br>*accepts* {meta['rule'][1]}"
     cells = [f"`{name}`", kind.replace(" | ", " or "), f"`{_yaml(default)}`", meaning, resume]
     return "| " + " | ".join(c.replace("|", "\\|").replace("<job", "&lt;job") for c in cells) + " |"
+
+
+def choices(group: str) -> str:
+    """A table of ``group``'s shipped choices: what each is (its file's first comment), the
+    class it builds, and its keys with their defaults - read from conf/<group>/*.yaml."""
+    import yaml
+
+    rows = ["| choice | what it is | keys (defaults) |", "|---|---|---|"]
+    for path in sorted((config_dir() / group).glob("*.yaml")):
+        text = path.read_text()
+        node = yaml.safe_load(text) or {}
+        sets = [
+            f"{k.split('/')[-1]}={v}"
+            for item in node.get("defaults") or []
+            if isinstance(item, dict)
+            for k, v in item.items()
+        ]
+        if group in node:  # a "# @package _global_" file: the group's node inside
+            node = node[group]
+        about = []
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                break
+            if not line.startswith("# @package"):
+                about.append(line.lstrip("# ").strip())
+        what = _escaped(" ".join(about)) or "-"
+        if sets:
+            what += f" Sets {', '.join(f'`{x}`' for x in sets)}."
+        target = node.get("_target_")
+        if target is not None and target != "???":  # ???: yours, to set (a key below)
+            what += f" (`{target}`)"
+        keys = ", ".join(
+            f"`{k}: {_flow(v)}`" for k, v in node.items() if k not in HIDDEN or v == "???"
+        )
+        cells = [f"`{path.stem}`", what, keys or "-"]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _escaped(text: str) -> str:
+    """A YAML comment as Markdown shows it: as written, no emphasis, no tags."""
+    for char in "\\*_[]<>":
+        text = text.replace(
+            char, "\\" + char if char not in "<>" else {"<": "&lt;", ">": "&gt;"}[char]
+        )
+    return text
+
+
+def _flow(value: object) -> str:
+    """A value as YAML writes it on one line; a nested node's class by its name."""
+    import yaml
+
+    text = yaml.safe_dump(_plain(value), default_flow_style=True, sort_keys=False, width=10_000)
+    return text.strip().removesuffix("...").strip()
+
+
+def _plain(value: object) -> object:
+    if not isinstance(value, dict):
+        return value
+    target = str(value.get("_target_", ""))
+    named = {"class": target.rsplit(".", 1)[-1]} if target else {}
+    return named | {k: _plain(v) for k, v in value.items() if k not in HIDDEN}
 
 
 if __name__ == "__main__":

@@ -9,11 +9,27 @@ from collections.abc import Callable
 from typing import Any
 
 # What ReduceLROnPlateau may monitor, over every task (each task allows its own: lrrun.config.task)
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_mae", "val_rmse", "val_r2",
-           "val_ppl")  # fmt: skip
+METRICS = (
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_mae",
+    "val_rmse",
+    "val_r2",
+    "val_ppl",
+)
 INTERVALS = ("epoch", "step")
-SOURCES = ("idx", "synthetic", "image_folder", "tensors", "torchvision", "callable", "text",
-           "tokens")  # fmt: skip
+SOURCES = (
+    "idx",
+    "synthetic",
+    "image_folder",
+    "tensors",
+    "torchvision",
+    "callable",
+    "text",
+    "tokens",
+)
 # Keys of the scheduler node that are lrrun's stepping policy, never passed to torch.
 POLICY_KEYS = ("interval", "monitor", "warmup", "let")
 

@@ -28,8 +28,9 @@ def register_unique_resolver() -> None:
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("lrrun.unique"):
-        OmegaConf.register_new_resolver("lrrun.unique", lambda: secrets.token_hex(3),
-                                        use_cache=True)  # fmt: skip
+        OmegaConf.register_new_resolver(
+            "lrrun.unique", lambda: secrets.token_hex(3), use_cache=True
+        )
 
 
 def check_output_location(args: list[str]) -> None:
@@ -51,8 +52,12 @@ def check_output_location(args: list[str]) -> None:
         return  # rank 0 claims for its ranks
     if resumes:
         found = Path(resumes[-1]).expanduser().absolute()
-        claim(found if found.is_dir() or not found.exists() else found.parent, "trainer.resume",
-              resumes[-1], args)  # fmt: skip
+        claim(
+            found if found.is_dir() or not found.exists() else found.parent,
+            "trainer.resume",
+            resumes[-1],
+            args,
+        )
     elif given:  # the default dir is new and dated: the runner claims it
         claim(path, key, target, args)
 

@@ -33,8 +33,12 @@ def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
         check_let(plain["let"], f"{prefix}.let")
     if "lr_lambda" in plain:
         names = let_names(plain.get("let"))
-        EpochExpression(str(plain["lr_lambda"]), f"{prefix}.lr_lambda",
-                        dict.fromkeys(names, 1.0), check_only=bool(names))  # fmt: skip
+        EpochExpression(
+            str(plain["lr_lambda"]),
+            f"{prefix}.lr_lambda",
+            dict.fromkeys(names, 1.0),
+            check_only=bool(names),
+        )
     if str(plain.get("_target_", "")).endswith("ReduceLROnPlateau"):
         if plain.get("interval", "epoch") != "epoch":
             raise ConfigError(

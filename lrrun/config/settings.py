@@ -193,8 +193,11 @@ def _early_stop(node: dict[str, Any], task: TaskSpec) -> tuple[str, bool, int, f
     if node.get("patience") is None:
         return None
     monitor = node.get("monitor") or task.select
-    metrics = [c for c in task.columns([], top5=True, averages=task.averages)
-               if c.startswith(("train_", "val_"))]  # fmt: skip
+    metrics = [
+        c
+        for c in task.columns([], top5=True, averages=task.averages)
+        if c.startswith(("train_", "val_"))
+    ]
     if monitor not in metrics:
         raise ConfigError(
             f"trainer.early_stop.monitor={monitor} is not a metric this task logs each epoch: "

@@ -142,8 +142,16 @@ def task_overrides(args: list[str]) -> list[str]:
 def finish_command(record: dict[str, Any], sweep_dir: str, flags: Sequence[str] = ()) -> str:
     """The command that finishes the sweep ``record`` describes, to paste into a shell."""
     hydra = [o for o in record["hydra"] if not o.startswith(("hydra.mode=", "hydra.sweep.dir="))]
-    return shlex.join(["lrrun", "-m", *flags, *record["task"], *hydra,
-                       f"hydra.sweep.dir={hydra_value(sweep_dir)}"])  # fmt: skip
+    return shlex.join(
+        [
+            "lrrun",
+            "-m",
+            *flags,
+            *record["task"],
+            *hydra,
+            f"hydra.sweep.dir={hydra_value(sweep_dir)}",
+        ]
+    )
 
 
 def sweep_record(sweep_dir: Path) -> dict[str, Any] | None:
@@ -156,8 +164,10 @@ def _record(path: Path) -> dict[str, Any] | None:
 
     try:
         overrides = yaml.safe_load((path / RECORD).read_text())["hydra"]["overrides"]
-        return {"task": [str(o) for o in overrides.get("task") or []],
-                "hydra": [str(o) for o in overrides.get("hydra") or []]}  # fmt: skip
+        return {
+            "task": [str(o) for o in overrides.get("task") or []],
+            "hydra": [str(o) for o in overrides.get("hydra") or []],
+        }
     except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
         return None
 

@@ -65,8 +65,10 @@ class TaskSpec:
     @property
     def monitors(self) -> tuple[str, ...]:
         """What ReduceLROnPlateau may monitor: every train and val metric of the task."""
-        return (*(f"train_{m}" for m in self.train_metrics),
-                *(f"val_{m}" for m in self.eval_metrics))  # fmt: skip
+        return (
+            *(f"train_{m}" for m in self.train_metrics),
+            *(f"val_{m}" for m in self.eval_metrics),
+        )
 
     def evaluated(self, top5: bool = False) -> tuple[str, ...]:
         """The metrics of an evaluated split (val, test)."""
@@ -78,8 +80,14 @@ class TaskSpec:
         """metrics.csv's columns (``averages``: val_<metric>_<name> for each)."""
         split = [f"{s}_{m}" for s in ("val", "test") for m in self.evaluated(top5)]
         averaged = [f"val_{m}_{a}" for a in averages for m in self.evaluated(top5)]
-        return ["epoch", *lr_columns, *(f"train_{m}" for m in self.train_metrics), *split,
-                *averaged, "epoch_time_s"]  # fmt: skip
+        return [
+            "epoch",
+            *lr_columns,
+            *(f"train_{m}" for m in self.train_metrics),
+            *split,
+            *averaged,
+            "epoch_time_s",
+        ]
 
     def better(self, value: float, than: float | None) -> bool:
         """Whether ``value`` of the select metric beats ``than`` (None: nothing yet)."""
@@ -99,12 +107,14 @@ class TaskSpec:
 
 
 TASKS = {
-    CLASSIFICATION: TaskSpec(CLASSIFICATION, ("loss", "acc"), ("loss", "acc"), "val_acc",
-                             "val_loss"),
-    REGRESSION: TaskSpec(REGRESSION, ("loss",), ("loss", "mae", "rmse", "r2"), "val_loss",
-                         "val_r2"),
+    CLASSIFICATION: TaskSpec(
+        CLASSIFICATION, ("loss", "acc"), ("loss", "acc"), "val_acc", "val_loss"
+    ),
+    REGRESSION: TaskSpec(
+        REGRESSION, ("loss",), ("loss", "mae", "rmse", "r2"), "val_loss", "val_r2"
+    ),
     LANGUAGE_MODEL: TaskSpec(LANGUAGE_MODEL, ("loss",), ("loss", "ppl"), "val_loss", "val_ppl"),
-}  # fmt: skip
+}
 
 
 AVERAGES = ("ema", "swa")  # the suffixes of averaged weights' metrics (val_acc_ema)
@@ -143,12 +153,16 @@ def read_task(node: Any) -> TaskSpec:
 # Losses that take class indices, and losses that take values: a mismatch is a config error.
 CLASS_LOSSES = ("CrossEntropyLoss", "NLLLoss", "MultiMarginLoss")
 VALUE_LOSSES = ("MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss")
-LOSS_CHOICES = {CLASSIFICATION: "loss=cross_entropy", REGRESSION: "loss=mse, l1 or huber",
-                LANGUAGE_MODEL: "loss=cross_entropy"}  # fmt: skip
+LOSS_CHOICES = {
+    CLASSIFICATION: "loss=cross_entropy",
+    REGRESSION: "loss=mse, l1 or huber",
+    LANGUAGE_MODEL: "loss=cross_entropy",
+}
 
 
-def check_fit(task: TaskSpec, scheduler: dict[str, Any], loss: dict[str, Any],
-              mix: dict[str, Any]) -> None:  # fmt: skip
+def check_fit(
+    task: TaskSpec, scheduler: dict[str, Any], loss: dict[str, Any], mix: dict[str, Any]
+) -> None:
     """The other groups against the task: what the plateau monitors, the loss, mixing."""
     monitor = scheduler.get("monitor")
     if monitor is not None and monitor not in task.monitors:

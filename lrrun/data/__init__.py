@@ -2,5 +2,5 @@
 set), the splits they produce (base), ``load.load_data``, and the tensor and DataLoader
 batch paths with their documented epoch order (batches).
 
-Layer 2 of lrrun (docs/design/development.md, "Layout"): may import lrrun.config, lrrun.errors, lrrun.files.
+Layer 2 of lrrun (docs/design/development.md): may import lrrun.config, lrrun.errors, lrrun.files.
 """

@@ -53,8 +53,13 @@ def load_arrays(spec: DataSpec) -> Loaded:
     shapes = {tuple(s.images.shape[1:]) for s in splits.values()}
     if len(shapes) > 1:
         raise DataError(f"{where}: the splits' samples differ in shape ({sorted(shapes)}).")
-    return Loaded(splits["train"], splits.get("val"), splits.get("test"), classes,
-                  f"{path} ({', '.join(f'{k} {len(v)}' for k, v in splits.items())})")  # fmt: skip
+    return Loaded(
+        splits["train"],
+        splits.get("val"),
+        splits.get("test"),
+        classes,
+        f"{path} ({', '.join(f'{k} {len(v)}' for k, v in splits.items())})",
+    )
 
 
 def as_samples(x: np.ndarray, where: str) -> torch.Tensor:

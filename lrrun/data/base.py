@@ -98,8 +98,12 @@ class Data:
         (lrrun.models.adapt): ``num_classes`` is the output width (for regression too, as
         timm's num_classes and Hugging Face's num_labels), ``num_outputs`` likewise."""
         shape = tuple(self.input_shape)
-        facts: dict[str, Any] = {"num_classes": self.outputs, "num_outputs": self.outputs,
-                                 "input_shape": shape, "input_dim": math.prod(shape)}  # fmt: skip
+        facts: dict[str, Any] = {
+            "num_classes": self.outputs,
+            "num_outputs": self.outputs,
+            "input_shape": shape,
+            "input_dim": math.prod(shape),
+        }
         if len(shape) == 3:
             c, h, w = shape
             facts |= {"in_channels": c, "in_chans": c, "image_size": h if h == w else (h, w)}

@@ -184,11 +184,29 @@ def make_batches(
             out[role] = None
         elif path == "tensor":
             augment = Batched.of(data.augment) if role == "train" and data.augment else None
-            out[role] = TensorBatches(split, batch, device, data.mean, data.std, shuffle,
-                                      memory_format, augment, world)  # fmt: skip
+            out[role] = TensorBatches(
+                split=split,
+                batch_size=batch,
+                device=device,
+                mean=data.mean,
+                std=data.std,
+                shuffle_seed=shuffle,
+                memory_format=memory_format,
+                augment=augment,
+                world=world,
+            )
         else:
             dataset = SampleDataset(data, split, role == "train", seed)
-            out[role] = LoaderBatches(dataset, batch, device, shuffle, num_workers,
-                                      memory_format, pin_memory, persistent_workers, world)  # fmt: skip
+            out[role] = LoaderBatches(
+                dataset=dataset,
+                batch_size=batch,
+                device=device,
+                shuffle_seed=shuffle,
+                num_workers=num_workers,
+                memory_format=memory_format,
+                pin_memory=pin_memory,
+                persistent_workers=persistent_workers,
+                world=world,
+            )
     assert out["train"] is not None and out["val"] is not None
     return out["train"], out["val"], out["test"], path

@@ -43,8 +43,9 @@ class FolderItems(torch.utils.data.Dataset):
     """(image, class index) per file, decoded when asked for: uint8, or float32 in [0, 1]
     for a folder of 16-bit images (``wide``)."""
 
-    def __init__(self, samples: list[tuple[str, int]], channels: int, size: Any,
-                 wide: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, samples: list[tuple[str, int]], channels: int, size: Any, wide: bool = False
+    ) -> None:
         self.samples, self.channels, self.size, self.wide = samples, channels, size, wide
 
     def __len__(self) -> int:
@@ -152,15 +153,27 @@ def load_folder(spec: DataSpec) -> Loaded:
     channels = spec.channels or _channels_of(first)
     wide = _mode_of(first) in WIDE_MODES
     splits = {
-        s: Split(None, torch.tensor([c for _, c in found], dtype=torch.long),
-                 FolderItems(found, channels, spec.image_size, wide))
+        s: Split(
+            None,
+            torch.tensor([c for _, c in found], dtype=torch.long),
+            FolderItems(found, channels, spec.image_size, wide),
+        )
         for s, found in listed.items()
-    }  # fmt: skip
+    }
     one_folder = split_dirs["train"] == root
-    counts = str(len(splits["train"])) if one_folder else ", ".join(
-        f"{s}/ {len(v)}" for s, v in splits.items())  # fmt: skip
-    return Loaded(splits["train"], splits.get("val"), splits.get("test"), tuple(classes),
-                  f"{root} ({counts} images)", root)  # fmt: skip
+    counts = (
+        str(len(splits["train"]))
+        if one_folder
+        else ", ".join(f"{s}/ {len(v)}" for s, v in splits.items())
+    )
+    return Loaded(
+        splits["train"],
+        splits.get("val"),
+        splits.get("test"),
+        tuple(classes),
+        f"{root} ({counts} images)",
+        root,
+    )
 
 
 def _classes(folder: Path, root: Path) -> list[str]:
@@ -190,8 +203,11 @@ def _samples(folder: Path, index: dict[str, int], root: Path) -> list[tuple[str,
     try:
         found = make_dataset(str(folder), present, extensions=IMG_EXTENSIONS)
     except FileNotFoundError as exc:  # a class folder without a single image
-        empty = sorted(c for c in present if not any(
-            p.suffix.lower() in IMG_EXTENSIONS for p in (folder / c).rglob("*")))  # fmt: skip
+        empty = sorted(
+            c
+            for c in present
+            if not any(p.suffix.lower() in IMG_EXTENSIONS for p in (folder / c).rglob("*"))
+        )
         raise DataError(
             f"dataset.root={root}: class folder {where / empty[0] if empty else where} has no "
             f"images ({', '.join(IMG_EXTENSIONS)}). Add images or remove the folder."

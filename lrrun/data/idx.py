@@ -30,11 +30,31 @@ TORCHVISION_CLASS = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 # torchvision's class names (FashionMNIST.classes, MNIST.classes), spelled here: importing
 # torchvision costs ~1.7 s, more than reading the cached splits
 CLASSES = {
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                      "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    "mnist": ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five",
-              "6 - six", "7 - seven", "8 - eight", "9 - nine"),
-}  # fmt: skip
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    "mnist": (
+        "0 - zero",
+        "1 - one",
+        "2 - two",
+        "3 - three",
+        "4 - four",
+        "5 - five",
+        "6 - six",
+        "7 - seven",
+        "8 - eight",
+        "9 - nine",
+    ),
+}
 
 
 def load_idx(spec: DataSpec) -> Loaded:

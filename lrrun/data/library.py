@@ -40,8 +40,15 @@ def load_torchvision(spec: DataSpec) -> Loaded:
         )
     root = str(options.pop("root"))
     takes = inspect.signature(cls).parameters
-    splits = {"train": {"train": True}, "test": {"train": False}} if "train" in takes else (
-        {"train": {"split": "train"}, "test": {"split": "test"}} if "split" in takes else {"train": {}})  # fmt: skip
+    splits = (
+        {"train": {"train": True}, "test": {"train": False}}
+        if "train" in takes
+        else (
+            {"train": {"split": "train"}, "test": {"split": "test"}}
+            if "split" in takes
+            else {"train": {}}
+        )
+    )
     made = {}
     for role, how in splits.items():
         try:
@@ -53,8 +60,12 @@ def load_torchvision(spec: DataSpec) -> Loaded:
                 "there as torchvision's download would (e.g. for CIFAR10, unpack "
                 "cifar-10-python.tar.gz into the root)."
             ) from None
-    return _loaded(made, getattr(made["train"], "classes", None), spec,
-                   f"torchvision.datasets.{name} in {root}")  # fmt: skip
+    return _loaded(
+        made,
+        getattr(made["train"], "classes", None),
+        spec,
+        f"torchvision.datasets.{name} in {root}",
+    )
 
 
 def load_callable(spec: DataSpec) -> Loaded:
@@ -100,8 +111,13 @@ def _loaded(made: dict[str, Any], names: Any, spec: DataSpec, source: str) -> Lo
     where = f"dataset {source}"
     splits = {role: _split(ds, spec, f"{where}, {role}") for role, ds in made.items()}
     classes = class_names(names, splits, where, spec.task)
-    return Loaded(splits["train"], splits.get("val"), splits.get("test"), classes,
-                  source + f" ({', '.join(f'{k} {len(v)}' for k, v in splits.items())})")  # fmt: skip
+    return Loaded(
+        splits["train"],
+        splits.get("val"),
+        splits.get("test"),
+        classes,
+        source + f" ({', '.join(f'{k} {len(v)}' for k, v in splits.items())})",
+    )
 
 
 def _split(ds: Any, spec: DataSpec, where: str) -> Split:
@@ -109,8 +125,7 @@ def _split(ds: Any, spec: DataSpec, where: str) -> Split:
     if isinstance(ds, torch.utils.data.TensorDataset) and len(ds.tensors) >= 2:
         images = ds.tensors[0]
         targets = targets_of(ds.tensors[1], len(images), spec.task, f"{where}: its targets")
-        return Split(images.to(torch.float32) if images.is_floating_point() else images,
-                     targets)  # fmt: skip
+        return Split(images.to(torch.float32) if images.is_floating_point() else images, targets)
     data = getattr(ds, "data", None)
     if isinstance(data, np.ndarray | torch.Tensor) and data.ndim in (3, 4) and len(data) == len(ds):
         images = torch.as_tensor(np.asarray(data)) if isinstance(data, np.ndarray) else data
@@ -120,5 +135,6 @@ def _split(ds: Any, spec: DataSpec, where: str) -> Split:
             elif images.shape[1] not in (1, 3):
                 images = images.permute(0, 3, 1, 2)  # N x H x W x C
             return Split(images.contiguous(), labels_of(ds, where, spec.task))
-    return Split(None, labels_of(ds, where, spec.task),
-                 TensorItems(ds, spec.channels, spec.image_size))  # fmt: skip
+    return Split(
+        None, labels_of(ds, where, spec.task), TensorItems(ds, spec.channels, spec.image_size)
+    )

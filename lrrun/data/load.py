@@ -133,12 +133,23 @@ def _load(spec: DataSpec, loaded: Loaded, memory: bool, measure: bool = True) ->
     shape = _input_shape(train, val, augment, eval_steps)
     target_mean, target_std = target_stats(train.labels) if spec.task == "regression" else ((), ())
     return Data(
-        name=spec.name, train=train, val=val, test=test, source=loaded.source,
-        classes=loaded.classes, input_shape=shape, mean=mean, std=std,
-        selection=selection, val_from=how, root=loaded.root,
-        augment=tuple(augment), eval_steps=tuple(eval_steps),
-        target_mean=target_mean, target_std=target_std,
-    )  # fmt: skip
+        name=spec.name,
+        train=train,
+        val=val,
+        test=test,
+        source=loaded.source,
+        classes=loaded.classes,
+        input_shape=shape,
+        mean=mean,
+        std=std,
+        selection=selection,
+        val_from=how,
+        root=loaded.root,
+        augment=tuple(augment),
+        eval_steps=tuple(eval_steps),
+        target_mean=target_mean,
+        target_std=target_std,
+    )
 
 
 def _two_classes(train: Split, classes: tuple[str, ...]) -> None:

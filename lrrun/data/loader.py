@@ -59,8 +59,9 @@ class SampleDataset(Dataset):
             seed,
         )
         # eval transforms were applied when an in-memory split was loaded
-        self.steps: Sequence[Any] = data.augment if train else (
-            () if split.in_memory else data.eval_steps)  # fmt: skip
+        self.steps: Sequence[Any] = (
+            data.augment if train else (() if split.in_memory else data.eval_steps)
+        )
 
     def __len__(self) -> int:
         return len(self.split)

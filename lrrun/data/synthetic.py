@@ -11,8 +11,9 @@ from lrrun.data.base import IMAGE_SHAPE, NUM_CLASSES, Loaded, Split
 
 def load_synthetic(spec: DataSpec) -> Loaded:
     o = spec.options
-    return synthetic(o["train_size"], o["test_size"], o.get("noise", 3.0), o["seed"],
-                     val_size=o["val_size"])  # fmt: skip
+    return synthetic(
+        o["train_size"], o["test_size"], o.get("noise", 3.0), o["seed"], val_size=o["val_size"]
+    )
 
 
 def synthetic(

@@ -27,8 +27,9 @@ def targets_of(values: Any, n: int, task: str, where: str) -> torch.Tensor:
     array = values.numpy() if torch.is_tensor(values) else np.asarray(values)
     if array.ndim == 2 and array.shape[1] == 1 and task != "regression":
         array = array[:, 0]  # a column of labels
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer)
-                                   or np.issubdtype(array.dtype, np.floating)):  # fmt: skip
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
         raise DataError(f"{where} is {array.dtype}: targets must be numbers.")
     if len(array) != n:
         raise DataError(

@@ -112,8 +112,14 @@ def load_text(spec: DataSpec) -> TokenData:
     splits = {role: TokenSplit(t) for role, t in ids.items()}
     sizes = ", ".join(f"{role} {len(s):,}" for role, s in splits.items())
     val_from = f"by position, the text's end ({', '.join(how)})" if how else "dataset.val_path"
-    return _token_data(spec, splits, len(vocab), tuple(vocab),
-                       f"{o['path']} ({n:,} characters; {sizes} tokens)", val_from)  # fmt: skip
+    return _token_data(
+        spec,
+        splits,
+        len(vocab),
+        tuple(vocab),
+        f"{o['path']} ({n:,} characters; {sizes} tokens)",
+        val_from,
+    )
 
 
 def _read_text(path: str, role: str) -> str:
@@ -166,8 +172,15 @@ def load_tokens(spec: DataSpec, memory: bool = True) -> TokenData:
         if path.is_file():
             splits[role] = TokenSplit(_memmap(path, where, vocab_size, memory))
     sizes = ", ".join(f"{role} {len(s):,}" for role, s in splits.items())
-    return _token_data(spec, splits, int(vocab_size), vocab,
-                       f"{root} ({sizes} tokens, vocabulary {vocab_size})", "val.bin", root)  # fmt: skip
+    return _token_data(
+        spec,
+        splits,
+        int(vocab_size),
+        vocab,
+        f"{root} ({sizes} tokens, vocabulary {vocab_size})",
+        "val.bin",
+        root,
+    )
 
 
 def _memmap(path: Path, where: str, vocab_size: int, memory: bool) -> Any:
@@ -204,8 +217,11 @@ def _meta(root: Path, where: str) -> dict[str, Any]:
             raise DataError(f"{where}: meta.json is not JSON ({root_cause(exc)}).") from None
         if isinstance(meta, dict) and isinstance(meta.get("itos"), dict | list):
             itos = meta["itos"]
-            meta["itos"] = dict(enumerate(itos)) if isinstance(itos, list) else {
-                int(k): v for k, v in itos.items()}  # fmt: skip
+            meta["itos"] = (
+                dict(enumerate(itos))
+                if isinstance(itos, list)
+                else {int(k): v for k, v in itos.items()}
+            )
     elif (root / "meta.pkl").is_file():
         try:
             with (root / "meta.pkl").open("rb") as f:
@@ -223,8 +239,9 @@ def _meta(root: Path, where: str) -> dict[str, Any]:
     if not isinstance(meta, dict) or not isinstance(meta.get("vocab_size", 0), int):
         raise DataError(f"{where}: meta must be a mapping with an integer vocab_size.")
     itos = meta.get("itos")
-    if itos is not None and not (isinstance(itos, dict)
-                                 and all(isinstance(v, str) for v in itos.values())):  # fmt: skip
+    if itos is not None and not (
+        isinstance(itos, dict) and all(isinstance(v, str) for v in itos.values())
+    ):
         raise DataError(f"{where}: meta's itos must map token ids to strings.")
     return meta
 
@@ -247,6 +264,18 @@ def _token_data(
                 f"{len(split)} tokens, and a window needs block_size + 1 = {block + 1}. Lower "
                 "dataset.block_size or give more text."
             )
-    return TokenData(spec.name, splits["train"], splits["val"], splits.get("test"), source,
-                     vocab_size, vocab, block, int(o["steps_per_epoch"]), o["eval_windows"],
-                     root, "val", val_from)  # fmt: skip
+    return TokenData(
+        name=spec.name,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits.get("test"),
+        source=source,
+        vocab_size=vocab_size,
+        vocab=vocab,
+        block_size=block,
+        steps_per_epoch=int(o["steps_per_epoch"]),
+        eval_windows=o["eval_windows"],
+        root=root,
+        selection="val",
+        val_from=val_from,
+    )

@@ -72,8 +72,12 @@ class Batched:
         for step in steps:
             if type(step) is v2.RandomHorizontalFlip:
                 continue
-            if type(step) is v2.RandomCrop and not step.pad_if_needed and isinstance(
-                step.fill, int | float) and step.padding_mode in ("constant", "reflect", "edge"):  # fmt: skip
+            if (
+                type(step) is v2.RandomCrop
+                and not step.pad_if_needed
+                and isinstance(step.fill, int | float)
+                and step.padding_mode in ("constant", "reflect", "edge")
+            ):
                 continue
             return None
         return Batched(steps)

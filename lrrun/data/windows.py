@@ -49,8 +49,9 @@ def even_starts(n: int, length: int, count: int | str) -> list[tuple[int, int]]:
     return [(i * last // (count - 1), length) for i in range(count)]
 
 
-def gather(tokens: torch.Tensor | np.ndarray, starts: torch.Tensor, length: int,
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def gather(
+    tokens: torch.Tensor | np.ndarray, starts: torch.Tensor, length: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets) of the windows at ``starts``, int64 on ``device``."""
     if torch.is_tensor(tokens):
         index = starts.to(tokens.device)[:, None] + torch.arange(length, device=tokens.device)
@@ -69,8 +70,16 @@ def _on(split: TokenSplit, device: torch.device) -> torch.Tensor | np.ndarray:
 class RandomWindows:
     """Training batches: ``batches`` per epoch of random windows (see the module docstring)."""
 
-    def __init__(self, split: TokenSplit, block_size: int, batch_size: int, batches: int,
-                 device: torch.device, seed: int, world: World = SINGLE) -> None:  # fmt: skip
+    def __init__(
+        self,
+        split: TokenSplit,
+        block_size: int,
+        batch_size: int,
+        batches: int,
+        device: torch.device,
+        seed: int,
+        world: World = SINGLE,
+    ) -> None:
         self.tokens, self.n = _on(split, device), len(split)
         self.length, self.batch_size, self.batches = block_size + 1, batch_size, batches
         self.device, self.seed, self.world, self.epoch = device, seed, world, 1
@@ -95,8 +104,15 @@ class RandomWindows:
 class FixedWindows:
     """Evaluation batches: the split's fixed windows (this rank's share of them, unpadded)."""
 
-    def __init__(self, split: TokenSplit, block_size: int, count: int | str, batch_size: int,
-                 device: torch.device, world: World = SINGLE) -> None:  # fmt: skip
+    def __init__(
+        self,
+        split: TokenSplit,
+        block_size: int,
+        count: int | str,
+        batch_size: int,
+        device: torch.device,
+        world: World = SINGLE,
+    ) -> None:
         self.tokens, self.device, self.batch_size = _on(split, device), device, batch_size
         windows = even_starts(len(split), block_size + 1, count)
         mine = shard(torch.arange(len(windows)), world, pad=False).tolist()
@@ -132,16 +148,22 @@ def _batched(windows: list[tuple[int, int]], size: int) -> list[tuple[torch.Tens
 
 
 def window_batches(
-    data: TokenData, device: torch.device, batch_size: int, eval_batch_size: int, seed: int,
-    accumulate: int = 1, world: World = SINGLE,
-) -> tuple[RandomWindows, FixedWindows, FixedWindows | None]:  # fmt: skip
+    data: TokenData,
+    device: torch.device,
+    batch_size: int,
+    eval_batch_size: int,
+    seed: int,
+    accumulate: int = 1,
+    world: World = SINGLE,
+) -> tuple[RandomWindows, FixedWindows, FixedWindows | None]:
     """Training, validation and test batches of a language model's data."""
     batches = data.steps_per_epoch * accumulate
     train = RandomWindows(data.train, data.block_size, batch_size, batches, device, seed, world)
     val, test = (
         FixedWindows(s, data.block_size, data.eval_windows, eval_batch_size, device, world)
-        if s is not None else None
+        if s is not None
+        else None
         for s in (data.val, data.test)
-    )  # fmt: skip
+    )
     assert val is not None
     return train, val, test

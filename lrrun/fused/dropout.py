@@ -41,8 +41,9 @@ class Masks:
     """The dropout layers of a model, and the masks one member's forward would draw."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.layers = {n: m for n, m in model.named_modules() if isinstance(m, Dropout)
-                       and 0 < m.p < 1}  # fmt: skip
+        self.layers = {
+            n: m for n, m in model.named_modules() if isinstance(m, Dropout) and 0 < m.p < 1
+        }
         self._plans: dict[Any, Plan] = {}
 
     def __bool__(self) -> bool:
@@ -80,5 +81,7 @@ class Masks:
     def draw(self, plan: Plan) -> dict[str, torch.Tensor]:
         """One member's masks for one forward, drawn from the global generator (its stream,
         swapped in by the caller), in the solo forward's order."""
-        return {f"{name}.fused_mask": self.layers[name].draw(shape, stride, dtype)
-                for name, shape, stride, dtype in plan}  # fmt: skip
+        return {
+            f"{name}.fused_mask": self.layers[name].draw(shape, stride, dtype)
+            for name, shape, stride, dtype in plan
+        }

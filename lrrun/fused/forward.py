@@ -39,10 +39,12 @@ class Stacked:
         self.buffer_names = [name for name, _ in first.named_buffers()]
         for i, member in enumerate(self.members[1:], 2):
             _check_same(first, member, i)
-        self.params = [[dict(m.named_parameters())[n] for m in self.members]
-                       for n in self.param_names]  # fmt: skip
-        self.buffers = [[dict(m.named_buffers())[n] for m in self.members]
-                        for n in self.buffer_names]  # fmt: skip
+        self.params = [
+            [dict(m.named_parameters())[n] for m in self.members] for n in self.param_names
+        ]
+        self.buffers = [
+            [dict(m.named_buffers())[n] for m in self.members] for n in self.buffer_names
+        ]
         self.skeleton = copy.deepcopy(first).to("meta")  # the architecture, no storage
 
     def __len__(self) -> int:
@@ -87,8 +89,10 @@ class Stacked:
 
 def _check_same(first: nn.Module, other: nn.Module, number: int) -> None:
     """The same names and shapes, or a message that says which differs."""
-    for kind, a, b in (("parameter", first.named_parameters(), other.named_parameters()),
-                       ("buffer", first.named_buffers(), other.named_buffers())):  # fmt: skip
+    for kind, a, b in (
+        ("parameter", first.named_parameters(), other.named_parameters()),
+        ("buffer", first.named_buffers(), other.named_buffers()),
+    ):
         mine = {n: (tuple(t.shape), t.dtype) for n, t in a}
         theirs = {n: (tuple(t.shape), t.dtype) for n, t in b}
         if mine != theirs:

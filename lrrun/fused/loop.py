@@ -139,9 +139,13 @@ def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainS
 
 
 def _forward_backward(
-    members: list[Member], step_groups: tuple[list[Any], ...], stacked: Stacked, epoch: int,
-    meters: list[Any], dropout: Masks,
-) -> list[tuple[torch.Tensor, torch.Tensor | None]]:  # fmt: skip
+    members: list[Member],
+    step_groups: tuple[list[Any], ...],
+    stacked: Stacked,
+    epoch: int,
+    meters: list[Any],
+    dropout: Masks,
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Every member's gradients of one optimizer step (lrrun.train.loop.step_group's rule:
     each batch's loss over the group's size, summed); each member's mean loss and norm."""
     size = len(step_groups[0])

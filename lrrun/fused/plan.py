@@ -20,10 +20,22 @@ from typing import Any
 from lrrun.train.resume import diff
 
 SHARED_TRAINER = (
-    "batch_size", "eval_batch_size", "epochs", "accumulate", "precision", "device", "devices",
-    "data_path", "num_workers", "pin_memory", "persistent_workers", "channels_last", "compile",
-    "deterministic", "test_every_epoch",
-)  # fmt: skip
+    "batch_size",
+    "eval_batch_size",
+    "epochs",
+    "accumulate",
+    "precision",
+    "device",
+    "devices",
+    "data_path",
+    "num_workers",
+    "pin_memory",
+    "persistent_workers",
+    "channels_last",
+    "compile",
+    "deterministic",
+    "test_every_epoch",
+)
 
 
 def shared(plain: dict[str, Any]) -> dict[str, Any]:

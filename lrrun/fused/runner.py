@@ -130,7 +130,7 @@ def _member(
     claim(run_dir, "run dir", str(run_dir))
     saved = None
     if one.trainer.resume:
-        saved = checkpoint.load(checkpoint.locate(str(one.trainer.resume)))
+        saved = checkpoint.read(checkpoint.locate(str(one.trainer.resume)))
     handlers, RUN_LOG.handlers = RUN_LOG.handlers, log or RUN_LOG.handlers
     try:
         torch.manual_seed(one.trainer.seed)  # as run() seeds a job alone

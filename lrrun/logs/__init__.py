@@ -2,6 +2,6 @@
 console, the trackers (TensorBoard, MLflow: trackers, tracker_backends), one run's pictures
 (plots), and a run or sweep as it is on disk (runs).
 
-Layer 4 of lrrun (docs/design/development.md, "Layout"): may import lrrun.config, lrrun.data, lrrun.models,
+Layer 4 of lrrun (docs/design/development.md): may import lrrun.config, lrrun.data, lrrun.models,
 lrrun.schedule, lrrun.errors, lrrun.files.
 """

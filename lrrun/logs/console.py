@@ -170,8 +170,9 @@ class RunConsole:
     def epoch_end(self, row: dict[str, Any]) -> None:
         if not self._printed_header:
             heading = " ".join(f"{self.labels[c]:>{self.widths[c]}}" for c in self.columns)
-            self.console.print(heading, style="bold", markup=False,
-                               soft_wrap=True)  # a row is one line, however narrow  # fmt: skip
+            self.console.print(
+                heading, style="bold", markup=False, soft_wrap=True
+            )  # a row is one line, however narrow
             self._log(heading)
             self._printed_header = True
         line = " ".join(f"{_cell(c, row.get(c)):>{self.widths[c]}}" for c in self.columns)
@@ -230,8 +231,7 @@ def print_warning(message: str) -> None:
 def print_note(message: str) -> None:
     """One ``note: ...`` line on stdout (what lrrun decided for the user, e.g. to finish a
     sweep rather than redo it)."""
-    Console(highlight=False).print(Text.assemble(("note: ", "bold cyan"), message),
-                                   soft_wrap=True)  # fmt: skip
+    Console(highlight=False).print(Text.assemble(("note: ", "bold cyan"), message), soft_wrap=True)
 
 
 def _print_line(label: str, style: str, message: str) -> None:

@@ -50,8 +50,14 @@ def lr_labels(group_names: list[str]) -> dict[str, str]:
 
 
 def steps_columns(n_groups: int, momentum: bool = False, grad_norm: bool = False) -> list[str]:
-    return ["epoch", "step", *lr_columns(n_groups), *(["momentum"] if momentum else []), "loss",
-            *(["grad_norm"] if grad_norm else [])]  # fmt: skip
+    return [
+        "epoch",
+        "step",
+        *lr_columns(n_groups),
+        *(["momentum"] if momentum else []),
+        "loss",
+        *(["grad_norm"] if grad_norm else []),
+    ]
 
 
 def parse_row(row: dict[str, str]) -> dict[str, Any]:
@@ -169,8 +175,12 @@ class StepRecorder:
         width = 2 if self.grad_norm else 1
         rows = []
         for i, (epoch, step, values, _) in enumerate(self._pending):
-            row = {"epoch": epoch, "step": step, **dict(zip(self.names, values, strict=True)),
-                   "loss": read[i * width]}  # fmt: skip
+            row = {
+                "epoch": epoch,
+                "step": step,
+                **dict(zip(self.names, values, strict=True)),
+                "loss": read[i * width],
+            }
             if self.grad_norm:
                 row["grad_norm"] = read[i * width + 1]
             rows.append(row)

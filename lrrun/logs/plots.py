@@ -10,8 +10,11 @@ from typing import Any
 
 from lrrun.config.task import TaskSpec, spec
 
-LOSS_WORDS = {"classification": "cross-entropy loss", "regression": "mean squared error",
-              "language_model": "cross-entropy per token (nats)"}  # fmt: skip
+LOSS_WORDS = {
+    "classification": "cross-entropy loss",
+    "regression": "mean squared error",
+    "language_model": "cross-entropy per token (nats)",
+}
 METRIC_WORDS = {"acc": "accuracy", "r2": "R^2", "ppl": "perplexity"}
 
 
@@ -97,14 +100,20 @@ def plot_run(
     # A fixed layout: constrained layout would double the drawing time, and this runs at the
     # end of every run of a sweep.
     fig, (lr_ax, loss_ax, acc_ax) = plt.subplots(1, 3, figsize=(15, 4.6))
-    fig.subplots_adjust(left=0.055, right=0.99, top=0.80, bottom=0.12,
-                        wspace=0.34 if momentum else 0.24)  # fmt: skip
+    fig.subplots_adjust(
+        left=0.055, right=0.99, top=0.80, bottom=0.12, wspace=0.34 if momentum else 0.24
+    )
     several = len(lrs_by_group) > 1
     colours = ["tab:purple", "tab:green", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
     for i, (name, trace) in enumerate(lrs_by_group.items()):
-        lr_ax.plot([s for s, _ in trace], [lr for _, lr in trace], linewidth=1.5,
-                   drawstyle="steps-post", color=colours[i % len(colours)],
-                   label=f"lr {name}" if several else "lr")  # fmt: skip
+        lr_ax.plot(
+            [s for s, _ in trace],
+            [lr for _, lr in trace],
+            linewidth=1.5,
+            drawstyle="steps-post",
+            color=colours[i % len(colours)],
+            label=f"lr {name}" if several else "lr",
+        )
     lr_axis(lr_ax, [lr for trace in lrs_by_group.values() for _, lr in trace])
     lr_ax.set_xlabel("optimizer step")
     lr_ax.set_title("learning rate (per step)" + (" and momentum" if momentum else ""))
@@ -112,8 +121,15 @@ def plot_run(
     _mark_events(lr_ax, events)
     if momentum:
         m_ax = lr_ax.twinx()
-        m_ax.plot([s for s, _ in momentum], [m for _, m in momentum], color="tab:orange",
-                  linewidth=1.2, linestyle="--", drawstyle="steps-post", label="momentum")  # fmt: skip
+        m_ax.plot(
+            [s for s, _ in momentum],
+            [m for _, m in momentum],
+            color="tab:orange",
+            linewidth=1.2,
+            linestyle="--",
+            drawstyle="steps-post",
+            label="momentum",
+        )
         m_ax.set_ylabel("momentum (or beta1)", color="tab:orange")
         m_ax.tick_params(axis="y", colors="tab:orange")
         handles = lr_ax.get_legend_handles_labels()[0] + m_ax.get_legend_handles_labels()[0]
@@ -140,9 +156,12 @@ def plot_run(
         (acc_ax if task.select == "val_acc" else loss_ax).annotate(
             (f"best {value:.2f}%" if scale == 100 else f"best {value:.4f}")
             + f" (epoch {best['epoch']})",
-            (best["epoch"], value), textcoords="offset points", xytext=(0, -18), fontsize=9,
+            (best["epoch"], value),
+            textcoords="offset points",
+            xytext=(0, -18),
+            fontsize=9,
             ha="right" if best["epoch"] == epochs[-1] and len(epochs) > 1 else "center",
-        )  # fmt: skip
+        )
     for ax in (lr_ax, loss_ax, acc_ax):
         ax.grid(True, alpha=0.3)
     fig.suptitle(title)
@@ -160,10 +179,16 @@ def plot_run_dir(path: Path) -> list[Path]:
         return []
     return [
         plot_run(
-            job.metrics, job.group_lrs, job.steps_per_epoch, path / "curves.png", str(path),
-            job.events, job.momentum, job.task,
+            metrics=job.metrics,
+            lrs_by_group=job.group_lrs,
+            steps_per_epoch=job.steps_per_epoch,
+            path=path / "curves.png",
+            title=str(path),
+            events=job.events,
+            momentum=job.momentum,
+            task=job.task,
         )
-    ]  # fmt: skip
+    ]
 
 
 def _mark_events(ax: Any, events: Sequence[tuple[int, str]]) -> None:
@@ -173,8 +198,17 @@ def _mark_events(ax: Any, events: Sequence[tuple[int, str]]) -> None:
         ax.axvline(step, color="0.45", linestyle=":", linewidth=1)
         if len(events) > 30:
             continue
-        ax.annotate(name, (step, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -4),
-                    textcoords="offset points", rotation=90, va="top", fontsize=7, color="0.3")  # fmt: skip
+        ax.annotate(
+            name,
+            (step, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -4),
+            textcoords="offset points",
+            rotation=90,
+            va="top",
+            fontsize=7,
+            color="0.3",
+        )
 
 
 def plot_find_lr(rows: list[dict[str, float]], tips: dict[str, float], path: Path) -> Path:
@@ -183,8 +217,13 @@ def plot_find_lr(rows: list[dict[str, float]], tips: dict[str, float], path: Pat
     fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
     lrs = [r["lr"] for r in rows]
     ax.plot(lrs, [r["loss"] for r in rows], color="0.75", linewidth=1, label="loss (per step)")
-    ax.plot(lrs, [r["smoothed_loss"] for r in rows], color="tab:blue", linewidth=2,
-            label="smoothed loss")  # fmt: skip
+    ax.plot(
+        lrs,
+        [r["smoothed_loss"] for r in rows],
+        color="tab:blue",
+        linewidth=2,
+        label="smoothed loss",
+    )
     ax.set_xscale("log")
     finite = [r["smoothed_loss"] for r in rows if math.isfinite(r["smoothed_loss"])]
     raw = [r["loss"] for r in rows if math.isfinite(r["loss"])]

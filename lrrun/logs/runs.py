@@ -122,8 +122,11 @@ def _events(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         return []
     with path.open(newline="") as f:
-        return [(int(r["step"]), r["event"]) for r in csv.DictReader(f)
-                if (r.get("step") or "").isdigit() and r.get("event")]  # fmt: skip
+        return [
+            (int(r["step"]), r["event"])
+            for r in csv.DictReader(f)
+            if (r.get("step") or "").isdigit() and r.get("event")
+        ]
 
 
 def load_job(job_dir: Path) -> Job:

@@ -121,8 +121,10 @@ class Trackers:
                 running.append((tracker, future))
             elif future.exception() is not None and tracker in self.trackers:
                 self.trackers.remove(tracker)
-                print_warning(f"{type(tracker).__name__} stopped logging "
-                              f"({future.exception()}); the CSVs have everything")  # fmt: skip
+                print_warning(
+                    f"{type(tracker).__name__} stopped logging "
+                    f"({future.exception()}); the CSVs have everything"
+                )
         self._pending = running
 
     def close(self, status: str, artifacts: Sequence[Path]) -> None:

@@ -2,7 +2,7 @@
 ``lrrun.models.FashionMNISTNet``: the names the configs' ``_target_`` use and checkpoints
 record.
 
-Layer 2 of lrrun (docs/design/development.md, "Layout"): may import lrrun.config, lrrun.errors, lrrun.files.
+Layer 2 of lrrun (docs/design/development.md): may import lrrun.config, lrrun.errors, lrrun.files.
 """
 
 from lrrun.models.builtin import FashionMNISTNet, FeedForward, parameter_count

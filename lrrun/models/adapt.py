@@ -37,8 +37,17 @@ from torch import nn
 from lrrun.config.checks import locate
 from lrrun.errors import ConfigError, root_cause
 
-FACTS = ("num_classes", "num_outputs", "in_channels", "in_chans", "input_shape", "input_dim",
-         "image_size", "vocab_size", "block_size")  # fmt: skip
+FACTS = (
+    "num_classes",
+    "num_outputs",
+    "in_channels",
+    "in_chans",
+    "input_shape",
+    "input_dim",
+    "image_size",
+    "vocab_size",
+    "block_size",
+)
 AT_LEAST = ("vocab_size", "block_size")  # a model may take more than the data needs
 OWN_KEYS = ("output", "facts")  # the model node's keys lrrun reads itself (not the target's)
 
@@ -191,8 +200,11 @@ def _where(exc: Exception) -> str:
     """The deepest frame of the failure outside torch's own code: the user's line."""
     import traceback
 
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "/torch/" not in f.filename and "/lrrun/" not in f.filename]  # fmt: skip
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "/torch/" not in f.filename and "/lrrun/" not in f.filename
+    ]
     return (
         f" (at {frames[-1].filename}:{frames[-1].lineno}, in {frames[-1].name})" if frames else ""
     )
@@ -201,15 +213,21 @@ def _where(exc: Exception) -> str:
 def _hint(exc: Exception, batch: torch.Tensor) -> str:
     """What to change, by what the message says went wrong."""
     text = str(exc)
-    passes = ("lrrun passes num_classes, in_channels / in_chans, input_dim, input_shape, "
-              "vocab_size, ... when the constructor takes them, or names them in model.facts "
-              "for **kwargs")  # fmt: skip
+    passes = (
+        "lrrun passes num_classes, in_channels / in_chans, input_dim, input_shape, "
+        "vocab_size, ... when the constructor takes them, or names them in model.facts "
+        "for **kwargs"
+    )
     if batch.dim() == 4 and "channels" in text:
-        return (f"The data has {batch.shape[1]} channel(s): give the model in_channels="
-                f"{batch.shape[1]} (or in_chans; {passes}).")  # fmt: skip
+        return (
+            f"The data has {batch.shape[1]} channel(s): give the model in_channels="
+            f"{batch.shape[1]} (or in_chans; {passes})."
+        )
     if "mat1 and mat2" in text or "shapes cannot be multiplied" in text:
-        return (f"A layer's input size does not fit: one sample holds "
-                f"{batch[0].numel()} values ({passes}).")  # fmt: skip
+        return (
+            f"A layer's input size does not fit: one sample holds "
+            f"{batch[0].numel()} values ({passes})."
+        )
     if batch.dim() == 4 and ("size" in text or "kernel" in text):
         return f"Make the model take samples of this size ({passes}), or set dataset.image_size."
     return f"The error is in the model's forward: fix it there ({passes})."

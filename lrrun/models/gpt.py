@@ -114,15 +114,27 @@ class GPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    def generate(
+        self,
+        idx: torch.Tensor,
+        new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """``idx`` (batch, time) continued by ``new_tokens`` sampled tokens."""
         return generate(self, idx, new_tokens, self.block_size, temperature, top_k, generator)
 
 
-def generate(model: nn.Module, idx: torch.Tensor, new_tokens: int, block_size: int,
-             temperature: float = 1.0, top_k: int | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def generate(
+    model: nn.Module,
+    idx: torch.Tensor,
+    new_tokens: int,
+    block_size: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Sample ``new_tokens`` from any model of (batch, time) ids -> (batch, time, vocab)
     logits, the context cropped to ``block_size``; temperature 0 takes the most likely."""
     for _ in range(new_tokens):

@@ -42,8 +42,13 @@ def torchvision_model(
         kernel, stride, padding = (
             (3, 1, 1) if small else (conv.kernel_size, conv.stride, conv.padding)
         )
-        _replace(model, name, nn.Conv2d(in_channels, conv.out_channels, kernel, stride, padding,
-                                        bias=conv.bias is not None))  # fmt: skip
+        _replace(
+            model,
+            name,
+            nn.Conv2d(
+                in_channels, conv.out_channels, kernel, stride, padding, bias=conv.bias is not None
+            ),
+        )
     if small and isinstance(getattr(model, "maxpool", None), nn.MaxPool2d):
         model.maxpool = nn.Identity()
     return model
@@ -72,5 +77,6 @@ def timm_model(
             f"model.name={name!r} is not one of timm's models"
             + (f" (did you mean {', '.join(close)}?)" if close else "")
         )
-    return timm.create_model(name, pretrained=pretrained, num_classes=num_classes,
-                             in_chans=in_chans, **kwargs)  # fmt: skip
+    return timm.create_model(
+        name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs
+    )

@@ -3,6 +3,6 @@ it derives from the run (lengths), composites inside composites (nested), the wa
 front of any schedule (warmup), what the schedule did as discrete events (events), and
 warnings about a plan before epoch 1 (lint).
 
-Layer 3 of lrrun (docs/design/development.md, "Layout"): may import lrrun.config, lrrun.data, lrrun.models,
+Layer 3 of lrrun (docs/design/development.md): may import lrrun.config, lrrun.data, lrrun.models,
 lrrun.errors, lrrun.files.
 """

@@ -99,8 +99,15 @@ def build_scheduler(
 
     kwargs = node_kwargs(plain)
     scheduler = _build(cls, plain, kwargs, optimizer, length, "scheduler")
-    return Stepping(scheduler, interval, monitor, cls.__name__, dict(kwargs), warmup,
-                    momentum=cycles_momentum(scheduler))  # fmt: skip
+    return Stepping(
+        scheduler,
+        interval,
+        monitor,
+        cls.__name__,
+        dict(kwargs),
+        warmup,
+        momentum=cycles_momentum(scheduler),
+    )
 
 
 def _build_swa(
@@ -117,8 +124,9 @@ def _build_swa(
             )
         return _build(cls, node, node_kwargs(node), optimizer, length, "scheduler.before")
 
-    schedule, args = swa.build(node_kwargs(plain), plain.get("before"), optimizer, epochs,
-                               interval, child)  # fmt: skip
+    schedule, args = swa.build(
+        node_kwargs(plain), plain.get("before"), optimizer, epochs, interval, child
+    )
     return Stepping(schedule, "epoch", None, "SWA", args, warmup)
 
 
@@ -140,8 +148,9 @@ def _build(
     """Derive null lengths, check values, then finish the partial with the optimizer."""
     if issubclass(cls, _COMPOSITES):
         nested = prefix != "scheduler"  # a child of another composite (lrrun.schedule.nested)
-        return _build_composite(NESTED[cls] if nested else cls, node, kwargs, optimizer,
-                                length, prefix)  # fmt: skip
+        return _build_composite(
+            NESTED[cls] if nested else cls, node, kwargs, optimizer, length, prefix
+        )
     derive(cls, kwargs, optimizer, length, prefix)
     check_node(prefix, kwargs, scheduler_rules(cls.__name__))
     check_signature(cls, kwargs, prefix)
@@ -233,8 +242,14 @@ def _build_composite(
         for n, c, kw in zip(names, child_classes, child_kwargs, strict=True)
     }
     if issubclass(cls, SequentialLR):
-        return construct(cls, prefix, optimizer, schedulers=children,
-                          milestones=kwargs["milestones"], _name=torch_name)  # fmt: skip
+        return construct(
+            cls,
+            prefix,
+            optimizer,
+            schedulers=children,
+            milestones=kwargs["milestones"],
+            _name=torch_name,
+        )
     return construct(cls, prefix, children, optimizer=optimizer, _name=torch_name)
 
 

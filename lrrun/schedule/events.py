@@ -123,14 +123,30 @@ class EventWatcher(NoEvents):
         self._step_done = step
         w = self.stepping.warmup.steps
         if w and step == w:
-            self.pending.append(Event(epoch, step + 1, "warmup_end", self._used(step),
-                                      self._used(step + 1), f"warm-up done after {w} steps"))  # fmt: skip
+            self.pending.append(
+                Event(
+                    epoch,
+                    step + 1,
+                    "warmup_end",
+                    self._used(step),
+                    self._used(step + 1),
+                    f"warm-up done after {w} steps",
+                )
+            )
 
     def skipped(self, epoch: int, step: int, lr: float, scale: str) -> None:
         """fp16's gradient scaler skipped optimizer step ``step`` (lrrun.train.recipe)."""
-        self.pending.append(Event(epoch, step, "skipped_step", lr, lr,
-                                  f"inf/NaN gradients: the gradient scaler skipped optimizer "
-                                  f"step {step} (scale {scale}); the schedule stepped as usual"))  # fmt: skip
+        self.pending.append(
+            Event(
+                epoch,
+                step,
+                "skipped_step",
+                lr,
+                lr,
+                f"inf/NaN gradients: the gradient scaler skipped optimizer "
+                f"step {step} (scale {scale}); the schedule stepped as usual",
+            )
+        )
 
     def drain(self) -> list[Event]:
         out, self.pending = self.pending, []
@@ -150,15 +166,25 @@ class EventWatcher(NoEvents):
         t, unit = s.last_epoch if hasattr(s, "last_epoch") else 0, self.unit
         if isinstance(s, SWASchedule):
             if t == s.swa_start:
-                return [("switch", f"SWA averages from epoch {t} on; SWALR anneals to swa_lr "
-                                   f"over {s.swalr.anneal_epochs} epochs")]  # fmt: skip
+                return [
+                    (
+                        "switch",
+                        f"SWA averages from epoch {t} on; SWALR anneals to swa_lr "
+                        f"over {s.swalr.anneal_epochs} epochs",
+                    )
+                ]
             return self._detect(s.before, metric) if t < s.swa_start and s.before else []
         if isinstance(s, SequentialLR):
             if t in s._milestones:
                 i = s._milestones.index(t) + 1
                 child = type(s._schedulers[i]).__name__.removeprefix("Nested")
-                return [("switch", f"SequentialLR switches to child {i + 1} of "
-                                   f"{len(s._schedulers)} ({child}) after {t} {unit}")]  # fmt: skip
+                return [
+                    (
+                        "switch",
+                        f"SequentialLR switches to child {i + 1} of "
+                        f"{len(s._schedulers)} ({child}) after {t} {unit}",
+                    )
+                ]
             return self._detect(s._schedulers[bisect_right(s._milestones, t)], metric)
         if isinstance(s, ChainedScheduler):
             return [e for child in s._schedulers for e in self._detect(child, metric)]

@@ -2,6 +2,6 @@
 tables, the sweep's pictures, lrrun-report, and the Hydra callback that reports a multirun
 when it ends.
 
-Layer 6 of lrrun (docs/design/development.md, "Layout"): may import every package below it (config, data,
+Layer 6 of lrrun (docs/design/development.md): may import every package below it (config, data,
 models, schedule, logs, train) and lrrun.errors, lrrun.files.
 """

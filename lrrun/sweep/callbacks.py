@@ -30,8 +30,9 @@ class SweepEnd(Callback):
         # reads (and checks) its whole config itself.
         trainer = resolved(config.trainer, "trainer")
         if "mlflow" in check_trackers(trainer.get("trackers")):
-            start_parent(trainer.get("mlflow_uri"), Path(config.hydra.sweep.dir),
-                         config.hydra.job.name)  # fmt: skip
+            start_parent(
+                trainer.get("mlflow_uri"), Path(config.hydra.sweep.dir), config.hydra.job.name
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from lrrun.config.run_dirs import OK_STATUSES

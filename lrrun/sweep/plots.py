@@ -31,8 +31,10 @@ def _labels(ranked: list[Config]) -> dict[int, str]:
     keys = list(dict.fromkeys(k for c in ranked for k in c.overrides))
     short = [k.rsplit(".", 1)[-1] for k in keys]
     names = dict(zip(keys, short if len(set(short)) == len(short) else keys, strict=True))
-    return {id(c): " ".join(f"{names[k]}={v}" for k, v in c.overrides.items()) or c.label
-            for c in ranked}  # fmt: skip
+    return {
+        id(c): " ".join(f"{names[k]}={v}" for k, v in c.overrides.items()) or c.label
+        for c in ranked
+    }
 
 
 def _replicated(ranked: list[Config]) -> bool:
@@ -55,9 +57,12 @@ def plot_sweep(ranked: list[Config], path: Path, title: str) -> Path:
     plt = pyplot()
     shown = [c for c in ranked if _curve_jobs(c)]
     fig, (rank_ax, acc_ax, lr_ax) = plt.subplots(
-        1, 3, figsize=(18, max(5.5, 0.36 * len(shown) + 2)), layout="constrained",
+        1,
+        3,
+        figsize=(18, max(5.5, 0.36 * len(shown) + 2)),
+        layout="constrained",
         gridspec_kw={"width_ratios": [1.1, 1, 1]},
-    )  # fmt: skip
+    )
     many = len(shown) > 10
     cmap = plt.get_cmap("viridis" if many else "tab10")
     palette = [cmap(i / max(len(shown) - 1, 1) if many else i) for i in range(len(shown))]
@@ -66,27 +71,42 @@ def plot_sweep(ranked: list[Config], path: Path, title: str) -> Path:
     bands = len(shown) <= 4  # more overlapping bands are unreadable: then only the best's
     for i, (c, colour) in enumerate(zip(shown, palette, strict=True)):
         worse = c.mean is not None and not c.tied_with_best
-        style = {"color": colour, "alpha": 0.45 if worse else 1.0,
-                 "linewidth": 2.6 if c.rank == 1 else (1.0 if worse else 1.7)}  # fmt: skip
+        style = {
+            "color": colour,
+            "alpha": 0.45 if worse else 1.0,
+            "linewidth": 2.6 if c.rank == 1 else (1.0 if worse else 1.7),
+        }
         _rank_row(rank_ax, i, c, colour, worse, scale)
         jobs = _curve_jobs(c)
         epochs = sorted({r["epoch"] for j in jobs for r in j.metrics})
-        per_epoch = [[r[metric] * scale for j in jobs for r in j.metrics if r["epoch"] == e]
-                     for e in epochs]  # fmt: skip
+        per_epoch = [
+            [r[metric] * scale for j in jobs for r in j.metrics if r["epoch"] == e] for e in epochs
+        ]
         mean = [math.fsum(v) / len(v) for v in per_epoch]
         ok = any(job_ok(j) for j in jobs)
         acc_ax.plot(epochs, mean, "o-" if ok else "x--", markersize=3, **style)
         if len(jobs) > 1 and (bands or c.rank == 1):
-            acc_ax.fill_between(epochs, [min(v) for v in per_epoch], [max(v) for v in per_epoch],
-                                color=colour, alpha=0.1 if worse else 0.2, linewidth=0)  # fmt: skip
+            acc_ax.fill_between(
+                epochs,
+                [min(v) for v in per_epoch],
+                [max(v) for v in per_epoch],
+                color=colour,
+                alpha=0.1 if worse else 0.2,
+                linewidth=0,
+            )
         traces = {tuple(j.lrs) for j in jobs if j.lrs}
         for k, trace in enumerate(sorted(traces)):  # one, unless the lr depends on the metrics
             steps, lrs = zip(*trace, strict=True)
             all_lrs += lrs
-            lr_ax.plot(steps, lrs, drawstyle="steps-post",
-                       **(style | ({"alpha": 0.35, "linewidth": 1.0} if k else {})))  # fmt: skip
-    rank_ax.set_yticks(range(len(shown)), [_row_label(c, labels[id(c)], scale) for c in shown],
-                       fontsize=8)  # fmt: skip
+            lr_ax.plot(
+                steps,
+                lrs,
+                drawstyle="steps-post",
+                **(style | ({"alpha": 0.35, "linewidth": 1.0} if k else {})),
+            )
+    rank_ax.set_yticks(
+        range(len(shown)), [_row_label(c, labels[id(c)], scale) for c in shown], fontsize=8
+    )
     for tick, c, colour in zip(rank_ax.get_yticklabels(), shown, palette, strict=True):
         tick.set_color(colour)
         tick.set_fontweight("bold" if c.rank == 1 else "normal")
@@ -105,12 +125,14 @@ def plot_sweep(ranked: list[Config], path: Path, title: str) -> Path:
     acc_ax.xaxis.set_major_locator(integer_locator())
     acc_ax.set_ylabel(words)
     acc_ax.set_title(
-        (f"mean {metric} per epoch; band: lowest to highest seed"
-         + ("" if bands else "\n(band of the best config only)"))
+        (
+            f"mean {metric} per epoch; band: lowest to highest seed"
+            + ("" if bands else "\n(band of the best config only)")
+        )
         if replicated
         else f"{words} per epoch",
         fontsize=10,
-    )  # fmt: skip
+    )
     lr_axis(lr_ax, all_lrs)
     lr_ax.set_xlabel("optimizer step")
     lr_ax.set_title("learning rate per step (the same for every seed)", fontsize=10)
@@ -135,8 +157,18 @@ def _rank_row(ax: Any, y: int, c: Config, colour: Any, worse: bool, scale: float
         ax.text(0.02, y, "no ok job", transform=ax.get_yaxis_transform(), va="center", fontsize=8)
         return
     ci = s.ci95 * scale if s.ci95 is not None else None
-    ax.errorbar(s.mean * scale, y, xerr=ci, fmt="D" if c.rank == 1 else "o", color=colour,
-                alpha=alpha, markersize=6, capsize=3, linewidth=1.6, zorder=3)  # fmt: skip
+    ax.errorbar(
+        s.mean * scale,
+        y,
+        xerr=ci,
+        fmt="D" if c.rank == 1 else "o",
+        color=colour,
+        alpha=alpha,
+        markersize=6,
+        capsize=3,
+        linewidth=1.6,
+        zorder=3,
+    )
 
 
 def _row_label(c: Config, label: str, scale: float) -> str:
@@ -147,12 +179,14 @@ def _row_label(c: Config, label: str, scale: float) -> str:
     digits = 2 if scale == 100 else 4
     text = ("★ " if c.rank == 1 else "") + f"{s.mean * scale:.{digits}f}"
     text += (f" ± {s.ci95 * scale:.{digits}f}" if s.ci95 is not None else "") + f" (n={s.n})"
-    return f"{label}\n{text}" + ("" if c.rank == 1 or s.n < 2 else
-                                 ", tied" if c.tied_with_best else ", worse")  # fmt: skip
+    return f"{label}\n{text}" + (
+        "" if c.rank == 1 or s.n < 2 else ", tied" if c.tied_with_best else ", worse"
+    )
 
 
-def plot_heatmap(x_key: str, y_key: str, cells: dict[tuple[float, float], Config],
-                 path: Path) -> Path:  # fmt: skip
+def plot_heatmap(
+    x_key: str, y_key: str, cells: dict[tuple[float, float], Config], path: Path
+) -> Path:
     """heatmap.png: the mean best selection metric (val_acc, or val_loss) over a 2-D grid of
     numeric overrides (blank: no ok job), +- its 95% interval, the cells tied with the best
     outlined."""
@@ -169,8 +203,7 @@ def plot_heatmap(x_key: str, y_key: str, cells: dict[tuple[float, float], Config
         if c.mean is not None:
             grid[ys.index(y), xs.index(x)] = c.mean * scale
     replicated = _replicated(list(cells.values()))
-    fig, ax = plt.subplots(figsize=(1.5 * len(xs) + 3.2, 0.9 * len(ys) + 2.4),
-                           layout="constrained")  # fmt: skip
+    fig, ax = plt.subplots(figsize=(1.5 * len(xs) + 3.2, 0.9 * len(ys) + 2.4), layout="constrained")
     cmap = "viridis" if scale == 100 else "viridis_r"  # the better end bright either way
     image = ax.imshow(grid, cmap=cmap, origin="lower", aspect="auto")
     ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
@@ -187,24 +220,38 @@ def plot_heatmap(x_key: str, y_key: str, cells: dict[tuple[float, float], Config
         text = ("★ " if c.rank == 1 else "") + f"{s.mean * scale:.{digits}f}"
         text += f"\n± {s.ci95 * scale:.{digits}f}" if s.ci95 is not None else ""
         bright = s.mean * scale > middle if scale == 100 else s.mean * scale < middle
-        ax.text(j, i, text, ha="center", va="center", fontsize=9,
-                color="black" if bright else "white",
-                fontweight="bold" if c.rank == 1 else "normal")  # fmt: skip
+        ax.text(
+            j,
+            i,
+            text,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="black" if bright else "white",
+            fontweight="bold" if c.rank == 1 else "normal",
+        )
         if replicated and c.tied_with_best:
-            ax.add_patch(Rectangle((j - 0.47, i - 0.47), 0.94, 0.94, fill=False,
-                                   edgecolor="#e8175d", linewidth=2.5))  # fmt: skip
+            ax.add_patch(
+                Rectangle(
+                    (j - 0.47, i - 0.47), 0.94, 0.94, fill=False, edgecolor="#e8175d", linewidth=2.5
+                )
+            )
     n = sorted({c.stats[c.score].n for c in cells.values() if c.mean is not None})
     seeds = f"n = {n[0]}" if len(n) == 1 else f"n = {n[0]}-{n[-1]}" if n else "n = 0"
     label = f"mean best {words}" if replicated else f"best {words}"
     fig.colorbar(image, ax=ax, label=label)
     if replicated:
-        ax.set_title(f"mean best {metric} ± 95% CI over seeds ({seeds}) by {x_key} x {y_key}\n"
-                     "outlined: tied with ★ (not significantly worse, p > 0.05, Holm)",
-                     fontsize=10)  # fmt: skip
+        ax.set_title(
+            f"mean best {metric} ± 95% CI over seeds ({seeds}) by {x_key} x {y_key}\n"
+            "outlined: tied with ★ (not significantly worse, p > 0.05, Holm)",
+            fontsize=10,
+        )
     else:
-        ax.set_title(f"best {metric} by {x_key} x {y_key}\none seed per config: "
-                     "differences may be seed noise (add trainer.seed=range(1,4))",
-                     fontsize=10)  # fmt: skip
+        ax.set_title(
+            f"best {metric} by {x_key} x {y_key}\none seed per config: "
+            "differences may be seed noise (add trainer.seed=range(1,4))",
+            fontsize=10,
+        )
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

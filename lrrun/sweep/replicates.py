@@ -39,8 +39,11 @@ def metrics(task: TaskSpec) -> tuple[str, str, str]:
 def job_values(job: Job, task: TaskSpec) -> dict[str, float]:
     m, best = job.metrics, task.best(job.metrics)
     assert best is not None
-    return {f"best_{task.select}": best[task.select], f"final_{task.select}": m[-1][task.select],
-            f"final_{task.other}": m[-1][task.other]}  # fmt: skip
+    return {
+        f"best_{task.select}": best[task.select],
+        f"final_{task.select}": m[-1][task.select],
+        f"final_{task.other}": m[-1][task.other],
+    }
 
 
 def job_ok(job: Job) -> bool:
@@ -125,8 +128,18 @@ def rank(configs: list[Config]) -> list[Config]:
 
 def columns(axes: list[str], task: TaskSpec) -> list[str]:
     per_metric = [f"{s}_{m}" for m in metrics(task) for s in ("mean", "std", "ci95")]
-    return [*(k for k in axes if not is_seed(k)), "n", "seeds", "failed", *per_metric,
-            "rank", "diff_vs_best", "p_vs_best", "test", "tied_with_best"]  # fmt: skip
+    return [
+        *(k for k in axes if not is_seed(k)),
+        "n",
+        "seeds",
+        "failed",
+        *per_metric,
+        "rank",
+        "diff_vs_best",
+        "p_vs_best",
+        "test",
+        "tied_with_best",
+    ]
 
 
 def row(c: Config, axes: list[str]) -> dict[str, Any]:
@@ -134,8 +147,11 @@ def row(c: Config, axes: list[str]) -> dict[str, Any]:
         return "" if v is None else v
 
     out: dict[str, Any] = {k: c.overrides.get(k, "") for k in axes if not is_seed(k)}
-    out |= {"n": len(c.ok), "seeds": " ".join(str(s) for s, _ in c.values()),
-            "failed": len(c.failed)}  # fmt: skip
+    out |= {
+        "n": len(c.ok),
+        "seeds": " ".join(str(s) for s, _ in c.values()),
+        "failed": len(c.failed),
+    }
     for m in metrics(c.task):
         s = c.stats[m]
         out |= {f"mean_{m}": num(s.mean), f"std_{m}": num(s.std), f"ci95_{m}": num(s.ci95)}
@@ -187,5 +203,13 @@ def noise(ranked: list[Config]) -> Noise:
     seeds = None
     if gap is not None and test_std is not None:
         seeds = stats.seeds_needed(gap, test_std, bool(paired))
-    return Noise(std, sum(len(g) >= 2 for g in groups), bool(paired), test_std, n,
-                 detectable, gap, seeds)  # fmt: skip
+    return Noise(
+        std=std,
+        configs=sum(len(g) >= 2 for g in groups),
+        paired=bool(paired),
+        test_std=test_std,
+        n=n,
+        detectable=detectable,
+        gap=gap,
+        seeds_for_gap=seeds,
+    )

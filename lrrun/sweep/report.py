@@ -32,8 +32,17 @@ def summary_fields(task: TaskSpec) -> tuple[str, ...]:
     best_val_acc, best_epoch, test_acc, final_val_acc, final_val_loss, final_lr, epochs,
     wall_time_s, status (a contract); other tasks name their own metrics."""
     test = task.test_select
-    return (f"best_{task.select}", "best_epoch", test, f"final_{task.select}",
-            f"final_{task.other}", "final_lr", "epochs", "wall_time_s", "status")  # fmt: skip
+    return (
+        f"best_{task.select}",
+        "best_epoch",
+        test,
+        f"final_{task.select}",
+        f"final_{task.other}",
+        "final_lr",
+        "epochs",
+        "wall_time_s",
+        "status",
+    )
 
 
 def summary(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -53,8 +62,13 @@ def summary(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
             round(sum(r["epoch_time_s"] for r in m), 3) if m else "",
             job.status,
         )
-        rows.append({"job": job.name, **{k: job.overrides.get(k, "") for k in axes},
-                     **dict(zip(fields, values, strict=True))})  # fmt: skip
+        rows.append(
+            {
+                "job": job.name,
+                **{k: job.overrides.get(k, "") for k in axes},
+                **dict(zip(fields, values, strict=True)),
+            }
+        )
     return ["job", *axes, *fields], rows
 
 
@@ -71,12 +85,15 @@ def sweep_plots(sweep_dir: Path, jobs: list[Job], ranked: list[Config] | None) -
     out = []
     with_lr = [j for j in jobs if j.lrs]
     if with_lr and not any(j.metrics for j in jobs):  # a preview sweep: the curves are the result
-        out.append(plots.plot_lr(
-            {j.label: tuple(zip(*j.lrs, strict=True)) for j in with_lr},
-            with_lr[0].steps_per_epoch, sweep_dir / "preview.png",
-            f"{len(with_lr)} schedules: lr per optimizer step"
-            + (f"\n{common_overrides(jobs)}" if common_overrides(jobs) else ""),
-        ))  # fmt: skip
+        out.append(
+            plots.plot_lr(
+                {j.label: tuple(zip(*j.lrs, strict=True)) for j in with_lr},
+                with_lr[0].steps_per_epoch,
+                sweep_dir / "preview.png",
+                f"{len(with_lr)} schedules: lr per optimizer step"
+                + (f"\n{common_overrides(jobs)}" if common_overrides(jobs) else ""),
+            )
+        )
     if ranked and any(j.metrics for c in ranked for j in c.jobs):
         title = common_overrides(jobs) or str(sweep_dir)
         out.append(sweep_plots.plot_sweep(ranked, sweep_dir / "sweep_curves.png", title))

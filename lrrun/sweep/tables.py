@@ -47,8 +47,9 @@ def print_jobs(rows: list[dict[str, Any]], sweep_dir: Path, task: TaskSpec) -> N
     table = Table(title=f"{sweep_dir}: {len(rows)} job(s), best {task.select} first")
     columns = [c for c in rows[0] if c != "epochs"] if rows else []
     for c in columns:
-        table.add_column(_header(c), no_wrap=True,
-                         justify="left" if c in ("job", "status") else "right")  # fmt: skip
+        table.add_column(
+            _header(c), no_wrap=True, justify="left" if c in ("job", "status") else "right"
+        )
     for i, r in enumerate(ranked):
         cells = [_cell(c, r[c]) for c in columns]
         winner = i == 0 and r[score] != ""
@@ -110,9 +111,14 @@ def print_configs(ranked: list[Config], axes: list[str], sweep_dir: Path) -> Non
             "" if c.diff_vs_best is None or c.rank == 1 else f"{c.diff_vs_best:+.4f}",
             _p(c.p_vs_best) + (f" {c.test}" if c.test == "welch" else ""),
             verdict,
-            style="bold green" if c.rank == 1 and c.mean is not None
-            else "green" if c.tied_with_best else "red" if c.mean is None else None,
-        )  # fmt: skip
+            style="bold green"
+            if c.rank == 1 and c.mean is not None
+            else "green"
+            if c.tied_with_best
+            else "red"
+            if c.mean is None
+            else None,
+        )
     wide_console().print(table)
 
 

@@ -217,8 +217,9 @@ def seeded_commands(ranked: list[Config], jobs: list[Job], axes: list[str]) -> l
     varying values ran), else one per best config (up to 3), e.g. for Optuna's trials."""
     shared = [f"{k}={v}" for k, v in _common(jobs).items()]
     keys = [k for k in axes if not is_seed(k)]
-    values = {k: list(dict.fromkeys(j.overrides[k] for j in jobs if k in j.overrides))
-              for k in keys}  # fmt: skip
+    values = {
+        k: list(dict.fromkeys(j.overrides[k] for j in jobs if k in j.overrides)) for k in keys
+    }
     seeds = f"{SEED}={SEEDS_TO_ADD}"
     if math.prod(len(v) for v in values.values()) == len(ranked):
         grid = [f"{k}={','.join(v)}" for k, v in values.items()]

@@ -8,7 +8,7 @@ host read, and the model output it needs (checked on one batch before epoch 1).
 
 The loop calls ``Task.criterion`` and ``Task.meter`` and never asks which task it runs.
 
-Layer 3 of lrrun (docs/design/development.md, "Layout"): may import lrrun.config, lrrun.data, lrrun.models and the
+Layer 3 of lrrun (docs/design/development.md): may import lrrun.config, lrrun.data, lrrun.models and the
 base modules.
 """
 

@@ -33,8 +33,12 @@ class LanguageModel(Task):
     def check_output(self, out: Any, batch: torch.Tensor, where: str) -> None:
         got = output_shape(out)
         n, t = batch.shape
-        if not (isinstance(got, tuple) and len(got) == 3 and got[:2] == (n, t)
-                and got[2] >= self.vocab_size):  # fmt: skip
+        if not (
+            isinstance(got, tuple)
+            and len(got) == 3
+            and got[:2] == (n, t)
+            and got[2] >= self.vocab_size
+        ):
             raise ConfigError(
                 f"{where} returns {got} for a batch of {n}x{t} token ids; lrrun needs logits of "
                 f"shape ({n}, {t}, {self.vocab_size}) (batch, time, vocab). Give the model "

@@ -78,8 +78,9 @@ class ValueMeter:
         y = targets.to(dtype)
         error = self.task.predict(out).to(dtype) - y
         y = y - self.task.mean.to(dtype)  # R^2's sum of squares without cancellation
-        self.sums.add(n, sq=(error * error).sum(0), abs=error.abs().sum(0), y=y.sum(0),
-                      y2=(y * y).sum(0))  # fmt: skip
+        self.sums.add(
+            n, sq=(error * error).sum(0), abs=error.abs().sum(0), y=y.sum(0), y2=(y * y).sum(0)
+        )
 
     def means(self) -> dict[str, float]:
         sums, n = self.sums.read()
@@ -92,5 +93,9 @@ class ValueMeter:
             mse.append(sq / n)
             mae.append(ab / n)
             r2.append(1 - sq / total if total > 0 else float(sq == 0))
-        return {"loss": fmean(mse), "mae": fmean(mae), "rmse": fmean(map(math.sqrt, mse)),
-                "r2": fmean(r2)}  # fmt: skip
+        return {
+            "loss": fmean(mse),
+            "mae": fmean(mae),
+            "rmse": fmean(map(math.sqrt, mse)),
+            "r2": fmean(r2),
+        }

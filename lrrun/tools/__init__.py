@@ -2,6 +2,6 @@
 (the LR range test), and what every entry point shares (common: exit codes, pre-compose
 checks, ending a job on a user error).
 
-Layer 7 of lrrun (docs/design/development.md, "Layout"): may import every package below it. Only lrrun.cli (the
+Layer 7 of lrrun (docs/design/development.md): may import every package below it. Only lrrun.cli (the
 ``lrrun`` entry point) sits above it.
 """

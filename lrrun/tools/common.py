@@ -139,8 +139,12 @@ def rank_args(args: list[str]) -> list[str]:
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     quiet_dir = os.path.join(tempfile.gettempdir(), f"lrrun-rank{world.rank}-{os.getpid()}")
     atexit.register(shutil.rmtree, quiet_dir, True)  # Hydra makes it; nothing is written
-    return ["hydra.output_subdir=null", "hydra/job_logging=disabled",
-            "hydra/hydra_logging=disabled", f"hydra.run.dir={quiet_dir}"]  # fmt: skip
+    return [
+        "hydra.output_subdir=null",
+        "hydra/job_logging=disabled",
+        "hydra/hydra_logging=disabled",
+        f"hydra.run.dir={quiet_dir}",
+    ]
 
 
 def config_flags(argv: list[str]) -> list[str]:

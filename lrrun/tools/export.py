@@ -27,8 +27,14 @@ class RawInput(nn.Module):
     """The model behind training's own input steps (lrrun.data.base.normalise): uint8 to
     float32 / 255, then (x - mean) / std per channel, in the same float32 operations."""
 
-    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...],
-                 uint8: bool, images: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        uint8: bool,
+        images: bool,
+    ) -> None:
         super().__init__()
         self.model, self.uint8 = model, uint8
         shape = (1, -1, 1, 1) if images else (1, -1)
@@ -79,8 +85,16 @@ def export(run: Any, fmt: str, out: Path) -> float:
             raise ConfigError(
                 "--format onnx needs the onnx and onnxscript packages: pip install 'lrrun[onnx]'"
             ) from None
-        torch.onnx.export(wrapped, (x,), str(out), dynamo=True, input_names=["x"], verbose=False,
-                          output_names=["out"], dynamic_shapes={"x": {0: batch}})  # fmt: skip
+        torch.onnx.export(
+            wrapped,
+            (x,),
+            str(out),
+            dynamo=True,
+            input_names=["x"],
+            verbose=False,
+            output_names=["out"],
+            dynamic_shapes={"x": {0: batch}},
+        )
         got = torch.as_tensor(run_onnx(out, x.numpy()))
     return float((got - expected).abs().max())
 
@@ -108,16 +122,22 @@ def main(argv: list[str] | None = None) -> None:
         run = load_run(args.run_dir, "last" if args.last else "best")
         out = args.out or (run.source.parent / f"model.{args.format}")
         if run.eval_steps or run.image_size:
-            print_warning("the run's eval transforms / dataset.image_size are not in the "
-                          "program: give it samples as they are after them")  # fmt: skip
+            print_warning(
+                "the run's eval transforms / dataset.image_size are not in the "
+                "program: give it samples as they are after them"
+            )
         diff = export(run, args.format, out)
     except (LrrunError, OSError) as exc:
         print_error(f"lrrun-export: {exc}")
         sys.exit(2)
     except Exception as exc:  # torch.export refusing the model: its words matter
-        print_error(f"lrrun-export: the model could not be exported ({type(exc).__name__}: "
-                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})")  # fmt: skip
+        print_error(
+            f"lrrun-export: the model could not be exported ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+        )
         sys.exit(1)
-    print(f"wrote {out}: epoch {run.epoch}'s weights, raw {tuple(run.input_shape)} samples in; "
-          f"checked against the checkpoint model on 4 random samples: max |difference| "
-          f"{diff:.3g}")  # fmt: skip
+    print(
+        f"wrote {out}: epoch {run.epoch}'s weights, raw {tuple(run.input_shape)} samples in; "
+        f"checked against the checkpoint model on 4 random samples: max |difference| "
+        f"{diff:.3g}"
+    )

@@ -197,8 +197,13 @@ def train_command(flags: list[str], overrides: list[str], *given: str) -> str:
 
     setting = {key(g) for g in given}
     new_scheduler = "scheduler" in setting
-    kept = [o for o in overrides if key(o) not in setting and not key(o).startswith("find_lr")
-            and not (new_scheduler and key(o).startswith("scheduler"))]  # fmt: skip
+    kept = [
+        o
+        for o in overrides
+        if key(o) not in setting
+        and not key(o).startswith("find_lr")
+        and not (new_scheduler and key(o).startswith("scheduler"))
+    ]
     return shlex.join(["lrrun", *flags, *kept, *given])
 
 

@@ -32,13 +32,23 @@ def launch(devices: int, overrides: list[str], run_dir: Path, extra_args: list[s
     with socket.socket() as s:  # a free port for the rendezvous (rank 0 hosts it)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    base = dict(os.environ) | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                               "WORLD_SIZE": str(devices), "LOCAL_WORLD_SIZE": str(devices)}  # fmt: skip
+    base = dict(os.environ) | {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(devices),
+        "LOCAL_WORLD_SIZE": str(devices),
+    }
     base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // devices)))
     base[HELD_BY_PARENT] = os.pathsep.join(map(str, held()))  # the ranks write where it holds
     base[FOLLOW] = str(os.getpid())  # they die with it (follow_launcher)
-    command = [sys.executable, "-m", "lrrun", *extra_args, *overrides,
-               f"hydra.run.dir={run_dir.resolve()}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lrrun",
+        *extra_args,
+        *overrides,
+        f"hydra.run.dir={run_dir.resolve()}",
+    ]
     procs = [
         subprocess.Popen(command, env=base | {"RANK": str(r), "LOCAL_RANK": str(r)})
         for r in range(devices)
@@ -65,8 +75,11 @@ def launch(devices: int, overrides: list[str], run_dir: Path, extra_args: list[s
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    killed = [f"rank {r} was killed ({signal.Signals(-p.returncode).name})"
-              for r, p in enumerate(procs) if p.returncode < 0]  # fmt: skip
+    killed = [
+        f"rank {r} was killed ({signal.Signals(-p.returncode).name})"
+        for r, p in enumerate(procs)
+        if p.returncode < 0
+    ]
     if killed:
         _record_kill(run_dir, "; ".join(killed))
     codes = [128 - p.returncode if p.returncode < 0 else p.returncode for p in procs]  # signals

@@ -23,8 +23,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="lrrun-predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument("inputs", nargs="+", metavar="INPUT")
-    parser.add_argument("--out", type=Path, default=Path("predictions.csv"),
-                        help="the CSV to write (default: predictions.csv)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("predictions.csv"),
+        help="the CSV to write (default: predictions.csv)",
+    )
     parser.add_argument("--last", action="store_true", help="checkpoint.pt, not best.pt")
     parser.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
@@ -69,8 +73,11 @@ def rows(run: Any, names: list[str], samples: Any, labels: list[str | None]) -> 
         row: dict[str, Any] = {"input": name, **({"label": labels[i]} if known else {})}
         if out.values is not None:
             values = out.values[i].tolist()
-            row |= {"value": values[0]} if len(values) == 1 else {
-                f"value_{j}": v for j, v in enumerate(values)}  # fmt: skip
+            row |= (
+                {"value": values[0]}
+                if len(values) == 1
+                else {f"value_{j}": v for j, v in enumerate(values)}
+            )
         else:
             probs, index = out.top(5 if len(run.classes) > 5 else 1)
             for rank, (p, c) in enumerate(zip(probs[i].tolist(), index[i].tolist(), strict=True)):
@@ -96,10 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     except (LrrunError, OSError) as exc:
         print_error(f"lrrun-predict: {exc}")
         sys.exit(2)
-    print(f"wrote {args.out}: {len(table)} predictions by epoch {run.epoch}'s weights "
-          f"({run.source.name} of {args.run_dir})")  # fmt: skip
+    print(
+        f"wrote {args.out}: {len(table)} predictions by epoch {run.epoch}'s weights "
+        f"({run.source.name} of {args.run_dir})"
+    )
     scored = [r for r in table if r.get("label") is not None and "prediction" in r]
     if scored and all(r["label"] in run.classes for r in scored):
         right = sum(r["label"] == r["prediction"] for r in scored)
-        print(f"accuracy {right / len(scored):.4f} on the {len(scored)} inputs whose label "
-              "is known (their folder names, or y)")  # fmt: skip
+        print(
+            f"accuracy {right / len(scored):.4f} on the {len(scored)} inputs whose label "
+            "is known (their folder names, or y)"
+        )

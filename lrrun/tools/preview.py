@@ -92,8 +92,9 @@ def _simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], in
                 with warmed_up(optimizer, stepping.warmup.factor(step)):
                     optimizer.step()
                 lrs = used_lrs(optimizer, lrs)
-            rows.append({"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True)),
-                         **moment})  # fmt: skip
+            rows.append(
+                {"epoch": epoch, "step": step, **dict(zip(names, lrs, strict=True)), **moment}
+            )
             step_after_batch(stepping, epoch, step, watch)
         metrics = {stepping.monitor: trace[epoch - 1]} if trace else {}
         step_after_epoch(stepping, metrics, epoch, step, watch)
@@ -203,13 +204,18 @@ def _hydra_main(cfg: DictConfig) -> None:
         from lrrun.logs.plots import plot_lr
 
         steps = [r["step"] for r in rows]
-        traces = {name: (steps, [r[c] for r in rows])
-                  for name, c in zip(groups, lr_columns(len(groups)), strict=True)}  # fmt: skip
+        traces = {
+            name: (steps, [r[c] for r in rows])
+            for name, c in zip(groups, lr_columns(len(groups)), strict=True)
+        }
         plot_lr(
-            traces if len(groups) > 1 else {choice: traces[param_groups.DEFAULT]}, spe,
-            out / "preview.png", f"{choice}{_warmup_title(stepping)}: lr per optimizer step "
-            f"({trainer.epochs} epochs x {spe} steps)", legend="param group",
-        )  # fmt: skip
+            traces if len(groups) > 1 else {choice: traces[param_groups.DEFAULT]},
+            spe,
+            out / "preview.png",
+            f"{choice}{_warmup_title(stepping)}: lr per optimizer step "
+            f"({trainer.epochs} epochs x {spe} steps)",
+            legend="param group",
+        )
     write_status(out, "ok", epoch=trainer.epochs, step=len(rows), param_groups=groups)
     lrs = [r["lr"] for r in rows]
     items = {

@@ -24,12 +24,17 @@ DEFAULTS = {"tokens": 200, "temperature": 0.8, "top_k": 200, "seed": 1337}  # na
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="lrrun-sample", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--prompt", default=None,
-                        help="text to continue (default: a newline, or the first token)")  # fmt: skip
+    parser.add_argument(
+        "--prompt", default=None, help="text to continue (default: a newline, or the first token)"
+    )
     parser.add_argument("--tokens", type=int, default=DEFAULTS["tokens"], help="tokens to add")
     parser.add_argument("--temperature", type=float, default=DEFAULTS["temperature"])
-    parser.add_argument("--top-k", type=int, default=DEFAULTS["top_k"],
-                        help="sample among the k most likely (0: all)")  # fmt: skip
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=DEFAULTS["top_k"],
+        help="sample among the k most likely (0: all)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--samples", type=int, default=1, help="independent samples")
     parser.add_argument("--last", action="store_true", help="checkpoint.pt, not best.pt")

@@ -83,8 +83,9 @@ class TrainedRun:
         if not items:
             raise ConfigError("no samples to prepare")
         with ThreadPoolExecutor(4) as pool:  # PIL decodes outside Python's lock
-            batch = torch.stack(list(pool.map(lambda x: apply(self.eval_steps, self._tensor(x)),
-                                              items)))  # fmt: skip
+            batch = torch.stack(
+                list(pool.map(lambda x: apply(self.eval_steps, self._tensor(x)), items))
+            )
         if tuple(batch.shape[1:]) != self.input_shape:
             raise ConfigError(
                 f"samples of shape {tuple(batch.shape[1:])} do not fit this run's model, "
@@ -100,14 +101,17 @@ class TrainedRun:
             return self._next_tokens([samples] if isinstance(samples, str) else list(samples))
         x = self.prepare(samples)
         device = next(self.model.parameters(), torch.empty(0)).device
-        out = torch.cat([self.model(x[i : i + BATCH].to(device)).float().cpu()
-                         for i in range(0, len(x), BATCH)])  # fmt: skip
+        out = torch.cat(
+            [self.model(x[i : i + BATCH].to(device)).float().cpu() for i in range(0, len(x), BATCH)]
+        )
         if self.task == "regression":
             mean, std = torch.tensor(self.target_mean), torch.tensor(self.target_std)
             return Predictions(values=out.reshape(len(x), len(mean)) * std + mean)
         if self.task != "classification":
-            raise ConfigError(f"predict is for classification and regression; this run is a "
-                              f"{self.task} (lrrun-sample writes text from it)")  # fmt: skip
+            raise ConfigError(
+                f"predict is for classification and regression; this run is a "
+                f"{self.task} (lrrun-sample writes text from it)"
+            )
         probs = out.softmax(dim=1)
         index = probs.argmax(dim=1)
         return Predictions(index=index, names=[self.classes[i] for i in index], probs=probs)
@@ -116,8 +120,10 @@ class TrainedRun:
         if not isinstance(text, str):
             return torch.as_tensor(text, dtype=torch.long)[..., -self.block_size :]
         if not self.classes:
-            raise ConfigError("this run's tokens have no vocabulary (a tokens folder without "
-                              "meta.pkl's itos): give token ids, not text")  # fmt: skip
+            raise ConfigError(
+                "this run's tokens have no vocabulary (a tokens folder without "
+                "meta.pkl's itos): give token ids, not text"
+            )
         stoi = {t: i for i, t in enumerate(self.classes)}
         unknown = sorted({c for c in text if c not in stoi})
         if unknown or not text:
@@ -131,8 +137,7 @@ class TrainedRun:
 
     def _next_tokens(self, texts: list[Any]) -> Predictions:
         device = next(self.model.parameters(), torch.empty(0)).device
-        logits = [self.model(self._tokens(t)[None].to(device))[0, -1].float().cpu()
-                  for t in texts]  # fmt: skip
+        logits = [self.model(self._tokens(t)[None].to(device))[0, -1].float().cpu() for t in texts]
         probs = torch.stack(logits).softmax(dim=1)
         index = probs.argmax(dim=1)
         names = [self.classes[i] for i in index] if self.classes else [str(int(i)) for i in index]
@@ -172,17 +177,21 @@ def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") ->
         path = best if weights == "best" and best.is_file() else path / checkpoint.NAME
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no checkpoint there (a run dir holds checkpoint.pt)")
-    saved = checkpoint.load(path, where=f"lrrun.load_run({str(run_dir)!r})")
-    plan = saved["plan"]
+    saved = checkpoint.read(path, where=f"lrrun.load_run({str(run_dir)!r})")
+    plan = saved.plan
     data = plan["data"]
     model, _ = build_model(plan["model"], data.get("model_args") or {})
-    model.load_state_dict(checkpoint.weights(saved))
+    model.load_state_dict(saved.weights())
     if data.get("task") == LANGUAGE_MODEL:  # its classes: the vocabulary
-        return TrainedRun(model=model.to(device).eval(), task=LANGUAGE_MODEL,
-                          classes=tuple(data.get("vocab") or ()),
-                          input_shape=(int(data["block_size"]),), epoch=saved["epoch"],
-                          source=path)  # fmt: skip
-    inputs = saved.get("inputs")
+        return TrainedRun(
+            model=model.to(device).eval(),
+            task=LANGUAGE_MODEL,
+            classes=tuple(data.get("vocab") or ()),
+            input_shape=(int(data["block_size"]),),
+            epoch=saved.epoch,
+            source=path,
+        )
+    inputs = saved.inputs
     if inputs is None:
         raise ConfigError(
             f"{path} was written by an lrrun that did not record its inputs' normalisation; "
@@ -191,13 +200,20 @@ def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") ->
     spec = read_dataset(plan["dataset"], data.get("task", "classification"))
     targets = data.get("targets") or {}
     return TrainedRun(
-        model=model.to(device).eval(), task=data.get("task", "classification"),
-        classes=tuple(data["classes"]), input_shape=tuple(data["input_shape"]),
-        epoch=saved["epoch"], mean=tuple(inputs["mean"]), std=tuple(inputs["std"]),
-        target_mean=tuple(targets.get("mean", ())), target_std=tuple(targets.get("std", ())),
-        image_size=spec.image_size, wide=inputs.get("wide", False),
-        eval_steps=tuple(build(list(spec.eval_transforms), "eval")), source=path,
-    )  # fmt: skip
+        model=model.to(device).eval(),
+        task=data.get("task", "classification"),
+        classes=tuple(data["classes"]),
+        input_shape=tuple(data["input_shape"]),
+        epoch=saved.epoch,
+        mean=tuple(inputs["mean"]),
+        std=tuple(inputs["std"]),
+        target_mean=tuple(targets.get("mean", ())),
+        target_std=tuple(targets.get("std", ())),
+        image_size=spec.image_size,
+        wide=inputs.get("wide", False),
+        eval_steps=tuple(build(list(spec.eval_transforms), "eval")),
+        source=path,
+    )
 
 
 def files_in(inputs: Sequence[str]) -> list[tuple[str, str | None]]:

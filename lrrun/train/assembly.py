@@ -42,7 +42,7 @@ class Parts:
     test: Batches | None
     data_path: str  # tensor, loader or memmap
     recipe: Recipe  # how a step is made (accumulation, clipping, loss, mixing)
-    trained: nn.Module  # what the training step calls: the model, or DDP around it
+    wrapped: nn.Module  # what the training step calls: the model, or DDP around it
     global_batch: int  # batch_size x processes x accumulate
 
     @property
@@ -60,22 +60,48 @@ def assemble(
         data = load_data(settings.dataset, MEMORY[trainer.data_path], device)
     model, model_args = build_model(settings.model, data.facts)
     model = model.to(device)
-    materialise(model, probe_batch(data, device, torch.contiguous_format),
-                settings.model["_target_"])  # lazy modules, before anything touches them  # fmt: skip
+    materialise(
+        model, probe_batch(data, device, torch.contiguous_format), settings.model["_target_"]
+    )  # lazy modules, before anything touches them
     memory_format = memory_format_for(trainer.channels_last, model)
     model = model.to(memory_format=memory_format)
     task = build_task(settings.task, data, device)
-    probe(model, probe_batch(data, device, memory_format), settings.model["_target_"],
-          task.check_output)  # fmt: skip
-    trained = wrap(model, world, device)  # DDP: before the optimizer (rank 0's weights)
+    probe(
+        model,
+        probe_batch(data, device, memory_format),
+        settings.model["_target_"],
+        task.check_output,
+    )
+    wrapped = wrap(model, world, device)  # DDP: before the optimizer (rank 0's weights)
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model, settings.no_decay)
     train, val, test, data_path = make_batches(
-        data, device, trainer.batch_size, trainer.eval_batch_size, trainer.seed,
-        trainer.data_path, trainer.num_workers, memory_format, trainer.pin_memory,
-        trainer.persistent_workers, world, trainer.accumulate,
-    )  # fmt: skip
+        data=data,
+        device=device,
+        batch_size=trainer.batch_size,
+        eval_batch_size=trainer.eval_batch_size,
+        seed=trainer.seed,
+        path=trainer.data_path,
+        num_workers=trainer.num_workers,
+        memory_format=memory_format,
+        pin_memory=trainer.pin_memory,
+        persistent_workers=trainer.persistent_workers,
+        world=world,
+        accumulate=trainer.accumulate,
+    )
     classes = data.num_classes if isinstance(data, Data) else 0
     recipe = build_recipe(settings, classes, device, task)
-    return Parts(data, task, model, model_args, memory_format, optimizer, train, val, test,
-                 data_path, recipe, trained,
-                 global_batch(trainer.batch_size, world.size, trainer.accumulate))  # fmt: skip
+    return Parts(
+        data=data,
+        task=task,
+        model=model,
+        model_args=model_args,
+        memory_format=memory_format,
+        optimizer=optimizer,
+        train=train,
+        val=val,
+        test=test,
+        data_path=data_path,
+        recipe=recipe,
+        wrapped=wrapped,
+        global_batch=global_batch(trainer.batch_size, world.size, trainer.accumulate),
+    )

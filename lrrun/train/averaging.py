@@ -2,7 +2,7 @@
 (``trainer.ema``) and SWA's average (``scheduler=swa``). Each is evaluated on the val split
 after every epoch (metrics.csv: every val metric again as ``val_<metric>_ema`` / ``_swa``),
 held in every checkpoint and resumed exactly; ``trainer.select`` makes best.pt and the test
-use one of them (lrrun.train.checkpoint.weights).
+use one of them (lrrun.train.checkpoint.Saved.weights).
 
 EMA, timm's ``ModelEmaV3`` rule: after optimizer step t (global, 1-based; every ``every``
 steps) each floating tensor of the model's state - parameters and buffers, so BatchNorm's
@@ -168,9 +168,9 @@ def states(averages: Sequence[Average]) -> dict[str, Any]:
 
 
 def restore(averages: Sequence[Average], saved: dict[str, Any]) -> None:
-    """A resumed run's averages, from its checkpoint (one it lacks starts afresh)."""
+    """A resumed run's averages, from its checkpoint's (one it lacks starts afresh)."""
     for average in averages:
-        state = (saved.get("averages") or {}).get(average.name)
+        state = saved.get(average.name)
         if state is not None:
             average.load_state_dict(state)
 
@@ -185,8 +185,9 @@ def evaluated(
     out: dict[str, Any] = {}
     for average in averages:
         average.after_epoch(epoch)
-        values = measured("val", average.module, batches if average.updates else None, task,
-                          autocast)  # fmt: skip
+        values = measured(
+            "val", average.module, batches if average.updates else None, task, autocast
+        )
         out |= {f"{k}_{average.name}": v for k, v in values.items()}
     return out
 

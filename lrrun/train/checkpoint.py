@@ -1,19 +1,21 @@
 """Checkpoints: written atomically after every epoch, read back for an exact resume.
 
-``checkpoint.pt`` holds everything the next epoch depends on: model, optimizer and
-scheduler state, the epoch and global step reached, every RNG (torch, CUDA, numpy, Python;
-the data order is a pure function of seed and epoch, ``lrrun.data.order.epoch_order``; a
-language model's windows of seed, epoch and batch, ``lrrun.data.windows``), the best val
-metric so far (val_acc, or val_loss), the averaged weights (``averages``: trainer.ema,
-scheduler=swa) and which weights the run selects (``selected``), and the resolved config with the scheduler's derived
-arguments and the data as the run saw it, so a resume can refuse a config that would change
-the run.
+``checkpoint.pt`` holds everything the next epoch depends on (``Saved``: the one definition
+of its content, which the logbook writes and the resume, the final test and ``load_run``
+read): model, optimizer and scheduler state, the epoch and global step reached, every RNG
+(torch, CUDA, numpy, Python; the data order is a pure function of seed and epoch,
+``lrrun.data.order.epoch_order``; a language model's windows of seed, epoch and batch,
+``lrrun.data.windows``), the best val metric so far (val_acc, or val_loss), the averaged
+weights (``averages``: trainer.ema, scheduler=swa) and which weights the run selects
+(``selected``), and the resolved config with the scheduler's derived arguments and the data
+as the run saw it, so a resume can refuse a config that would change the run.
 """
 
 from __future__ import annotations
 
 import pickle
 import random
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,38 @@ from lrrun.files import atomic_write
 NAME = "checkpoint.pt"
 BEST = "best.pt"
 FORMAT = 2  # 2: RNG states as tensors and plain values (loaded with weights_only=True)
+
+
+@dataclass
+class Saved:
+    """What a checkpoint holds. Keys a checkpoint written by an earlier lrrun lacks take
+    these defaults: such runs still resume and load."""
+
+    epoch: int  # epochs completed
+    step: int  # optimizer steps taken (global)
+    model: dict[str, Any]  # state_dict of the model (the module under DDP)
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None  # None without a scheduler
+    rng: Any  # rng_state(), or a list of one per rank of a data-parallel run
+    best: tuple[float, int] | None  # (the selection metric's best value, its epoch)
+    plan: dict[str, Any]  # what a resume must not change (lrrun.train.resume.plan)
+    inputs: dict[str, Any] | None = None  # what using the model needs (lrrun.tools.use)
+    averages: dict[str, Any] = field(default_factory=dict)  # name -> state (averaging)
+    selected: str = "model"  # trainer.select: whose weights the run chose
+    scaler: dict[str, Any] | None = None  # fp16's GradScaler
+
+    def state(self) -> dict[str, Any]:
+        """The file's dict: plain values and tensors only (loaded with weights_only)."""
+        return {"format": FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    @classmethod
+    def of(cls, state: dict[str, Any]) -> Saved:
+        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})
+
+    def weights(self) -> dict[str, Any]:
+        """The model weights the run selected (trainer.select): the trained model's, or
+        those of an average it kept (lrrun.train.averaging: ema, swa)."""
+        return self.model if self.selected == "model" else self.averages[self.selected]["module"]
 
 
 def rng_state() -> dict[str, Any]:
@@ -54,11 +88,9 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
         torch.save(state, f)
 
 
-def weights(state: dict[str, Any]) -> dict[str, Any]:
-    """The model weights a checkpoint's run selected (trainer.select): the trained model's,
-    or those of an average it kept (lrrun.train.averaging: ema, swa)."""
-    chosen = state.get("selected", "model")
-    return state["model"] if chosen == "model" else state["averages"][chosen]["module"]
+def read(path: Path, where: str = "trainer.resume") -> Saved:
+    """The checkpoint at ``path`` (load's checks), as ``Saved``."""
+    return Saved.of(load(path, where))
 
 
 def locate(spec: str) -> Path:
@@ -83,8 +115,10 @@ def load(path: Path, where: str = "trainer.resume") -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        why = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line),
-                   root_cause(exc))  # fmt: skip
+        why = next(
+            (line.strip() for line in str(exc).splitlines() if "Unsupported" in line),
+            root_cause(exc),
+        )
         raise ConfigError(
             f"{where}: {path} holds more than tensors and plain values ({why}), so "
             "loading it could run code. lrrun loads checkpoints with weights_only=True and "

@@ -123,8 +123,10 @@ def signals_held() -> Iterator[None]:
 
     pending: list[int] = []
     try:
-        previous = {s: signal.signal(s, lambda n, f: pending.append(n))
-                    for s in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+        previous = {
+            s: signal.signal(s, lambda n, f: pending.append(n))
+            for s in (signal.SIGINT, signal.SIGTERM)
+        }
     except ValueError:  # not the main thread: signals are not ours to hold
         yield
         return

@@ -50,9 +50,14 @@ class EarlyStop:
 
     def record(self) -> dict[str, Any]:
         """status.json's ``stopped_early``."""
-        return {"after_epoch": self.stopped_after, "monitor": self.monitor,
-                "best": self.best, "best_epoch": self.best_epoch, "patience": self.patience,
-                "min_delta": self.min_delta}  # fmt: skip
+        return {
+            "after_epoch": self.stopped_after,
+            "monitor": self.monitor,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+        }
 
     def line(self) -> str:
         return (

@@ -39,9 +39,9 @@ def test_selected(
     ``model`` as it is (the selected weights of the last epoch)."""
     best = run_dir / checkpoint.BEST
     if save_best and best.is_file():
-        state = checkpoint.load(best)
-        model.load_state_dict(checkpoint.weights(state))
-        epoch, chosen_by = int(state["epoch"]), f"best {select or task.spec.select}"
+        saved = checkpoint.read(best)
+        model.load_state_dict(saved.weights())
+        epoch, chosen_by = int(saved.epoch), f"best {select or task.spec.select}"
     else:
         epoch, chosen_by = last_epoch, "last epoch (trainer.save_best=false: no best.pt)"
     return {"epoch": epoch, **evaluate(model, batches, task, autocast), "chosen_by": chosen_by}
@@ -67,8 +67,9 @@ NAMES = {"top5": "top-5"}
 
 
 def line(tested: dict[str, Any]) -> str:
-    values = ", ".join(f"{NAMES.get(k, k)} {v:.4f}" for k, v in tested.items()
-                       if k not in ("epoch", "chosen_by"))  # fmt: skip
+    values = ", ".join(
+        f"{NAMES.get(k, k)} {v:.4f}" for k, v in tested.items() if k not in ("epoch", "chosen_by")
+    )
     return (
         f"test {values} (epoch {tested['epoch']}, the {tested['chosen_by']}; reported, not "
         "used to choose)"

@@ -54,9 +54,10 @@ def data_facts(parts: Parts, world: World = SINGLE) -> dict[str, Any]:
         "task": parts.task.spec.name,
         **data.record(),
         "selection": data.selection,
-        "model_args": {k: list(v) if isinstance(v, tuple) else v
-                       for k, v in parts.model_args.items()},
-    }  # fmt: skip
+        "model_args": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in parts.model_args.items()
+        },
+    }
 
 
 def header(
@@ -102,20 +103,25 @@ def _recipe_line(settings: Settings, parts: Parts) -> dict[str, str]:
     """How a step is made, when it is more than one batch's cross-entropy."""
     t, said = settings.trainer, []
     if t.accumulate > 1:
-        said.append(f"accumulate {t.accumulate} batches per optimizer step (batch "
-                    f"{t.batch_size * t.accumulate})")  # fmt: skip
+        said.append(
+            f"accumulate {t.accumulate} batches per optimizer step (batch "
+            f"{t.batch_size * t.accumulate})"
+        )
     if t.clip_grad_norm is not None:
         said.append(f"clip_grad_norm {t.clip_grad_norm}")
     if t.clip_grad_value is not None:
         said.append(f"clip_grad_value {t.clip_grad_value}")
     loss = {k: v for k, v in settings.loss.items() if not k.startswith("_") and v}
     if loss or settings.loss.get("_target_") != "torch.nn.CrossEntropyLoss":
-        said.append(f"loss {str(settings.loss.get('_target_')).rsplit('.', 1)[-1]}"
-                    + (f" {format_args(loss)}" if loss else ""))  # fmt: skip
+        said.append(
+            f"loss {str(settings.loss.get('_target_')).rsplit('.', 1)[-1]}"
+            + (f" {format_args(loss)}" if loss else "")
+        )
     if parts.recipe.mix is not None:
         off = settings.mix.get("off_epoch")
-        said.append(f"mix {type(parts.recipe.mix).__name__}"
-                    + (f" until epoch {off - 1}" if off else ""))  # fmt: skip
+        said.append(
+            f"mix {type(parts.recipe.mix).__name__}" + (f" until epoch {off - 1}" if off else "")
+        )
     return {"recipe": "; ".join(said)} if said else {}
 
 
@@ -125,16 +131,20 @@ def _data_lines(settings: Settings, parts: Parts) -> dict[str, str]:
     chosen = settings.choices.get("dataset", settings.dataset.name)
     task = settings.task
     said = f"{task.name}: measures {', '.join(parts.task.metrics)}; selects on {task.select} " + (
-        "(higher is better)" if task.higher else "(lower is better)")  # fmt: skip
+        "(higher is better)" if task.higher else "(lower is better)"
+    )
     lines = {"task": said} if task.name != "classification" else {}
     if isinstance(data, TokenData):
         return lines | _token_lines(chosen, data)
     if data.target_mean:
-        stats = ", ".join(f"{m:.4g} +- {s:.4g}" for m, s in zip(data.target_mean, data.target_std,
-                                                                strict=True))  # fmt: skip
+        stats = ", ".join(
+            f"{m:.4g} +- {s:.4g}" for m, s in zip(data.target_mean, data.target_std, strict=True)
+        )
         k = len(data.target_mean)
-        what = (f"{k} target{'s' if k > 1 else ''} per sample (mean +- std on train: {stats}; "
-                "standardised for training, reported in their units)")  # fmt: skip
+        what = (
+            f"{k} target{'s' if k > 1 else ''} per sample (mean +- std on train: {stats}; "
+            "standardised for training, reported in their units)"
+        )
     else:
         names = ", ".join(data.classes[:SHOWN_CLASSES]) + (
             ", ..." if data.num_classes > SHOWN_CLASSES else ""
@@ -147,8 +157,10 @@ def _data_lines(settings: Settings, parts: Parts) -> dict[str, str]:
         norm = f", normalised (mean {', '.join(stats[0])}; std {', '.join(stats[1])})"
     val = f"{data.val_from}: selects (best.pt, plateau, verdict)"
     if data.selection == "test":
-        val = (f"{data.val_from}: selection is on the test split, so its numbers are "
-               "optimistic; hold out a val split with dataset.val_split")  # fmt: skip
+        val = (
+            f"{data.val_from}: selection is on the test split, so its numbers are "
+            "optimistic; hold out a val split with dataset.val_split"
+        )
     augment = ", ".join(type(t).__name__ for t in data.augment)
     return lines | {
         "dataset": f"{chosen}: {len(data.train):,} train / {len(data.val):,} val{test}, "
@@ -164,8 +176,11 @@ def _token_lines(chosen: str, data: TokenData) -> dict[str, str]:
     )
     shown = repr("".join(data.vocab[:40])) + (" ..." if len(data.vocab) > 40 else "")
     vocab = f"vocabulary {data.vocab_size}" + (f": {shown}" if data.vocab else "")
-    windows = "the whole split in order" if data.eval_windows == "all" else (
-        f"{data.eval_windows} fixed windows")  # fmt: skip
+    windows = (
+        "the whole split in order"
+        if data.eval_windows == "all"
+        else (f"{data.eval_windows} fixed windows")
+    )
     return {
         "dataset": f"{chosen}: {len(data.train):,} train / {len(data.val):,} val{test}, "
         f"{vocab}, from {data.source}",

@@ -63,16 +63,26 @@ class Logbook:
         trainer, optimizer = settings.trainer, parts.optimizer
         self.groups = param_groups.names(optimizer)
         self.every_epoch = trainer.test_every_epoch and parts.test is not None
-        columns = settings.task.columns(lr_columns(len(self.groups)), parts.task.top5,
-                                        [a.name for a in averages])  # fmt: skip
+        columns = settings.task.columns(
+            lr_columns(len(self.groups)), parts.task.top5, [a.name for a in averages]
+        )
         shown = [c for c in columns if self.every_epoch or not c.startswith("test_")]
         steps = steps_columns(len(self.groups), stepping.momentum, parts.recipe.grad_norm)
         main = world.main
-        self.console = RunConsole(shown, trainer.epochs, len(parts.train),
-                                  trainer.progress and main, lr_labels(self.groups), quiet=not main,
-                                  screen=screen)  # fmt: skip
-        self.tracked = open_trackers(trainer, run_dir, self.groups, step if resumed else None) \
-            if main else Trackers([], self.groups)  # fmt: skip
+        self.console = RunConsole(
+            shown,
+            trainer.epochs,
+            len(parts.train),
+            trainer.progress and main,
+            lr_labels(self.groups),
+            quiet=not main,
+            screen=screen,
+        )
+        self.tracked = (
+            open_trackers(trainer, run_dir, self.groups, step if resumed else None)
+            if main
+            else Trackers([], self.groups)
+        )
         self.metrics = self.steps = self.events = None
         try:  # from here on a tracker run is open: it must not be left "running"
             self.tracked.log_config(flatten(settings.plain))
@@ -106,13 +116,15 @@ class Logbook:
     def stepper(self) -> Stepper:
         """The run's optimizer step, its rows written here, its schedule's events heard."""
         parts = self.parts
-        return Stepper(parts.optimizer, self.stepping, self.recorder, parts.recipe,
-                       self.averages, self.watch)  # fmt: skip
+        return Stepper(
+            parts.optimizer, self.stepping, self.recorder, parts.recipe, self.averages, self.watch
+        )
 
     def epoch_start(self, epoch: int) -> None:
         if epoch == self.start_epoch:  # set-up is done: the next thing is the first step
-            self.status("running", startup_s=round(process_age(), 3),
-                        torch_threads=torch.get_num_threads())  # fmt: skip
+            self.status(
+                "running", startup_s=round(process_age(), 3), torch_threads=torch.get_num_threads()
+            )
         self.console.epoch_start(epoch)
 
     def epoch_end(self, row: dict[str, Any]) -> None:
@@ -131,21 +143,20 @@ class Logbook:
         rng = gather(checkpoint.rng_state())  # every rank's, in rank order
         if self.world.main:
             parts, stepping = self.parts, self.stepping
-            state = {
-                "format": checkpoint.FORMAT,
-                "epoch": epoch,
-                "step": step,
-                "model": parts.model.state_dict(),
-                "optimizer": parts.optimizer.state_dict(),
-                "scheduler": stepping.scheduler.state_dict() if stepping.scheduler else None,
-                "rng": rng[0] if len(rng) == 1 else rng,
-                "best": self.best,
-                "plan": self.plan,
-                "inputs": self.inputs,  # with the plan: what using the model needs
-                "averages": averaging.states(self.averages),
-                "selected": self.settings.trainer.select,  # checkpoint.weights(): whose
-                "scaler": parts.recipe.scaler.state_dict() if parts.recipe.scaler else None,
-            }
+            state = checkpoint.Saved(
+                epoch=epoch,
+                step=step,
+                model=parts.model.state_dict(),
+                optimizer=parts.optimizer.state_dict(),
+                scheduler=stepping.scheduler.state_dict() if stepping.scheduler else None,
+                rng=rng[0] if len(rng) == 1 else rng,
+                best=self.best,
+                plan=self.plan,
+                inputs=self.inputs,
+                averages=averaging.states(self.averages),
+                selected=self.settings.trainer.select,
+                scaler=parts.recipe.scaler.state_dict() if parts.recipe.scaler else None,
+            ).state()
             checkpoint.save_atomic(state, self.run_dir / checkpoint.NAME)
             if self.settings.trainer.save_best and self.best is not None and self.best[1] == epoch:
                 checkpoint.save_atomic(state, self.run_dir / checkpoint.BEST)

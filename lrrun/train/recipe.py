@@ -149,16 +149,25 @@ def build_recipe(settings: Any, num_classes: int, device: torch.device, task: An
         )
         mix = build(node, "mix")
     scaler = torch.amp.GradScaler(device.type) if trainer.precision == "fp16" else None
-    return Recipe(trainer.accumulate, trainer.clip_grad_norm, trainer.clip_grad_value,
-                  trainer.log_grad_norm, criterion, mix, settings.mix.get("off_epoch"),
-                  scaler)  # fmt: skip
+    return Recipe(
+        accumulate=trainer.accumulate,
+        clip_grad_norm=trainer.clip_grad_norm,
+        clip_grad_value=trainer.clip_grad_value,
+        log_grad_norm=trainer.log_grad_norm,
+        criterion=criterion,
+        mix=mix,
+        mix_off_epoch=settings.mix.get("off_epoch"),
+        scaler=scaler,
+    )
 
 
 def _with_classes(node: Any, num_classes: int) -> Any:
     """``num_classes: null`` at any depth of a node, set to the data's."""
     if isinstance(node, dict):
-        return {k: (num_classes if k == "num_classes" and v is None else _with_classes(v, num_classes))
-                for k, v in node.items()}  # fmt: skip
+        return {
+            k: (num_classes if k == "num_classes" and v is None else _with_classes(v, num_classes))
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_with_classes(v, num_classes) for v in node]
     return node

@@ -49,7 +49,7 @@ def _plain(value: Any) -> Any:
 
 
 def restore(
-    saved: dict[str, Any],
+    saved: checkpoint.Saved,
     plan: dict[str, Any],
     model: nn.Module,
     optimizer: Optimizer,
@@ -64,14 +64,14 @@ def restore(
     scheduler resets the optimizer's lr to the schedule's start, and the checkpoint's
     param_groups put the lr of the saved epoch back.
     """
-    if saved["epoch"] >= trainer.epochs:
+    if saved.epoch >= trainer.epochs:
         raise ConfigError(
-            f"trainer.resume: the checkpoint is at epoch {saved['epoch']}, and "
+            f"trainer.resume: the checkpoint is at epoch {saved.epoch}, and "
             f"trainer.epochs={trainer.epochs}: nothing left to train. Raise trainer.epochs "
             "to train longer."
         )
-    saved["plan"].get("data", {}).setdefault("task", "classification")  # written before tasks
-    changes = diff(saved["plan"], plan)
+    saved.plan.get("data", {}).setdefault("task", "classification")  # written before tasks
+    changes = diff(saved.plan, plan)
     if changes and not trainer.allow_config_change:
         raise ConfigError(
             "trainer.resume: this config differs from the checkpoint's: "
@@ -81,22 +81,22 @@ def restore(
         )
     fresh_lrs = current_lrs(optimizer)  # where the just-built schedule starts
     try:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.optimizer)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ConfigError(
             f"trainer.resume: the checkpoint's model/optimizer do not fit this config "
             f"({root_cause(exc)})."
         ) from None
-    same_scheduler = saved["plan"]["scheduler (derived)"] == plan["scheduler (derived)"]
-    if same_scheduler and stepping.scheduler is not None and saved["scheduler"] is not None:
-        stepping.scheduler.load_state_dict(saved["scheduler"])
+    same_scheduler = saved.plan["scheduler (derived)"] == plan["scheduler (derived)"]
+    if same_scheduler and stepping.scheduler is not None and saved.scheduler is not None:
+        stepping.scheduler.load_state_dict(saved.scheduler)
     else:  # another schedule (allowed): it starts from its beginning
         for group, lr in zip(optimizer.param_groups, fresh_lrs, strict=True):
             group["lr"] = lr
-    rng = saved["rng"]  # one state, or one per rank of a data-parallel run
+    rng = saved.rng  # one state, or one per rank of a data-parallel run
     checkpoint.set_rng_state(rng[world.rank] if isinstance(rng, list) else rng)
-    return saved["epoch"] + 1, saved["step"], saved["best"]
+    return saved.epoch + 1, saved.step, saved.best
 
 
 def diff(old: Any, new: Any, prefix: str = "") -> list[str]:

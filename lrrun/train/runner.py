@@ -60,19 +60,19 @@ def run(
     trainer.devices=N), this is one rank of a data-parallel run: rank 0 writes."""
     settings = cfg if isinstance(cfg, Settings) else read(cfg, choices)
     world = env_world()
-    settings, scaled = settings.scaled(world.size)  # optimizer.lr_scaling: the whole schedule
+    settings, scaling_note = settings.scaled(world.size)  # optimizer.lr_scaling, all of it
     trainer = settings.trainer
     saved = None
     if trainer.resume:
         path = checkpoint.locate(str(trainer.resume))
-        saved, run_dir = checkpoint.load(path), path.parent
+        saved, run_dir = checkpoint.read(path), path.parent
     if world.main:  # its lock, before anything is written (a sweep's job, a dated dir)
         claim(run_dir, "run dir", str(run_dir))
     torch.manual_seed(trainer.seed)
     device = resolve_device(trainer.device, job_num, world)
     distributed.start(world, device)
     try:  # every rank leaves the process group before it exits, however the run ends
-        history = _train(settings, scaled, run_dir, saved, device, world)
+        history = _train(settings, scaling_note, run_dir, saved, device, world)
     except BaseException:
         distributed.stop(wait=False)
         raise
@@ -95,7 +95,7 @@ class Prepared:
     averages: list[averaging.Average]
     book: Logbook
     autocast: Autocast
-    forward: torch.nn.Module  # what the step calls: the model, DDP around it, compiled
+    step_module: torch.nn.Module  # what a step calls: the model, DDP around it, compiled
     start_epoch: int
     step: int
     stopper: EarlyStop | None
@@ -103,9 +103,9 @@ class Prepared:
 
 def prepare(
     settings: Settings,
-    scaled: str,
+    scaling_note: str,
     run_dir: Path,
-    saved: dict[str, Any] | None,
+    saved: checkpoint.Saved | None,
     device: torch.device,
     world: World = SINGLE,
     data: Any = None,
@@ -115,7 +115,7 @@ def prepare(
     console lines in its log only - for members of one pass, lrrun.fused)."""
     trainer = settings.trainer
     set_deterministic(trainer.deterministic)
-    kept = keep_freed_memory(device.type)
+    keeps_freed = keep_freed_memory(device.type)
     autocast = precision_context(trainer.precision, device)
 
     parts = assemble(settings, device, world, data)
@@ -132,20 +132,29 @@ def prepare(
     start_epoch, step, best = 1, 0, None
     if saved is not None:
         start_epoch, step, best = restore(saved, plan, model, optimizer, stepping, trainer, world)
-        averaging.restore(averages, saved)
-        if parts.recipe.scaler is not None and saved.get("scaler"):  # fp16's loss scale
-            parts.recipe.scaler.load_state_dict(saved["scaler"])
+        averaging.restore(averages, saved.averages)
+        if parts.recipe.scaler is not None and saved.scaler:  # fp16's loss scale
+            parts.recipe.scaler.load_state_dict(saved.scaler)
     if world.main:
         check_output_dir(run_dir, model, epochs * steps_per_epoch)
-    forward = torch.compile(parts.trained) if trainer.compile else parts.trained
+    step_module = torch.compile(parts.wrapped) if trainer.compile else parts.wrapped
 
-    book = Logbook(settings, parts, stepping, run_dir, world,
-                   (start_epoch, step) if saved else None, best, plan, averages,
-                   screen)  # fmt: skip
-    speed = header.speed(parts.data_path, trainer, parts.memory_format, kept, world)
+    book = Logbook(
+        settings=settings,
+        parts=parts,
+        stepping=stepping,
+        run_dir=run_dir,
+        world=world,
+        resumed=(start_epoch, step) if saved else None,
+        best=best,
+        plan=plan,
+        averages=averages,
+        screen=screen,
+    )
+    speed = header.speed(parts.data_path, trainer, parts.memory_format, keeps_freed, world)
     try:  # from here on a tracker run is open: it must not be left "running"
         book.header(
-            header.header(settings, parts, stepping, steps_per_epoch, scaled)
+            header.header(settings, parts, stepping, steps_per_epoch, scaling_note)
             | {"device": f"{device} ({speed})", "run dir": short(run_dir)}
             | ({"resumed": f"after epoch {start_epoch - 1} (step {step})"} if saved else {}),
             lint(stepping, epochs, steps_per_epoch),
@@ -153,33 +162,51 @@ def prepare(
     except BaseException as exc:
         book.close(failure(exc), [])
         raise
-    book.status("running", epoch=start_epoch - 1, step=step, param_groups=book.groups,
-                data=facts, device=str(device),
-                **book.tracked.ids())  # fmt: skip
+    book.status(
+        "running",
+        epoch=start_epoch - 1,
+        step=step,
+        param_groups=book.groups,
+        data=facts,
+        device=str(device),
+        **book.tracked.ids(),
+    )
     stopper = EarlyStop(*trainer.early_stop) if trainer.early_stop else None
     if stopper is not None:
         # a resumed run decides as the unstopped one would; every rank on rank 0's rows
         stopper.replay(gather(book.previous)[0])
-    return Prepared(settings, run_dir, world, parts, stepping, averages, book, autocast,
-                    forward, start_epoch, step, stopper)  # fmt: skip
+    return Prepared(
+        settings=settings,
+        run_dir=run_dir,
+        world=world,
+        parts=parts,
+        stepping=stepping,
+        averages=averages,
+        book=book,
+        autocast=autocast,
+        step_module=step_module,
+        start_epoch=start_epoch,
+        step=step,
+        stopper=stopper,
+    )
 
 
 def _train(
     settings: Settings,
-    scaled: str,
+    scaling_note: str,
     run_dir: Path,
-    saved: dict[str, Any] | None,
+    saved: checkpoint.Saved | None,
     device: torch.device,
     world: World,
 ) -> list[dict[str, Any]]:
     run_dir = Path(gather(str(run_dir))[0])  # rank 0's: the other ranks read best.pt there
-    run = prepare(settings, scaled, run_dir, saved, device, world)
+    run = prepare(settings, scaling_note, run_dir, saved, device, world)
     parts, book, trainer = run.parts, run.book, settings.trainer
     history: list[dict[str, Any]] = []
     outcome, tested = "ok", None
     try:
         history = fit(
-            run.forward,
+            run.step_module,
             book.stepper(),
             parts.task,
             trainer.epochs,
@@ -218,9 +245,16 @@ def test_chosen(run: Prepared) -> dict[str, Any] | None:
     last = stopper.stopped_after if stopper and stopper.stopped_after else trainer.epochs
     chosen = averaging.selected(run.averages)
     weights = chosen.module if chosen is not None and chosen.updates else parts.model
-    return final_test.test_selected(weights, parts.test, run.autocast, run.run_dir, last,
-                                    trainer.save_best, parts.task,
-                                    run.settings.task.select)  # fmt: skip
+    return final_test.test_selected(
+        model=weights,
+        batches=parts.test,
+        autocast=run.autocast,
+        run_dir=run.run_dir,
+        last_epoch=last,
+        save_best=trainer.save_best,
+        task=parts.task,
+        select=run.settings.task.select,
+    )
 
 
 def failed(run: Prepared, error: BaseException) -> BaseException:
@@ -253,8 +287,11 @@ def conclude(
             final_test.write_into_metrics(run_dir, tested)
             book.tracked.test(tested, tested["epoch"] * run.parts.steps_per_epoch)
             book.console.line(final_test.line(tested))
-        book.status("stopped_early" if stopped else "ok", test=tested,
-                    **({"stopped_early": stopper.record()} if stopped else {}))  # fmt: skip
+        book.status(
+            "stopped_early" if stopped else "ok",
+            test=tested,
+            **({"stopped_early": stopper.record()} if stopped else {}),
+        )
         plot(run_dir, run.settings.trainer)
         book.tracked.close("ok", artifacts(run_dir))
     history = book.previous + history

@@ -112,6 +112,30 @@ def test_checkpoint_contents(compose_cfg, tmp_path: Path) -> None:
     assert (tmp_path / ".lrrun.lock").stat().st_size == 0
 
 
+def test_the_checkpoint_is_what_saved_defines(compose_cfg, tmp_path: Path) -> None:
+    """checkpoint.Saved is the content's one definition: the file holds its fields (and the
+    format), and a checkpoint from before a field existed reads with that field's default."""
+    import dataclasses
+
+    from lrrun.train import checkpoint
+
+    run(compose_cfg("trainer.epochs=1"), tmp_path)
+    state = checkpoint.load(tmp_path / checkpoint.NAME)
+    assert set(state) == {"format"} | {f.name for f in dataclasses.fields(checkpoint.Saved)}
+    saved = checkpoint.read(tmp_path / checkpoint.NAME)
+    assert (
+        saved.epoch == 1 and saved.weights() is saved.model and saved.state().keys() == state.keys()
+    )
+    old = {k: v for k, v in state.items() if k not in ("inputs", "averages", "selected", "scaler")}
+    before = checkpoint.Saved.of(old)
+    assert (before.inputs, before.averages, before.selected, before.scaler) == (
+        None,
+        {},
+        "model",
+        None,
+    )
+
+
 def test_derived_length_that_would_change_is_refused(compose_cfg, tmp_path: Path) -> None:
     """one_cycle_lr's total_steps derived for 3 epochs cannot silently become 6 epochs'."""
     run(compose_cfg("scheduler=one_cycle_lr", "trainer.epochs=3"), tmp_path)
