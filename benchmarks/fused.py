@@ -27,6 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def peak_mib() -> float:
+    """This process's peak resident memory, MiB: VmHWM, its own memory's high-water mark
+    (getrusage's ru_maxrss would keep a larger parent's peak across exec on Linux)."""
+    try:
+        status = Path("/proc/self/status").read_text().split("VmHWM:")[1]
+        return int(status.split()[0]) / 1024
+    except (OSError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def build(kind: str, n: int) -> tuple[list, list, list]:
     import torch
 
@@ -99,7 +109,7 @@ def main() -> None:
 
     if args.rss:
         step_time(args.rss[0], int(args.rss[1]), args.steps, True)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(peak_mib())
         return
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} steps, "

@@ -2,7 +2,8 @@
 
 ``<!-- lrrun:trainer-keys -->`` becomes the trainer group's reference table, written from
 its declaration (lrrun.config.reference); ``<!-- lrrun:choices GROUP -->`` the table of a
-config group's shipped choices, read from conf/GROUP/; ``<!-- lrrun:docstring PATH -->`` the
+config group's shipped choices, read from conf/GROUP/; ``<!-- lrrun:rules GROUP -->`` what
+each of its keys accepts, from its checks' rules; ``<!-- lrrun:docstring PATH -->`` the
 docstring of the module at PATH (read with ast: nothing is imported), its reST literal
 blocks (``::``) and underlined titles turned into Markdown.
 """
@@ -33,6 +34,10 @@ def _expand(what: str, arg: str | None) -> str:
         from lrrun.config.reference import choices
 
         return choices(arg)
+    if what == "rules" and arg:
+        from lrrun.config.reference import rules_table
+
+        return rules_table(arg)
     raise ValueError(f"unknown docs marker lrrun:{what}")
 
 

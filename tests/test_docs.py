@@ -79,6 +79,22 @@ def test_the_choice_tables_are_read_from_conf(group: str) -> None:
         sgd = yaml.safe_load((config_dir() / "optimizer" / "sgd.yaml").read_text())
         assert f"`lr: {sgd['lr']}`" in table and "(`torch.optim.SGD`)" in table
     if group == "dataset":  # a "# @package _global_" file shows its dataset node's keys
-        assert "`block_size: 64`" in table and "@package" not in table
+        assert (
+            "`block_size: 64` - tokens of context per window" in table and "@package" not in table
+        )
+        # a key's own comment in its file, and the comment lines under it
+        assert "`normalize: true` - per channel, measured on the train split<br>" in table
     if group == "scheduler":  # a composite's children by their class
         assert "schedulers: {warmup: {class: LinearLR, start_factor: 0.1" in table
+
+
+def test_what_each_key_accepts_is_the_checks_own_rule() -> None:
+    from lrrun.config import rules
+    from lrrun.config.reference import rules_table
+
+    table = rules_table("scheduler")
+    for key in rules.SCHEDULER_RULES:
+        assert f"| `{key}` |" in table
+    assert "| `mode (CyclicLR)` | one of triangular, triangular2, exp\\_range |" in table
+    assert "| `warmup.start_factor` | a number in \\[0, 1\\] |" in table
+    assert "| `lr` | a number &gt; 0" in rules_table("optimizer")

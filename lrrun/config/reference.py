@@ -113,12 +113,34 @@ def choices(group: str) -> str:
         target = node.get("_target_")
         if target is not None and target != "???":  # ???: yours, to set (a key below)
             what += f" (`{target}`)"
-        keys = ", ".join(
-            f"`{k}: {_flow(v)}`" for k, v in node.items() if k not in HIDDEN or v == "???"
+        said = _key_comments(text, indent=2 if group in (yaml.safe_load(text) or {}) else 0)
+        keys = "<br>".join(
+            f"`{k}: {_flow(v)}`" + (f" - {_escaped(said[k])}" if k in said else "")
+            for k, v in node.items()
+            if k not in HIDDEN or v == "???"
         )
         cells = [f"`{path.stem}`", what, keys or "-"]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def _key_comments(text: str, indent: int) -> dict[str, str]:
+    """What the YAML's comments say of its keys at ``indent``: a ``key: value  # ...`` line
+    and the comment-only lines under it."""
+    said: dict[str, str] = {}
+    key = None
+    for line in text.splitlines():
+        body = line[indent:] if line[:indent].strip() == "" else ""
+        head, _, comment = body.partition(" #")
+        if body[:1].isalpha() or body[:1] == "_":
+            key = head.split(":", 1)[0].strip() if ":" in head else None
+            if key is not None and comment.strip():
+                said[key] = comment.strip()
+        elif body.strip().startswith("#") and line.startswith(" " * (indent + 2)) and key in said:
+            said[key] += " " + body.strip().lstrip("#").strip()
+        elif body.strip():
+            key = None
+    return said
 
 
 def _escaped(text: str) -> str:
@@ -144,6 +166,29 @@ def _plain(value: object) -> object:
     target = str(value.get("_target_", ""))
     named = {"class": target.rsplit(".", 1)[-1]} if target else {}
     return named | {k: _plain(v) for k, v in value.items() if k not in HIDDEN}
+
+
+def rules_table(group: str) -> str:
+    """What each key of ``group`` accepts, in the words its check uses (lrrun.config.rules):
+    a key without a rule is passed to its class as written, and torch checks it."""
+    from lrrun.config import rules
+
+    tables = {
+        "dataset": rules.DATASET_RULES,
+        "model": rules.MODEL_RULES,
+        "optimizer": {**rules.OPTIMIZER_RULES, **rules.SCALING_RULES},
+        "scheduler": {
+            **rules.SCHEDULER_RULES,
+            **{f"warmup.{k}": r for k, r in rules.WARMUP_RULES.items()},
+            **{f"{k} ({cls})": r for cls, own in rules.CLASS_RULES.items() for k, r in own.items()},
+        },
+        "loss": rules.LOSS_RULES,
+        "mix": rules.MIX_RULES,
+    }
+    rows = ["| key | accepts |", "|---|---|"]
+    for key, (_, allowed) in tables[group].items():
+        rows.append(f"| `{key}` | {_escaped(allowed)} |")
+    return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":

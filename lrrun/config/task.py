@@ -95,6 +95,16 @@ class TaskSpec:
             return True
         return value > than if self.higher else value < than
 
+    def best_after(
+        self, best: tuple[float, int] | None, row: dict[str, Any]
+    ) -> tuple[float, int] | None:
+        """The run's best (value of ``select``, epoch) once ``row`` is in: best.pt's epoch
+        (an average's metric is None before its first update)."""
+        value = row.get(self.select)
+        if value is not None and self.better(value, best[0] if best else None):
+            return value, int(row["epoch"])
+        return best
+
     def best(self, rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
         """The row the run chose: the best ``select``, the earliest among equals."""
         chosen = None

@@ -127,7 +127,7 @@ def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainS
             first[i] = first[i] or lrs
     stats = []
     for i, m in enumerate(members):
-        rows = m.run.book.recorder.flush()
+        rows = steppers[i].recorder.flush()
         if m.run.settings.trainer.stop_on_nonfinite:
             try:
                 check_finite(rows)
@@ -158,8 +158,11 @@ def _forward_backward(
         plan = dropout.plan(stacked.members[0], step_groups[0][b][0], autocast) if dropout else []
         for m, group in zip(members, step_groups, strict=True):
             samples, targets = group[b]
-            with m.stream():  # mixing, then dropout: the member's own draws, in solo order
-                x, y = m.run.parts.recipe.mixed(samples, targets, epoch)
+            recipe = m.run.parts.recipe
+            draws = bool(plan) or recipe.mixes(epoch)  # else no stream to swap in
+            with m.stream() if draws else contextlib.nullcontext():
+                # mixing, then dropout: the member's own draws, in solo order
+                x, y = recipe.mixed(samples, targets, epoch)
                 masks.append(dropout.draw(plan))
             inputs.append(x)
             labels.append(y)

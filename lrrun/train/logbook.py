@@ -132,10 +132,7 @@ class Logbook:
             self.metrics.write(row)
         self.last_row = row
         self.console.epoch_end(row)
-        task = self.settings.task  # chosen on the val split only: val_acc, or val_loss
-        value = row.get(task.select)  # an average's: none before its first update
-        if value is not None and task.better(value, self.best[0] if self.best else None):
-            self.best = (value, row["epoch"])
+        self.best = self.settings.task.best_after(self.best, row)  # on the val split only
 
     def epoch_done(self, epoch: int, step: int) -> None:
         self.log_events()

@@ -83,9 +83,11 @@ class Recipe:
         self, images: torch.Tensor, labels: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch as the model trains on it: mixed (soft labels) while mixing is on."""
-        if self.mix is None or (self.mix_off_epoch is not None and epoch >= self.mix_off_epoch):
-            return images, labels
-        return self.mix(images, labels)
+        return self.mix(images, labels) if self.mixes(epoch) else (images, labels)
+
+    def mixes(self, epoch: int) -> bool:
+        """Whether ``epoch``'s batches are mixed (random draws from the global generator)."""
+        return self.mix is not None and (self.mix_off_epoch is None or epoch < self.mix_off_epoch)
 
     def clip(self, optimizer: Optimizer) -> torch.Tensor | None:
         """Clip the gradients as configured; the total norm before clipping (a device

@@ -31,6 +31,12 @@ def test_the_better_direction() -> None:
     assert TASKS["classification"].best(rows)["epoch"] == 1  # the earliest of the equals
     assert TASKS["regression"].best(rows)["epoch"] == 2
     assert TASKS["language_model"].best([]) is None
+    for task in ("classification", "regression"):  # row by row, as the logbook keeps best.pt's
+        best = None
+        for row in [{"epoch": 0, "val_acc": None}, *rows]:  # an average before its first update
+            best = TASKS[task].best_after(best, row)
+        chosen = TASKS[task].best(rows)
+        assert best == (chosen[TASKS[task].select], chosen["epoch"])
 
 
 NPZ = ["task=regression", "dataset=tensors", "dataset.path=x.npz"]  # not read: refused first

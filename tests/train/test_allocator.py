@@ -35,7 +35,7 @@ def step():
 for _ in range(3):
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(20):
     step()
 print(json.dumps({"tuned": tuned, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
 """
@@ -53,8 +53,9 @@ def step_faults(mode: str) -> dict:
 def test_cnn_steps_stop_page_faulting() -> None:
     default, tuned = step_faults("default"), step_faults("tune")
     assert tuned["tuned"] is True
-    # default: ~5,500 faults per step (large blocks freshly mapped); tuned: ~80
-    assert default["faults"] > 5 * 500
+    # default: 3,500-9,000 faults per step (large blocks freshly mapped); tuned: a few
+    # hundred in all, now and then (seen: 0-1,700 over 5 steps), hence 20 steps
+    assert default["faults"] > 20 * 500
     assert tuned["faults"] < default["faults"] / 10
 
 
