@@ -30,6 +30,7 @@ from lrrun.errors import Diverged
 from lrrun.fused.dropout import Masks
 from lrrun.fused.forward import Stacked
 from lrrun.logs.console import RUN_LOG
+from lrrun.train.distributed import signals_held
 from lrrun.train.hooks import EpochEnd, TrainStats
 from lrrun.train.loop import end_epoch, take_step
 from lrrun.train.measure import check_finite
@@ -81,30 +82,36 @@ def fit_members(
         trained = dict(zip(map(id, alive), train_one_epoch(alive, epoch, step), strict=True))
         step = next(iter(trained.values())).last_step
         alive = [m for m in alive if m.ended is None]  # a NaN loss: Diverged, as alone
-        for m, val in zip(alive, evaluate(alive) if alive else [], strict=True):
-            run = m.run
-            hooks = run.book.hooks()
-            done = EpochEnd(epoch, step, start, trained[id(m)], val, run.parts.model)
-            try:
-                with m.stream():
-                    row = end_epoch(
-                        done,
-                        run.book.stepper(),
-                        run.parts.task,
-                        hooks,
-                        val=run.parts.val,
-                        test=run.parts.test if run.book.every_epoch else None,
-                        autocast=run.autocast,
-                        stop_on_nonfinite=run.settings.trainer.stop_on_nonfinite,
-                    )
-            except Exception as exc:  # Diverged on the val split, a full disk: this member's
-                m.ended = exc
-                continue
-            m.history.append(row)
-            if run.stopper is not None and run.stopper.update(row):
-                m.stopped = True
+        vals = evaluate(alive) if alive else []
+        with signals_held():  # Ctrl-C waits for every member's row and checkpoint: in step
+            for m, val in zip(alive, vals, strict=True):
+                _end_epoch(m, EpochEnd(epoch, step, start, trained[id(m)], val, m.run.parts.model))
         if on_epoch is not None:
             on_epoch(epoch, members)
+
+
+def _end_epoch(m: Member, done: EpochEnd) -> None:
+    """The member's rest of the epoch (lrrun.train.loop.end_epoch), in its stream; a failure
+    of its own (Diverged on the val split, a full disk) ends it alone."""
+    run = m.run
+    try:
+        with m.stream():
+            row = end_epoch(
+                done,
+                run.book.stepper(),
+                run.parts.task,
+                run.book.hooks(),
+                val=run.parts.val,
+                test=run.parts.test if run.book.every_epoch else None,
+                autocast=run.autocast,
+                stop_on_nonfinite=run.settings.trainer.stop_on_nonfinite,
+            )
+    except Exception as exc:
+        m.ended = exc
+        return
+    m.history.append(row)
+    if run.stopper is not None and run.stopper.update(row):
+        m.stopped = True
 
 
 def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainStats]:

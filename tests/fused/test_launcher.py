@@ -80,9 +80,12 @@ def test_an_interrupted_fused_sweep_is_finished_fused_and_exact(tmp_path: Path) 
     proc = interrupt_after_first_epoch(args, tmp_path, tmp_path / "s" / "0", signal.SIGINT)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
+    epochs = set()
     for j in range(4):
         status = json.loads((tmp_path / "s" / str(j) / "status.json").read_text())
         assert status["status"] == "interrupted" and status["epoch"] >= 1
+        epochs.add(status["epoch"])
+    assert len(epochs) == 1  # Ctrl-C waited for every member's end of epoch: still in step
     line = next(x for x in proc.stderr.splitlines() if "Finish the sweep with: " in x)
     command = shlex.split(line.split("Finish the sweep with: ", 1)[1])
     finished = run_cli(command[1:], tmp_path)
