@@ -16,25 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.peak import peak_mib
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def peak_mib() -> float:
-    """This process's peak resident memory, MiB: VmHWM, its own memory's high-water mark
-    (getrusage's ru_maxrss would keep a larger parent's peak across exec on Linux)."""
-    try:
-        status = Path("/proc/self/status").read_text().split("VmHWM:")[1]
-        return int(status.split()[0]) / 1024
-    except (OSError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build(kind: str, n: int) -> tuple[list, list, list]:

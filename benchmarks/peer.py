@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmarks.peak import peak_mib
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = {"feedforward": 256, "fashion_mnist_net": 64}
@@ -57,16 +58,6 @@ class ExamplesNet(nn.Module):
         x = self.dropout1(F.max_pool2d(x, 2))
         x = self.dropout2(F.relu(self.fc1(torch.flatten(x, 1))))
         return F.log_softmax(self.fc2(x), dim=1)
-
-
-def peak_mib() -> float:
-    """This process's peak resident memory, MiB: VmHWM, its own memory's high-water mark
-    (getrusage's ru_maxrss would keep a larger parent's peak across exec on Linux)."""
-    try:
-        status = Path("/proc/self/status").read_text().split("VmHWM:")[1]
-        return int(status.split()[0]) / 1024
-    except (OSError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def plain(model_name: str, epochs: int, device: torch.device, data_root: str) -> dict:
