@@ -67,6 +67,16 @@ def check_monitor(plain: dict[str, Any]) -> None:
         )
 
 
+def fights_schedule_free(optimizer: str, scheduler_target: str) -> ConfigError:
+    """A schedule-free optimizer with a scheduler: refused from the config (settings.read)
+    and, for one known only once built, by lrrun.schedule.build - in these words."""
+    return ConfigError(
+        f"optimizer {optimizer} is schedule-free: it replaces the schedule, "
+        f"and scheduler._target_={scheduler_target} would fight it. Use scheduler=none "
+        "(for a warm-up: optimizer.warmup_steps=N, its own)."
+    )
+
+
 def check_warmup(node: Any) -> None:
     """scheduler.warmup: steps or epochs (not both), start_factor in [0, 1]."""
     if node is None:

@@ -28,7 +28,7 @@ from lrrun.config.rules import (
     SCALING_RULES,
 )
 from lrrun.config.scaling import LrScaling, global_batch
-from lrrun.config.scheduler import check_scheduler
+from lrrun.config.scheduler import check_scheduler, fights_schedule_free
 from lrrun.config.task import TaskSpec, check_fit, higher_is_better, read_task
 from lrrun.config.trainer import EARLY_STOP_RULES, EMA_RULES, TrainerSettings
 from lrrun.config.trainer import RULES as TRAINER_RULES
@@ -155,11 +155,7 @@ def _check_schedule_free(optimizer: dict[str, Any], scheduler: dict[str, Any]) -
     with the same words)."""
     target = str(optimizer.get("_target_", ""))
     if target.startswith("schedulefree.") and "_target_" in scheduler:
-        raise ConfigError(
-            f"optimizer {target.rsplit('.', 1)[-1]} is schedule-free: it replaces the schedule, "
-            f"and scheduler._target_={scheduler['_target_']} would fight it. Use scheduler=none "
-            "(for a warm-up: optimizer.warmup_steps=N, its own)."
-        )
+        raise fights_schedule_free(target.rsplit(".", 1)[-1], scheduler["_target_"])
 
 
 def _ema(node: dict[str, Any]) -> tuple[float, int, bool] | None:

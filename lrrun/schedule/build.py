@@ -29,7 +29,7 @@ from torch.optim.swa_utils import SWALR
 from lrrun.config.checks import check_node, check_signature, check_value
 from lrrun.config.expr import EpochExpression
 from lrrun.config.rules import SCHEDULER_RULES
-from lrrun.config.scheduler import plateau_mode, scheduler_rules
+from lrrun.config.scheduler import fights_schedule_free, plateau_mode, scheduler_rules
 from lrrun.errors import ConfigError
 from lrrun.schedule import swa
 from lrrun.schedule.construct import construct, instantiate, node_kwargs, scheduler_class
@@ -76,11 +76,7 @@ def build_scheduler(
     monitor = plain.get("monitor")
     warmup = warmup_from_config(plain.get("warmup"), steps_per_epoch)
     if "_target_" in plain and schedule_free(optimizer):
-        raise ConfigError(
-            f"optimizer {type(optimizer).__name__} is schedule-free: it replaces the schedule, "
-            f"and scheduler._target_={plain['_target_']} would fight it. Use scheduler=none "
-            "(for a warm-up: optimizer.warmup_steps=N, its own)."
-        )
+        raise fights_schedule_free(type(optimizer).__name__, plain["_target_"])
     if "_target_" not in plain:
         return Stepping(None, interval, None, "none", {}, warmup)
     cls = scheduler_class(plain["_target_"], "scheduler._target_")
