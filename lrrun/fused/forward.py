@@ -1,22 +1,27 @@
 """Members of one architecture in one pass.
 
 Each member keeps its own leaf parameters - its own torch optimizer steps them, its own
-scheduler sets their lr. For a pass, each parameter is stacked over the members (one
-``torch.stack`` per parameter, differentiable), ``torch.func.functional_call`` runs the
-architecture under ``vmap`` over the member dimension, and backward through the stack hands
-each member's leaves their own gradient: what the member's solo forward and backward give, to
-float rounding (tests/fused). The members' losses are summed before backward, so no member's
-gradient depends on another's.
+scheduler sets their lr. For a pass, each parameter is packed once (as FSDP packs its flat
+parameter): one tensor over the members, and each member's leaf re-pointed at its slice
+(``p.data = packed[i]``: the same Parameter object, so its optimizer's state still keys it).
+``torch.func.functional_call`` runs the architecture under ``vmap`` over the member
+dimension on the packed tensors; the packed gradient's slices become the members' ``.grad``
+(added to one already there, as autograd accumulates a leaf's): what the member's solo
+forward and backward give, to float rounding (tests/fused). The members' losses are summed
+before backward, so no member's gradient depends on another's. An optimizer's in-place step
+on a member's leaf writes the packed tensor: nothing is stacked or copied per step.
 
-Buffers (BatchNorm's running statistics, its step counter) are stacked as well; in train mode
-the pass updates the stack, and the members' own buffers are updated from it, as a solo
-forward would have updated them.
+Buffers (BatchNorm's running statistics, its step counter) are packed as well: a pass in
+train mode updates each member's own, as its solo forward would.
+
+A checkpoint of a member's weights must not save the pass's whole storage with its slice:
+``lrrun.train.checkpoint.save_atomic`` writes a slice as its own tensor.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -39,12 +44,14 @@ class Stacked:
         self.buffer_names = [name for name, _ in first.named_buffers()]
         for i, member in enumerate(self.members[1:], 2):
             _check_same(first, member, i)
-        self.params = [
-            [dict(m.named_parameters())[n] for m in self.members] for n in self.param_names
-        ]
-        self.buffers = [
-            [dict(m.named_buffers())[n] for m in self.members] for n in self.buffer_names
-        ]
+        params = [[dict(m.named_parameters())[n] for m in self.members] for n in self.param_names]
+        buffers = [[dict(m.named_buffers())[n] for m in self.members] for n in self.buffer_names]
+        self.own = dict(zip(self.param_names, params, strict=True))  # each member's leaves
+        self.params = {n: _pack(own) for n, own in self.own.items()}
+        self.buffers = {n: _pack(own) for n, own in zip(self.buffer_names, buffers, strict=True)}
+        for name, packed in self.params.items():
+            if packed.requires_grad:
+                packed.register_post_accumulate_grad_hook(_hand_out(self.own[name]))
         self.skeleton = copy.deepcopy(first).to("meta")  # the architecture, no storage
 
     def __len__(self) -> int:
@@ -65,26 +72,46 @@ class Stacked:
         extra: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``extra``: more stacked tensors for the pass, by module attribute name (each
-        member's dropout masks: lrrun.fused.dropout); not written back."""
-        params = {n: torch.stack(ps) for n, ps in zip(self.param_names, self.params, strict=True)}
-        buffers = {
-            n: torch.stack(bs) for n, bs in zip(self.buffer_names, self.buffers, strict=True)
-        }
+        member's dropout masks: lrrun.fused.dropout)."""
 
         def one(
             p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor
         ) -> torch.Tensor:
             return functional_call(self.skeleton, (p, b), (x,))
 
-        out = vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(
-            params, buffers | (extra or {}), inputs
+        return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(
+            self.params, self.buffers | (extra or {}), inputs
         )
-        if self.skeleton.training and buffers:
-            with torch.no_grad():  # what the pass wrote into the stack, back to each member
-                for name, own in zip(self.buffer_names, self.buffers, strict=True):
-                    for i, buffer in enumerate(own):
-                        buffer.copy_(buffers[name][i])
-        return out
+
+
+def _pack(own: list[torch.Tensor]) -> torch.Tensor:
+    """One tensor over the members, each member's tensor re-pointed at its slice; a leaf
+    that needs a gradient if any member's does. Normal tensors even under inference mode
+    (an evaluation's pass): the members go on training."""
+    with torch.inference_mode(False), torch.no_grad():
+        packed = torch.stack([t.detach() for t in own])
+        for i, t in enumerate(own):
+            t.data = packed[i]
+    return packed.requires_grad_(any(t.requires_grad for t in own))
+
+
+def _hand_out(own: list[torch.Tensor]) -> Callable[[torch.Tensor], None]:
+    """After backward: each member's slice of the packed gradient as its leaf's ``.grad``,
+    added to one it already has (a group of batches, trainer.accumulate), as autograd
+    would; the packed gradient is dropped, so the next backward starts a new one."""
+
+    def hook(packed: torch.Tensor) -> None:
+        assert packed.grad is not None
+        for t, grad in zip(own, packed.grad, strict=True):
+            if not t.requires_grad:
+                continue
+            if t.grad is None:
+                t.grad = grad
+            else:
+                t.grad.add_(grad)
+        packed.grad = None
+
+    return hook
 
 
 def _check_same(first: nn.Module, other: nn.Module, number: int) -> None:

@@ -1,10 +1,11 @@
 """How many members fit in one pass: ``hydra.launcher.max_members``' default.
 
 A member's share of a pass is estimated from its model and one batch, not measured: its
-parameters six times (the leaves, their stacked copy for the pass, the gradients of both, and
-two optimizer states - Adam's, the most a built-in torch optimizer keeps), its buffers twice
-(its own and the stack), and twice what its modules output in a forward on a training batch
-(kept for backward, then their gradients). A pass takes at most ``SHARE`` of the memory free on
+parameters five times (its leaves - slices of the pass's packed tensors, lrrun.fused.forward -,
+their gradient twice - backward's result, and its copy in the parameter's layout that
+autograd keeps -, and two optimizer states - Adam's, the most a built-in torch optimizer
+keeps), its buffers once (slices too), and twice what its modules output in a forward on a
+training batch (kept for backward, then their gradients). A pass takes at most ``SHARE`` of the memory free on
 its device (CUDA: ``torch.cuda.mem_get_info``; CPU: the kernel's MemAvailable), and at most
 ``LIMIT`` members, whatever the memory.
 """
@@ -70,7 +71,7 @@ def member_bytes(model: nn.Module, batch: torch.Tensor) -> int:
         model.train(training)
         for hook in hooks:
             hook.remove()
-    return 6 * params + 2 * buffers + 2 * outputs[0]
+    return 5 * params + buffers + 2 * outputs[0]
 
 
 def members_that_fit(model: nn.Module, batch: torch.Tensor, device: torch.device) -> Fit:

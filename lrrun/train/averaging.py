@@ -63,7 +63,10 @@ class EMA(Average):
     def __init__(self, model: nn.Module, decay: float, every: int, warmup: bool) -> None:
         self.decay, self.every, self.warmup, self.count = decay, every, warmup, 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        pairs = zip(self.module.state_dict().values(), model.state_dict().values(), strict=True)
+        # the model's own tensors (keep_vars), not detached copies of today's storage: a fused
+        # pass re-points a member's leaves at its packed slices (lrrun.fused.forward)
+        theirs = model.state_dict(keep_vars=True).values()
+        pairs = zip(self.module.state_dict().values(), theirs, strict=True)
         self.floats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
         self.others: list[tuple[torch.Tensor, torch.Tensor]] = []
         for mine, theirs in pairs:

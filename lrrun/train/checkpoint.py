@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils._pytree import tree_map_only
 
 from lrrun.errors import ConfigError, root_cause
 from lrrun.files import atomic_write
@@ -83,9 +84,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """A reader (or a crash) sees the old checkpoint or the new one, never half of one."""
+    """A reader (or a crash) sees the old checkpoint or the new one, never half of one.
+    A tensor that is a slice of a larger storage (a fused member's weights, lrrun.fused.forward)
+    is written as its own: torch.save would write the whole storage with it."""
+    state = tree_map_only(torch.Tensor, _own_storage, state)
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
+
+
+def _own_storage(t: torch.Tensor) -> torch.Tensor:
+    return t.clone() if t.untyped_storage().nbytes() > t.nbytes else t
 
 
 def read(path: Path, where: str = "trainer.resume") -> Saved:

@@ -12,6 +12,7 @@ from torch import nn
 from lrrun.errors import ConfigError
 from lrrun.fused.forward import Stacked
 from lrrun.models import FashionMNISTNet, FeedForward
+from lrrun.train import checkpoint
 
 
 def bn_net() -> nn.Module:
@@ -69,3 +70,19 @@ def test_one_batch_for_all_in_eval_mode() -> None:
 def test_only_one_architecture_shares_a_pass() -> None:
     with pytest.raises(ConfigError, match="member 2 is not member 1's architecture: parameter"):
         Stacked([FeedForward(12, 16, 3), FeedForward(12, 32, 3)])
+
+
+def test_a_members_checkpoint_holds_its_own_weights_only(tmp_path) -> None:
+    """A member's leaves are slices of the pass's packed tensors: its checkpoint must not
+    carry the other members' weights with them (torch.save writes a view's whole storage)."""
+    fused = members(lambda: FeedForward(64, 64, 3), 8)
+    alone = copy.deepcopy(fused[3])
+    Stacked(fused)
+    assert fused[3].fc1.weight.untyped_storage().nbytes() == 8 * alone.fc1.weight.nbytes
+    for model, name in ((fused[3], "member.pt"), (alone, "alone.pt")):
+        checkpoint.save_atomic({"model": model.state_dict()}, tmp_path / name)
+    member, solo = (tmp_path / "member.pt").stat().st_size, (tmp_path / "alone.pt").stat().st_size
+    assert member == pytest.approx(solo, rel=0.02)
+    saved = torch.load(tmp_path / "member.pt", weights_only=True)["model"]
+    for key, value in alone.state_dict().items():
+        assert torch.equal(saved[key], value)
