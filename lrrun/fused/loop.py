@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from lrrun.errors import Diverged
+from lrrun.fused.batches import together
 from lrrun.fused.dropout import Masks
 from lrrun.fused.forward import Stacked
 from lrrun.logs.console import RUN_LOG
@@ -123,11 +124,10 @@ def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainS
         set_mode(m.run.parts.optimizer, train=True)
         m.run.parts.train.set_epoch(epoch)
     meters = [m.run.parts.task.meter(train=True) for m in members]
-    orders = [groups(m.run.parts.train, m.run.parts.recipe.accumulate) for m in members]
     first: list[list[float] | None] = [None] * len(members)
     steppers = [m.run.book.stepper() for m in members]
-    for step_groups in zip(*orders, strict=True):
-        losses = _forward_backward(members, step_groups, stacked, epoch, meters, dropout)
+    for step_groups, joint in _step_groups(members):
+        losses = _forward_backward(members, step_groups, joint, stacked, epoch, meters, dropout)
         step += 1
         for i, stepper in enumerate(steppers):
             lrs = take_step(stepper, epoch, step, losses[i])
@@ -145,16 +145,31 @@ def train_one_epoch(members: list[Member], epoch: int, step: int) -> list[TrainS
     return stats
 
 
+def _step_groups(members: list[Member]) -> Iterator[tuple[tuple[list[Any], ...], list[Any] | None]]:
+    """Each optimizer step's batches: every member's group (lrrun.train.recipe.groups), and
+    the same group stacked for the pass where one gather gave it (lrrun.fused.batches)."""
+    size = members[0].run.parts.recipe.accumulate
+    joint = together([m.run.parts.train for m in members])
+    if joint is None:
+        orders = [groups(m.run.parts.train, size) for m in members]
+        yield from ((g, None) for g in zip(*orders, strict=True))
+        return
+    for group in groups(joint, size):
+        yield tuple([(x[i], y[i]) for x, y in group] for i in range(len(members))), group
+
+
 def _forward_backward(
     members: list[Member],
     step_groups: tuple[list[Any], ...],
+    joint: list[Any] | None,
     stacked: Stacked,
     epoch: int,
     meters: list[Any],
     dropout: Masks,
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Every member's gradients of one optimizer step (lrrun.train.loop.step_group's rule:
-    each batch's loss over the group's size, summed); each member's mean loss and norm."""
+    each batch's loss over the group's size, summed); each member's mean loss and norm.
+    ``joint``: the group's batches stacked already, the pass's inputs where no member draws."""
     size = len(step_groups[0])
     for m in members:
         m.run.parts.optimizer.zero_grad(set_to_none=True)
@@ -163,10 +178,12 @@ def _forward_backward(
     for b in range(size):
         inputs, labels, masks = [], [], []
         plan = dropout.plan(stacked.members[0], step_groups[0][b][0], autocast) if dropout else []
+        drawn = False
         for m, group in zip(members, step_groups, strict=True):
             samples, targets = group[b]
             recipe = m.run.parts.recipe
             draws = bool(plan) or recipe.mixes(epoch)  # else no stream to swap in
+            drawn = drawn or draws
             with m.stream() if draws else contextlib.nullcontext():
                 # mixing, then dropout: the member's own draws, in solo order
                 x, y = recipe.mixed(samples, targets, epoch)
@@ -174,8 +191,9 @@ def _forward_backward(
             inputs.append(x)
             labels.append(y)
         extra = {k: torch.stack([d[k] for d in masks]) for k in masks[0]}
+        x = joint[b][0] if joint is not None and not drawn else torch.stack(inputs)
         with autocast():
-            out = stacked(torch.stack(inputs), extra=extra)
+            out = stacked(x, extra=extra)
             losses = [
                 m.run.parts.recipe.criterion(out[i], labels[i]) for i, m in enumerate(members)
             ]
