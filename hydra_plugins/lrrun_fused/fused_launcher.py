@@ -89,7 +89,9 @@ class FusedLauncher(Launcher):
         alone: dict[int, str] = {}
         starts = _by_start(j for j in jobs if j.settings is not None and j.state != "skip")
         for start, fusable in starts.items():
-            made = plan([j.settings.plain for j in fusable], self._most(fusable), _limits(fusable))
+            made = plan(
+                [j.settings.resolved for j in fusable], self._most(fusable), _limits(fusable)
+            )
             passes += [[fusable[i] for i in p] for p in made.passes]
             for i, why in made.alone.items():
                 if len(starts) > 1 and why.startswith("no other job"):  # the epoch differs
@@ -253,8 +255,8 @@ def _limits(jobs: list[Job]) -> Any:
     """plan()'s limits: why a job (by its resolved config) cannot share any pass."""
     from lrrun.fused.runner import why_not_fused
 
-    by_plain = {id(j.settings.plain): j for j in jobs}
-    return lambda plain: why_not_fused(by_plain[id(plain)].settings)
+    by_config = {id(j.settings.resolved): j for j in jobs}
+    return lambda config: why_not_fused(by_config[id(config)].settings)
 
 
 def _say_plan(sweep_dir: Path, passes: list[list[Job]], alone: dict[int, str]) -> None:

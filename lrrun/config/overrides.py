@@ -36,9 +36,9 @@ def check_overrides(args: list[str], extra_roots: Iterable[str] = ()) -> None:
     Anything this does not understand is left to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    plain = [a for a in args if not a.startswith("-") and "=" in a]
+    assignments = [a for a in args if not a.startswith("-") and "=" in a]
     try:
-        overrides = OverridesParser.create().parse_overrides(plain)
+        overrides = OverridesParser.create().parse_overrides(assignments)
     except Exception:
         return  # Hydra reports syntax errors itself
     dirs = [*user_config_dirs(args), config_dir()]

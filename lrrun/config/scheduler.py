@@ -18,51 +18,51 @@ def scheduler_rules(target: Any) -> dict[str, Rule]:
     return {**SCHEDULER_RULES, **CLASS_RULES.get(name, {})}
 
 
-def check_scheduler(plain: dict[str, Any], prefix: str = "scheduler") -> None:
+def check_scheduler(node: dict[str, Any], prefix: str = "scheduler") -> None:
     """Check a resolved scheduler node and its named children; nulls (derived) pass."""
-    check_node(prefix, plain, scheduler_rules(plain.get("_target_")))
+    check_node(prefix, node, scheduler_rules(node.get("_target_")))
     if prefix == "scheduler":
-        check_warmup(plain.get("warmup"))
-        check_monitor(plain)
-    elif "warmup" in plain:
+        check_warmup(node.get("warmup"))
+        check_monitor(node)
+    elif "warmup" in node:
         raise ConfigError(
             f"{prefix}.warmup: a warm-up applies to the whole schedule, not to one child. "
             "Set scheduler.warmup.steps (or .epochs) instead."
         )
-    if "let" in plain:
-        check_let(plain["let"], f"{prefix}.let")
-    if "lr_lambda" in plain:
-        names = let_names(plain.get("let"))
+    if "let" in node:
+        check_let(node["let"], f"{prefix}.let")
+    if "lr_lambda" in node:
+        names = let_names(node.get("let"))
         EpochExpression(
-            str(plain["lr_lambda"]),
+            str(node["lr_lambda"]),
             f"{prefix}.lr_lambda",
             dict.fromkeys(names, 1.0),
             check_only=bool(names),
         )
-    if str(plain.get("_target_", "")).endswith("ReduceLROnPlateau"):
-        if plain.get("interval", "epoch") != "epoch":
+    if str(node.get("_target_", "")).endswith("ReduceLROnPlateau"):
+        if node.get("interval", "epoch") != "epoch":
             raise ConfigError(
-                f"{prefix}.interval={plain['interval']!r} is not allowed for ReduceLROnPlateau: "
+                f"{prefix}.interval={node['interval']!r} is not allowed for ReduceLROnPlateau: "
                 f"it is stepped once per epoch with {prefix}.monitor. Use {prefix}.interval=epoch."
             )
-        plateau_mode(plain.get("monitor") or "val_loss", plain.get("mode", "auto"))
-    if isinstance(plain.get("before"), dict):  # scheduler=swa's schedule before averaging
-        check_scheduler(plain["before"], f"{prefix}.before")
-    children = plain.get("schedulers")
+        plateau_mode(node.get("monitor") or "val_loss", node.get("mode", "auto"))
+    if isinstance(node.get("before"), dict):  # scheduler=swa's schedule before averaging
+        check_scheduler(node["before"], f"{prefix}.before")
+    children = node.get("schedulers")
     if isinstance(children, dict):
         for name, child in children.items():
             if isinstance(child, dict):
                 check_scheduler(child, f"{prefix}.schedulers.{name}")
 
 
-def check_monitor(plain: dict[str, Any]) -> None:
+def check_monitor(node: dict[str, Any]) -> None:
     """scheduler.monitor only where a metric is read: ReduceLROnPlateau (and scheduler=swa,
     whose ``before`` may be one)."""
-    target = str(plain.get("_target_", ""))
+    target = str(node.get("_target_", ""))
     name = target.rsplit(".", 1)[-1]
-    if plain.get("monitor") is not None and target and name not in ("ReduceLROnPlateau", "SWALR"):
+    if node.get("monitor") is not None and target and name not in ("ReduceLROnPlateau", "SWALR"):
         raise ConfigError(
-            f"scheduler.monitor={plain['monitor']!r} is only used by reduce_lr_on_plateau; "
+            f"scheduler.monitor={node['monitor']!r} is only used by reduce_lr_on_plateau; "
             f"{name} ignores metrics. Remove scheduler.monitor."
         )
 

@@ -58,7 +58,7 @@ class Settings:
     scheduler: dict[str, Any]
     loss: dict[str, Any]  # the training loss node (conf/loss)
     mix: dict[str, Any]  # MixUp / CutMix node ({} for none; conf/mix)
-    plain: dict[str, Any]  # the whole resolved config: the checkpoint's plan, the trackers
+    resolved: dict[str, Any]  # the whole resolved config: the checkpoint's plan, the trackers
     no_decay: tuple[str, ...] = ()  # optimizer.no_decay's rules (param groups without decay)
     lr_scaling: LrScaling = field(default_factory=lambda: LrScaling())
     choices: dict[str, str] = field(default_factory=dict)  # Hydra's group choices (header)
@@ -89,24 +89,24 @@ OWN_OPTIMIZER_KEYS = (param_groups.KEY, param_groups.NO_DECAY, "lr_scaling", "re
 
 def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
     """Check every group of a composed config once; its plain values."""
-    plain = _resolve_roots(cfg)
-    trainer = dict(plain["trainer"])
+    resolved = _resolve_roots(cfg)
+    trainer = dict(resolved["trainer"])
     check_known("trainer", trainer, TRAINER_RULES)
     check_node("trainer", trainer, TRAINER_RULES)
     trainer["trackers"] = tuple(check_trackers(trainer.get("trackers")))
-    task = read_task(plain.get("task"))
+    task = read_task(resolved.get("task"))
     trainer["ema"] = _ema(trainer.get("ema") or {})
     select = trainer.get("select", "model")
-    task = task.selecting(select, _averages(trainer["ema"], plain["scheduler"], select))
+    task = task.selecting(select, _averages(trainer["ema"], resolved["scheduler"], select))
     trainer["early_stop"] = _early_stop(trainer.get("early_stop") or {}, task)
-    dataset = read_dataset(plain["dataset"], task.name)
-    check_node("model", plain["model"], MODEL_RULES)
-    if plain["model"].get("_target_") in (None, "???"):
+    dataset = read_dataset(resolved["dataset"], task.name)
+    check_node("model", resolved["model"], MODEL_RULES)
+    if resolved["model"].get("_target_") in (None, "???"):
         raise ConfigError(
             "model._target_ is missing: name the class or function that builds your "
             "nn.Module, e.g. model=custom model._target_=mypkg.net.Net."
         )
-    optimizer = dict(plain["optimizer"])
+    optimizer = dict(resolved["optimizer"])
     check_node("optimizer", optimizer, OPTIMIZER_RULES)
     groups = param_groups.check(optimizer.pop(param_groups.KEY, None))
     no_decay = param_groups.check_no_decay(optimizer.pop(param_groups.NO_DECAY, None))
@@ -120,13 +120,13 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
                 f"optimizer._target_={optimizer['_target_']} needs the schedulefree package. "
                 "Install it with: pip install 'lrrun[schedulefree]'"
             )
-    check_scheduler(plain["scheduler"])
-    _check_schedule_free(optimizer, plain["scheduler"])
-    loss = plain.get("loss") or {"_target_": "torch.nn.CrossEntropyLoss"}
+    check_scheduler(resolved["scheduler"])
+    _check_schedule_free(optimizer, resolved["scheduler"])
+    loss = resolved.get("loss") or {"_target_": "torch.nn.CrossEntropyLoss"}
     check_node("loss", loss, LOSS_RULES)
-    mix = plain.get("mix") or {}
+    mix = resolved.get("mix") or {}
     check_node("mix", mix, MIX_RULES)
-    check_fit(task, plain["scheduler"], loss, mix)
+    check_fit(task, resolved["scheduler"], loss, mix)
     if trainer.get("clip_grad_norm") is not None and trainer.get("clip_grad_value") is not None:
         raise ConfigError(
             f"trainer.clip_grad_norm={trainer['clip_grad_norm']} and trainer.clip_grad_value="
@@ -136,13 +136,13 @@ def read(cfg: DictConfig, choices: dict[str, Any] | None = None) -> Settings:
         trainer=dataclasses.replace(TrainerSettings(), **trainer),
         task=task,
         dataset=dataset,
-        model=plain["model"],
+        model=resolved["model"],
         optimizer=optimizer,
         param_groups=groups,
-        scheduler=plain["scheduler"],
+        scheduler=resolved["scheduler"],
         loss=loss,
         mix=mix,
-        plain=plain,
+        resolved=resolved,
         no_decay=no_decay,
         lr_scaling=scaling,
         choices={str(k): str(v) for k, v in (choices or {}).items() if v is not None},

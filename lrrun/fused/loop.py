@@ -103,7 +103,7 @@ def _end_epoch(m: Member, done: EpochEnd) -> None:
                 run.parts.task,
                 run.book.hooks(),
                 val=run.parts.val,
-                test=run.parts.test if run.book.every_epoch else None,
+                test=run.parts.epoch_test,
                 autocast=run.autocast,
                 stop_on_nonfinite=run.settings.trainer.stop_on_nonfinite,
             )

@@ -38,13 +38,13 @@ SHARED_TRAINER = (
 )
 
 
-def shared(plain: dict[str, Any]) -> dict[str, Any]:
+def shared(config: dict[str, Any]) -> dict[str, Any]:
     """What every member of a pass must have alike, from a job's resolved config."""
-    trainer = plain.get("trainer") or {}
+    trainer = config.get("trainer") or {}
     return {
-        "model": plain.get("model"),
-        "dataset": plain.get("dataset"),
-        "task": plain.get("task"),
+        "model": config.get("model"),
+        "dataset": config.get("dataset"),
+        "task": config.get("task"),
         "trainer": {k: trainer.get(k) for k in SHARED_TRAINER},
     }
 
@@ -58,18 +58,18 @@ class Plan:
 def plan(
     jobs: Sequence[dict[str, Any]],
     max_members: int | Callable[[int], int],
-    limits: Callable[[dict[str, Any]], str | None] = lambda plain: None,
+    limits: Callable[[dict[str, Any]], str | None] = lambda config: None,
 ) -> Plan:
     """The passes of a sweep's resolved job configs (job number = index), each of at most
     ``max_members`` (or ``max_members(n)`` for the jobs that can share a pass with job n);
     ``limits(plain)`` says why a job cannot be fused at all (None: it can)."""
     out, groups = Plan(), {}
-    for number, plain in enumerate(jobs):
-        reason = limits(plain)
+    for number, config in enumerate(jobs):
+        reason = limits(config)
         if reason is not None:
             out.alone[number] = reason
             continue
-        key = json.dumps(shared(plain), sort_keys=True, default=repr)
+        key = json.dumps(shared(config), sort_keys=True, default=repr)
         groups.setdefault(key, []).append(number)
     largest = max(groups, key=lambda k: len(groups[k]), default=None)
     for numbers in groups.values():

@@ -71,30 +71,30 @@ def build_scheduler(
     """Build the scheduler of the resolved ``node`` on ``optimizer`` for a run of the given
     length. Its keys were checked by lrrun.config.settings.read; the values derived here are
     checked here."""
-    plain = dict(node)
-    interval = plain.get("interval", "epoch")
-    monitor = plain.get("monitor")
-    warmup = warmup_from_config(plain.get("warmup"), steps_per_epoch)
-    if "_target_" in plain and schedule_free(optimizer):
-        raise fights_schedule_free(type(optimizer).__name__, plain["_target_"])
-    if "_target_" not in plain:
+    config = dict(node)
+    interval = config.get("interval", "epoch")
+    monitor = config.get("monitor")
+    warmup = warmup_from_config(config.get("warmup"), steps_per_epoch)
+    if "_target_" in config and schedule_free(optimizer):
+        raise fights_schedule_free(type(optimizer).__name__, config["_target_"])
+    if "_target_" not in config:
         return Stepping(None, interval, None, "none", {}, warmup)
-    cls = scheduler_class(plain["_target_"], "scheduler._target_")
+    cls = scheduler_class(config["_target_"], "scheduler._target_")
     if cls is SWALR:
-        return _build_swa(plain, optimizer, epochs, interval, warmup)
+        return _build_swa(config, optimizer, epochs, interval, warmup)
     length = schedule_length(interval, epochs, steps_per_epoch)
 
     if cls is ReduceLROnPlateau:
         monitor = monitor or "val_loss"
-        plain["mode"] = plateau_mode(monitor, plain.get("mode", "auto"))
+        config["mode"] = plateau_mode(monitor, config.get("mode", "auto"))
     elif monitor is not None:
         raise ConfigError(
             f"scheduler.monitor={monitor!r} is only used by reduce_lr_on_plateau; "
             f"{cls.__name__} ignores metrics. Remove scheduler.monitor."
         )
 
-    kwargs = node_kwargs(plain)
-    scheduler = _build(cls, plain, kwargs, optimizer, length, "scheduler")
+    kwargs = node_kwargs(config)
+    scheduler = _build(cls, config, kwargs, optimizer, length, "scheduler")
     return Stepping(
         scheduler,
         interval,
@@ -107,7 +107,7 @@ def build_scheduler(
 
 
 def _build_swa(
-    plain: dict[str, Any], optimizer: Optimizer, epochs: int, interval: str, warmup: Warmup
+    config: dict[str, Any], optimizer: Optimizer, epochs: int, interval: str, warmup: Warmup
 ) -> Stepping:
     """scheduler=swa (lrrun.schedule.swa), its ``before`` child built by the rules of any."""
 
@@ -121,7 +121,7 @@ def _build_swa(
         return _build(cls, node, node_kwargs(node), optimizer, length, "scheduler.before")
 
     schedule, args = swa.build(
-        node_kwargs(plain), plain.get("before"), optimizer, epochs, interval, child
+        node_kwargs(config), config.get("before"), optimizer, epochs, interval, child
     )
     return Stepping(schedule, "epoch", None, "SWA", args, warmup)
 

@@ -30,9 +30,9 @@ def scheduler_class(target: Any, key: str) -> type:
     return cls
 
 
-def node_kwargs(plain: dict[str, Any]) -> dict[str, Any]:
+def node_kwargs(node: dict[str, Any]) -> dict[str, Any]:
     """Constructor kwargs: everything but Hydra's ``_x_`` keys and lrrun's policy keys."""
-    return {k: v for k, v in plain.items() if not k.startswith("_") and k not in POLICY_KEYS}
+    return {k: v for k, v in node.items() if not k.startswith("_") and k not in POLICY_KEYS}
 
 
 def instantiate(target: str, kwargs: dict[str, Any], prefix: str) -> Any:

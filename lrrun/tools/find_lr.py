@@ -53,7 +53,7 @@ def lr_at(i: int, n: int, lo: float, hi: float, mode: str) -> float:
 
 def options(settings: Settings) -> dict[str, Any]:
     """The checked find_lr node."""
-    opts = settings.plain["find_lr"]
+    opts = settings.resolved["find_lr"]
     check_known("find_lr", opts, FIND_LR_RULES)
     check_node("find_lr", opts, FIND_LR_RULES)
     if opts["min_lr"] >= opts["max_lr"]:

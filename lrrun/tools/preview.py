@@ -64,7 +64,7 @@ def _simulate(cfg: Settings | DictConfig) -> tuple[Any, list[dict[str, Any]], in
     optimizer = build_optimizer(settings.optimizer, settings.param_groups, model, settings.no_decay)
     stepping = build_scheduler(settings.scheduler, optimizer, epochs, spe)
     watch = EventWatcher(stepping, optimizer)
-    preview = settings.plain.get("preview") or {}
+    preview = settings.resolved.get("preview") or {}
     trace = _metric_trace(preview, stepping.monitor, epochs) if stepping.monitor else None
     # No gradients exist, so optimizer.step() changes nothing; calling it once tells torch
     # the optimizer has stepped (the scheduler would warn otherwise). A schedule-free
@@ -190,7 +190,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     except LrrunError as exc:
         fail_job(exc, out)
         return
-    trainer, plot = settings.trainer, settings.plain["preview"]["plot"]
+    trainer, plot = settings.trainer, settings.resolved["preview"]["plot"]
     _, scaled = settings.scaled(trainer.devices)
     for warning in lint(stepping, trainer.epochs, spe):
         print_warning(warning)

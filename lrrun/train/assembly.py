@@ -40,6 +40,7 @@ class Parts:
     train: Batches
     val: Batches
     test: Batches | None
+    epoch_test: Batches | None  # the test split when trainer.test_every_epoch reports it
     data_path: str  # tensor, loader or memmap
     recipe: Recipe  # how a step is made (accumulation, clipping, loss, mixing)
     wrapped: nn.Module  # what the training step calls: the model, or DDP around it
@@ -100,6 +101,7 @@ def assemble(
         train=train,
         val=val,
         test=test,
+        epoch_test=test if trainer.test_every_epoch else None,
         data_path=data_path,
         recipe=recipe,
         wrapped=wrapped,

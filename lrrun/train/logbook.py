@@ -33,11 +33,11 @@ from lrrun.logs.trackers import Trackers, flatten
 from lrrun.schedule.build import Stepping
 from lrrun.schedule.events import COLUMNS as EVENT_COLUMNS
 from lrrun.schedule.events import EventWatcher
-from lrrun.train import averaging, checkpoint
+from lrrun.train import averaging, checkpoint, final_test
 from lrrun.train.assembly import Parts
 from lrrun.train.averaging import Average
 from lrrun.train.hooks import Hooks, Stepper
-from lrrun.train.run_dir import process_age
+from lrrun.train.run_dir import process_age, short
 from lrrun.world import World, gather
 
 
@@ -62,11 +62,11 @@ class Logbook:
         self.start_epoch, step = resumed or (1, 0)
         trainer, optimizer = settings.trainer, parts.optimizer
         self.groups = param_groups.names(optimizer)
-        self.every_epoch = trainer.test_every_epoch and parts.test is not None
         columns = settings.task.columns(
             lr_columns(len(self.groups)), parts.task.top5, [a.name for a in averages]
         )
-        shown = [c for c in columns if self.every_epoch or not c.startswith("test_")]
+        every_epoch = parts.epoch_test is not None
+        shown = [c for c in columns if every_epoch or not c.startswith("test_")]
         steps = steps_columns(len(self.groups), stepping.momentum, parts.recipe.grad_norm)
         main = world.main
         self.console = RunConsole(
@@ -85,7 +85,7 @@ class Logbook:
         )
         self.metrics = self.steps = self.events = None
         try:  # from here on a tracker run is open: it must not be left "running"
-            self.tracked.log_config(flatten(settings.plain))
+            self.tracked.log_config(flatten(settings.resolved))
             if main:
                 keep = self.start_epoch - 1 if resumed else None  # a half-done epoch's rows go
                 self.metrics = CSVLog(run_dir / "metrics.csv", columns, keep)
@@ -96,19 +96,37 @@ class Logbook:
             raise
         self.recorder = StepRecorder(self.steps, self.tracked.steps, steps, world.size)
         self.watch = EventWatcher(stepping, optimizer)  # the loop's events hook
-        self.previous = [parse_row(r) for r in self.metrics.kept] if self.metrics else []
+        # the rows of the epochs before a resume (metrics.csv keeps them)
+        self.resumed_rows = [parse_row(r) for r in self.metrics.kept] if self.metrics else []
 
     def header(self, items: dict[str, str], warnings: list[str]) -> None:
         self.console.header(items | self.tracked.header())
         if self.world.main:
             for warning in warnings:
                 print_warning(warning)
-        for row in self.previous:
+        for row in self.resumed_rows:
             self.console.epoch_end(row)
 
     def status(self, status: str, **fields: Any) -> None:
         if self.world.main:
             write_status(self.run_dir, status, **fields)
+
+    def running(self, **facts: Any) -> None:
+        """status.json "running", with the run's param groups and its trackers' run ids."""
+        self.status("running", **facts, param_groups=self.groups, **self.tracked.ids())
+
+    def line(self, text: str) -> None:
+        self.console.line(text)
+
+    def tested(self, tested: dict[str, Any], step: int) -> None:
+        """The final test's result (lrrun.train.final_test), on the screen and in the trackers."""
+        self.tracked.test(tested, step)
+        self.console.line(final_test.line(tested))
+
+    def finish(self, history: list[dict[str, Any]]) -> None:
+        """The console's last line: the best epoch of the whole ``history``."""
+        task = self.settings.task
+        self.console.finish(task.best(history), task.select, short(self.run_dir))
 
     def hooks(self) -> Hooks:
         return Hooks(self.epoch_start, self.console.step_update, self.epoch_end, self.epoch_done)
@@ -185,6 +203,10 @@ class Logbook:
         self.console.close()
         if outcome != "ok":
             self.tracked.close(outcome, artifacts)
+
+    def close_trackers(self, artifacts: list[Path]) -> None:
+        """After a run that ended well wrote its last files (``artifacts``: curves.png...)."""
+        self.tracked.close("ok", artifacts)
 
 
 def inputs_record(data: Any) -> dict[str, Any]:

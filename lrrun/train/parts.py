@@ -42,7 +42,7 @@ def build_model(node: dict[str, Any], facts: dict[str, Any]) -> tuple[nn.Module,
 
 
 def build_optimizer(
-    plain: dict[str, Any],
+    node: dict[str, Any],
     groups: list[dict[str, Any]],
     model: nn.Module,
     no_decay: tuple[str, ...] = (),
@@ -51,17 +51,17 @@ def build_optimizer(
     into the checked ``optimizer.param_groups`` and ``optimizer.no_decay`` groups when there
     are some (lrrun.config.param_groups)."""
     try:
-        cls = hydra.utils.get_class(plain["_target_"])
+        cls = hydra.utils.get_class(node["_target_"])
     except Exception:
         raise ConfigError(
-            f"optimizer._target_={plain.get('_target_')!r} cannot be imported. "
+            f"optimizer._target_={node.get('_target_')!r} cannot be imported. "
             "Use a torch.optim class, e.g. torch.optim.SGD."
         ) from None
-    check_signature(cls, {k: v for k, v in plain.items() if not k.startswith("_")}, "optimizer")
+    check_signature(cls, {k: v for k, v in node.items() if not k.startswith("_")}, "optimizer")
     split = groups or no_decay
     params = param_groups.split(model, groups, cls, no_decay) if split else model.parameters()
     try:
-        partial = hydra.utils.instantiate(plain, _convert_="all")
+        partial = hydra.utils.instantiate(node, _convert_="all")
         return partial(params)
     except Exception as exc:
         raise ConfigError(

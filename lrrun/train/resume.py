@@ -16,19 +16,22 @@ from lrrun.world import SINGLE, World
 
 
 def plan(
-    plain: dict[str, Any], stepping: Stepping, steps_per_epoch: int, data: dict[str, Any]
+    resolved: dict[str, Any], stepping: Stepping, steps_per_epoch: int, data: dict[str, Any]
 ) -> dict[str, Any]:
-    """What a resume must not change: the resolved config (``Settings.plain``), minus keys
+    """What a resume must not change: the resolved config (``Settings.resolved``), minus keys
     that only affect speed or display, plus the scheduler's derived arguments, the batches
     per epoch and the data as the run saw it (classes, sizes, split, the model's values from
     the data: lrrun.train.header.data_facts)."""
-    trainer = {k: v for k, v in plain["trainer"].items() if k not in RESUME_FREE}
+    trainer = {k: v for k, v in resolved["trainer"].items() if k not in RESUME_FREE}
     if (trainer.get("ema") or {}).get("decay") is None:  # off: as runs before trainer.ema
         trainer.pop("ema", None)
     if trainer.get("select") == "model":
         trainer.pop("select")
     return {
-        **{k: plain.get(k) for k in ("dataset", "model", "loss", "mix", "optimizer", "scheduler")},
+        **{
+            k: resolved.get(k)
+            for k in ("dataset", "model", "loss", "mix", "optimizer", "scheduler")
+        },
         "trainer": trainer,
         "scheduler (derived)": _plain({"name": stepping.name, **stepping.args}),
         "steps_per_epoch": steps_per_epoch,

@@ -128,7 +128,7 @@ def prepare(
     facts = header.data_facts(parts, world)  # status.json's and the checkpoint plan's
     if averages:  # which weights select (runs written before averaging have none)
         facts |= {"averages": [a.name for a in averages], "select": trainer.select}
-    plan = resume_plan(settings.plain, stepping, steps_per_epoch, facts)
+    plan = resume_plan(settings.resolved, stepping, steps_per_epoch, facts)
     start_epoch, step, best = 1, 0, None
     if saved is not None:
         start_epoch, step, best = restore(saved, plan, model, optimizer, stepping, trainer, world)
@@ -162,19 +162,11 @@ def prepare(
     except BaseException as exc:
         book.close(failure(exc), [])
         raise
-    book.status(
-        "running",
-        epoch=start_epoch - 1,
-        step=step,
-        param_groups=book.groups,
-        data=facts,
-        device=str(device),
-        **book.tracked.ids(),
-    )
+    book.running(epoch=start_epoch - 1, step=step, data=facts, device=str(device))
     stopper = EarlyStop(*trainer.early_stop) if trainer.early_stop else None
     if stopper is not None:
         # a resumed run decides as the unstopped one would; every rank on rank 0's rows
-        stopper.replay(gather(book.previous)[0])
+        stopper.replay(gather(book.resumed_rows)[0])
     return Prepared(
         settings=settings,
         run_dir=run_dir,
@@ -212,7 +204,7 @@ def _train(
             trainer.epochs,
             train=parts.train,
             val=parts.val,
-            test=parts.test if book.every_epoch else None,
+            test=parts.epoch_test,
             start_epoch=run.start_epoch,
             step=run.step,
             autocast=run.autocast,
@@ -238,8 +230,8 @@ def test_chosen(run: Prepared) -> dict[str, Any] | None:
     (None: no test split, or tested every epoch)."""
     parts, stopper, trainer = run.parts, run.stopper, run.settings.trainer
     if stopper is not None and stopper.stopped_after is not None:
-        run.book.console.line(stopper.line())
-    if parts.test is None or run.book.every_epoch:
+        run.book.line(stopper.line())
+    if parts.test is None or parts.epoch_test is not None:
         return None
     distributed.barrier()  # rank 0 has written best.pt
     last = stopper.stopped_after if stopper and stopper.stopped_after else trainer.epochs
@@ -285,16 +277,14 @@ def conclude(
     if run.world.main:
         if tested is not None:
             final_test.write_into_metrics(run_dir, tested)
-            book.tracked.test(tested, tested["epoch"] * run.parts.steps_per_epoch)
-            book.console.line(final_test.line(tested))
+            book.tested(tested, tested["epoch"] * run.parts.steps_per_epoch)
         book.status(
             "stopped_early" if stopped else "ok",
             test=tested,
             **({"stopped_early": stopper.record()} if stopped else {}),
         )
         plot(run_dir, run.settings.trainer)
-        book.tracked.close("ok", artifacts(run_dir))
-    history = book.previous + history
-    task = run.settings.task
-    book.console.finish(task.best(history), task.select, short(run_dir))
+        book.close_trackers(artifacts(run_dir))
+    history = book.resumed_rows + history
+    book.finish(history)
     return history

@@ -59,7 +59,7 @@ def test_the_account_names_what_was_scaled(compose_cfg) -> None:
         "also scheduler.base_lr, scheduler.max_lr"
     )
     assert scaled.optimizer["lr"] == 0.02 and scaled.scheduler["max_lr"] == 0.2
-    assert scaled.plain == settings.plain  # the checkpoint's plan: the config as written
+    assert scaled.resolved == settings.resolved  # the checkpoint's plan: the config as written
     plain = read(compose_cfg())
     assert plain.scaled(processes=4) == (plain, "")
 

@@ -43,7 +43,9 @@ def test_settings_hold_plain_values_only(compose_cfg) -> None:
     assert settings.trainer.epochs == 6 and settings.trainer.trackers == ()
     assert settings.param_groups == [{"name": "head", "params": ["fc2.*"], "lr": 0.1}]
     assert "param_groups" not in settings.optimizer  # split off: the groups are their own value
-    assert settings.plain["optimizer"]["param_groups"] == settings.param_groups  # the plan keeps it
+    assert (
+        settings.resolved["optimizer"]["param_groups"] == settings.param_groups
+    )  # the plan keeps it
     assert settings.dataset.options["seed"] == 42  # ${trainer.seed} resolved
     assert settings.dataset.source == "synthetic" and settings.dataset.train_transforms == ()
     assert settings.choices == {"scheduler": "sequential_lr"}

@@ -90,7 +90,7 @@ def test_members_that_fit(monkeypatch) -> None:
 def test_plan_takes_each_kinds_own_limit(compose_cfg) -> None:
     from lrrun.config.settings import read
 
-    jobs = [read(compose_cfg(f"trainer.seed={s}", "dataset.seed=0", *extra)).plain
+    jobs = [read(compose_cfg(f"trainer.seed={s}", "dataset.seed=0", *extra)).resolved
             for extra in ((), ("model.hidden_dim=32",)) for s in range(3)]  # fmt: skip
     made = plan(jobs, max_members=lambda n: {0: 2, 3: 3}[n])
     assert made.passes == [[0, 1], [3, 4, 5]]

@@ -15,7 +15,7 @@ def test_jobs_that_differ_in_what_members_own_share_a_pass(compose_cfg) -> None:
         ("trainer.batch_size=16",),  # another step shape
         ("scheduler=one_cycle_lr", "+optimizer.param_groups=[{name:all,params:['*'],lr:0.2}]"),
     ]
-    jobs = [read(compose_cfg(*c, "dataset.seed=0")).plain for c in configs]  # one data set
+    jobs = [read(compose_cfg(*c, "dataset.seed=0")).resolved for c in configs]  # one data set
     made = plan(jobs, max_members=16)
     assert made.passes == [[0, 1, 2, 5]]
     assert made.alone == {
@@ -25,14 +25,14 @@ def test_jobs_that_differ_in_what_members_own_share_a_pass(compose_cfg) -> None:
 
 
 def test_synthetic_data_of_another_seed_is_other_data(compose_cfg) -> None:
-    jobs = [read(compose_cfg(f"trainer.seed={s}")).plain for s in range(2)]
+    jobs = [read(compose_cfg(f"trainer.seed={s}")).resolved for s in range(2)]
     assert plan(jobs, 16).alone[1] == (
         "differs from job 0 in what a pass shares: dataset.seed: 0 -> 1"
     )
 
 
 def test_max_members_and_limits(compose_cfg) -> None:
-    jobs = [read(compose_cfg(f"trainer.seed={s}", "dataset.seed=0")).plain for s in range(5)]
+    jobs = [read(compose_cfg(f"trainer.seed={s}", "dataset.seed=0")).resolved for s in range(5)]
     made = plan(jobs, max_members=2, limits=lambda p: "DDP" if p["trainer"]["seed"] == 3 else None)
     assert made.passes == [[0, 1], [2, 4]]
     assert made.alone == {3: "DDP"}
