@@ -40,11 +40,20 @@ def main() -> None:
         for r in range(args.rounds):
             for name, (devices, batch) in VARIANTS.items():
                 run_dir = cwd / f"{devices}-{r}"
-                command = [sys.executable, "-m", "lrrun", f"dataset.root={args.root}",
-                           f"model={args.model}", f"trainer.epochs={args.epochs}",
-                           f"trainer.batch_size={batch}", f"trainer.devices={devices}",
-                           "trainer.device=cpu", "trainer.progress=false", "trainer.plot=false",
-                           f"hydra.run.dir={run_dir}"]  # fmt: skip
+                command = [
+                    sys.executable,
+                    "-m",
+                    "lrrun",
+                    f"dataset.root={args.root}",
+                    f"model={args.model}",
+                    f"trainer.epochs={args.epochs}",
+                    f"trainer.batch_size={batch}",
+                    f"trainer.devices={devices}",
+                    "trainer.device=cpu",
+                    "trainer.progress=false",
+                    "trainer.plot=false",
+                    f"hydra.run.dir={run_dir}",
+                ]
                 env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
                 proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
                 if proc.returncode != 0:
@@ -53,8 +62,10 @@ def main() -> None:
                     rows = list(csv.DictReader(f))
                 times[name] += [float(row["epoch_time_s"]) for row in rows[1:]]
     base = statistics.median(times[next(iter(VARIANTS))])
-    print(f"{args.model}, real FashionMNIST, global batch 64, {cores} cores, "
-          f"{args.rounds} rounds x {args.epochs} epochs (first epoch of each run left out)")  # fmt: skip
+    print(
+        f"{args.model}, real FashionMNIST, global batch 64, {cores} cores, "
+        f"{args.rounds} rounds x {args.epochs} epochs (first epoch of each run left out)"
+    )
     print(f"{'variant':<28} {'epoch s':>8} {'vs 1 process':>13}")
     for name in VARIANTS:
         epoch = statistics.median(times[name])

@@ -25,8 +25,15 @@ def export(root: Path, idx_root: Path = Path("data")) -> Path:
         return root
     from PIL import Image
 
-    spec = read_dataset({"source": "idx", "name": "fashion_mnist", "root": str(idx_root),
-                         "system_dir": "/usr/share/datasets/fashion-mnist", "download": False})  # fmt: skip
+    spec = read_dataset(
+        {
+            "source": "idx",
+            "name": "fashion_mnist",
+            "root": str(idx_root),
+            "system_dir": "/usr/share/datasets/fashion-mnist",
+            "download": False,
+        }
+    )
     loaded = load_idx(spec)
     names = [
         f"{i}_{n.replace('/', '_').replace(' ', '_')}"

@@ -103,8 +103,10 @@ def main() -> None:
         print(peak_mib())
         return
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} steps, "
-          "batch 64 per member, Adam + StepLR per member; median of 3")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} steps, "
+        "batch 64 per member, Adam + StepLR per member; median of 3"
+    )
     results = []
     for kind in ("feedforward", "cnn"):
         print(f"\n{kind}: members | fused s | sequential s | fused/sequential | peak RSS MiB")
@@ -113,8 +115,16 @@ def main() -> None:
             alone = statistics.median(step_time(kind, n, args.steps, False) for _ in range(3))
             rss = peak_rss_mb(kind, n, args.steps)
             print(f"  {n:>7} | {fused:7.3f} | {alone:12.3f} | {fused / alone:16.2f} | {rss:12.0f}")
-            results.append({"model": kind, "members": n, "fused_s": fused, "sequential_s": alone,
-                            "ratio": fused / alone, "peak_rss_mib": rss})  # fmt: skip
+            results.append(
+                {
+                    "model": kind,
+                    "members": n,
+                    "fused_s": fused,
+                    "sequential_s": alone,
+                    "ratio": fused / alone,
+                    "peak_rss_mib": rss,
+                }
+            )
     print(json.dumps(results))
 
 

@@ -47,8 +47,9 @@ def hand_loop(root: Path, workers: int, epochs: int) -> list[float]:
     from lrrun.models import FeedForward
 
     torch.manual_seed(42)
-    tf = transforms.Compose([transforms.Grayscale(), transforms.ToTensor(),
-                             transforms.Normalize((MEAN,), (STD,))])  # fmt: skip
+    tf = transforms.Compose(
+        [transforms.Grayscale(), transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))]
+    )
     train = datasets.ImageFolder(str(root / "train"), transform=tf)
     test = datasets.ImageFolder(str(root / "test"), transform=tf)
     kwargs = {"num_workers": workers, "pin_memory": False}
@@ -87,12 +88,27 @@ def lrrun_epochs(
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         subprocess.run(
-            [sys.executable, "-m", "lrrun", "dataset=image_folder", f"dataset.root={root}",
-             "dataset.val_split=0", f"trainer.data_path={path}", f"trainer.num_workers={workers}",
-             f"trainer.epochs={epochs}", "trainer.progress=false", "trainer.plot=false",
-             "trainer.save_best=false", "trainer.device=cpu", f"hydra.run.dir={run_dir}"],
-            check=True, capture_output=True, text=True, env=os.environ | {"XDG_CACHE_HOME": str(cache)},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "lrrun",
+                "dataset=image_folder",
+                f"dataset.root={root}",
+                "dataset.val_split=0",
+                f"trainer.data_path={path}",
+                f"trainer.num_workers={workers}",
+                f"trainer.epochs={epochs}",
+                "trainer.progress=false",
+                "trainer.plot=false",
+                "trainer.save_best=false",
+                "trainer.device=cpu",
+                f"hydra.run.dir={run_dir}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=os.environ | {"XDG_CACHE_HOME": str(cache)},
+        )
         with (run_dir / "metrics.csv").open() as f:
             times = [float(r["epoch_time_s"]) for r in csv.DictReader(f)]
         startup = json.loads((run_dir / "status.json").read_text())["startup_s"]
@@ -123,15 +139,27 @@ def main() -> None:
         for name in order if r % 2 == 0 else order[::-1]:
             if name == "hand":
                 out = subprocess.run(
-                    [sys.executable, __file__, "--hand", "--root", str(root), "--workers",
-                     str(args.workers), "--epochs", str(args.epochs)],
-                    check=True, capture_output=True, text=True,
-                )  # fmt: skip
+                    [
+                        sys.executable,
+                        __file__,
+                        "--hand",
+                        "--root",
+                        str(root),
+                        "--workers",
+                        str(args.workers),
+                        "--epochs",
+                        str(args.epochs),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 times = json.loads(out.stdout)
             else:
                 path = name.split()[1]
-                times, startup = lrrun_epochs(root, path, args.workers if path == "loader" else 0,
-                                              args.epochs, cache)  # fmt: skip
+                times, startup = lrrun_epochs(
+                    root, path, args.workers if path == "loader" else 0, args.epochs, cache
+                )
                 if path == "tensor":
                     startups.append(startup)
             epochs[name] += times[1:]
@@ -141,8 +169,10 @@ def main() -> None:
             )
     shutil.rmtree(cache, ignore_errors=True)
     median = {k: statistics.median(v) for k, v in epochs.items()}
-    print(f"\nFashionMNIST as 70,000 PNGs, feedforward, batch 64, {args.workers} workers, "
-          f"{os.cpu_count()} CPUs; median epoch (train 60,000 + evaluate 10,000):")  # fmt: skip
+    print(
+        f"\nFashionMNIST as 70,000 PNGs, feedforward, batch 64, {args.workers} workers, "
+        f"{os.cpu_count()} CPUs; median epoch (train 60,000 + evaluate 10,000):"
+    )
     for name, t in median.items():
         print(f"  {name:13s} {t:7.2f} s")
     print(f"lrrun loader / hand : {median['lrrun loader'] / median['hand']:.2f}x  (target <= 1.0)")

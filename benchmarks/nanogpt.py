@@ -39,9 +39,22 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 FORTUNES = Path("/usr/share/games/fortunes")
-CONFIG = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12,
-          "lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "eval_interval": 250, "eval_windows": 240,
-          "weight_decay": 0.1, "betas": (0.9, 0.99), "grad_clip": 1.0, "seed": 42}  # fmt: skip
+CONFIG = {
+    "n_layer": 4,
+    "n_head": 4,
+    "n_embd": 128,
+    "block_size": 64,
+    "batch_size": 12,
+    "lr": 1e-3,
+    "min_lr": 1e-4,
+    "warmup": 100,
+    "eval_interval": 250,
+    "eval_windows": 240,
+    "weight_decay": 0.1,
+    "betas": (0.9, 0.99),
+    "grad_clip": 1.0,
+    "seed": 42,
+}
 
 
 def prepare(root: Path) -> Path:
@@ -61,8 +74,10 @@ def prepare(root: Path) -> Path:
     ids[n:].tofile(root / "val.bin")
     with (root / "meta.pkl").open("wb") as f:
         pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": stoi}, f)
-    print(f"prepared {root}: {len(data):,} characters, vocabulary {len(chars)}, "
-          f"{n:,} train / {len(ids) - n:,} val tokens")  # fmt: skip
+    print(
+        f"prepared {root}: {len(data):,} characters, vocabulary {len(chars)}, "
+        f"{n:,} train / {len(ids) - n:,} val tokens"
+    )
     return root
 
 
@@ -96,9 +111,14 @@ def hand_loop(root: Path, iters: int) -> tuple[list[float], float]:
     model = GPT(vocab, block, c["n_layer"], c["n_head"], c["n_embd"], 0.0, False)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c["weight_decay"]},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=c["lr"], betas=c["betas"])  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": c["weight_decay"]},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=c["lr"],
+        betas=c["betas"],
+    )
 
     def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
         ix = torch.randint(len(train) - block, (batch,))
@@ -147,11 +167,21 @@ def lrrun_run(root: Path, iters: int, out: Path) -> tuple[list[float], float, fl
     epochs = iters // CONFIG["eval_interval"]
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "lrrun", "experiment=nanogpt_char_cpu", f"dataset.root={root}",
-         f"trainer.epochs={epochs}", "trainer.progress=false", "trainer.plot=false",
-         f"hydra.run.dir={out}"],
-        check=True, cwd=REPO, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lrrun",
+            "experiment=nanogpt_char_cpu",
+            f"dataset.root={root}",
+            f"trainer.epochs={epochs}",
+            "trainer.progress=false",
+            "trainer.plot=false",
+            f"hydra.run.dir={out}",
+        ],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - start
     with (out / "metrics.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -180,10 +210,14 @@ def main() -> None:
     print("  lrrun " + " ".join(f"{v:.4f}" for v in ours))
     print("\n| loop | final val loss | s / iteration | vs hand |\n|---|---|---|---|")
     print(f"| nanoGPT-style hand loop | {hand[-1]:.4f} | {hand_s / args.iters:.4f} | 1.00x |")
-    print(f"| lrrun experiment=nanogpt_char_cpu | {ours[-1]:.4f} | {ours_s / args.iters:.4f} | "
-          f"{ours_s / hand_s:.2f}x |")  # fmt: skip
-    print(f"\nval loss difference (lrrun - hand): {ours[-1] - hand[-1]:+.4f}; lrrun's whole "
-          f"command {wall:.1f} s (start-up, checkpoints and test included)")  # fmt: skip
+    print(
+        f"| lrrun experiment=nanogpt_char_cpu | {ours[-1]:.4f} | {ours_s / args.iters:.4f} | "
+        f"{ours_s / hand_s:.2f}x |"
+    )
+    print(
+        f"\nval loss difference (lrrun - hand): {ours[-1] - hand[-1]:+.4f}; lrrun's whole "
+        f"command {wall:.1f} s (start-up, checkpoints and test included)"
+    )
 
 
 if __name__ == "__main__":

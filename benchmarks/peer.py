@@ -157,8 +157,16 @@ def _dataset_cfg(root: str):
     """FashionMNIST as both loops train on it: all 60,000 (no val split held out)."""
     from lrrun.config.dataset import read_dataset
 
-    return read_dataset({"source": "idx", "name": "fashion_mnist", "root": root,
-                         "system_dir": str(SYSTEM_DIR), "download": False, "val_split": 0})  # fmt: skip
+    return read_dataset(
+        {
+            "source": "idx",
+            "name": "fashion_mnist",
+            "root": root,
+            "system_dir": str(SYSTEM_DIR),
+            "download": False,
+            "val_split": 0,
+        }
+    )
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -174,9 +182,22 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def spawn(variant: str, model: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--worker", variant, "--models", model,
-           "--epochs", str(args.epochs), "--device", args.device, "--root", args.root,
-           "--precision", args.precision]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        variant,
+        "--models",
+        model,
+        "--epochs",
+        str(args.epochs),
+        "--device",
+        args.device,
+        "--root",
+        args.root,
+        "--precision",
+        args.precision,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         sys.exit(f"{variant} {model} failed:\n{proc.stderr[-3000:]}")
@@ -213,9 +234,11 @@ def main() -> None:
 def compare(args: argparse.Namespace) -> None:
     """Both loops, alternating, for every model on ``args.device``; print the table."""
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "-"
-    print(f"\nmachine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device} "
-          f"({gpu}), lrrun precision {args.precision}, {args.epochs} epochs x {args.rounds} round(s)")  # fmt: skip
+    print(
+        f"\nmachine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device} "
+        f"({gpu}), lrrun precision {args.precision}, {args.epochs} epochs x {args.rounds} round(s)"
+    )
     header = (
         f"{'model':<18}{'loop':<7}{'batch':>6}{'s/epoch':>9}{'samples/s':>11}{'peak RSS MB':>13}"
     )
@@ -231,9 +254,11 @@ def compare(args: argparse.Namespace) -> None:
             epoch_s = statistics.median(t for r in rs for t in r["epoch_s"])
             medians[variant] = epoch_s
             cuda_mb = max(r.get("peak_cuda_mb", float("nan")) for r in rs)
-            print(f"{model:<18}{variant:<7}{BATCH[model]:>6}{epoch_s:>9.3f}{60000 / epoch_s:>11.0f}"
-                  f"{max(r['peak_rss_mb'] for r in rs):>13.0f}{cuda_mb:>14.0f}"
-                  f"{statistics.mean(r['val_acc'][-1] for r in rs):>9.4f}")  # fmt: skip
+            print(
+                f"{model:<18}{variant:<7}{BATCH[model]:>6}{epoch_s:>9.3f}{60000 / epoch_s:>11.0f}"
+                f"{max(r['peak_rss_mb'] for r in rs):>13.0f}{cuda_mb:>14.0f}"
+                f"{statistics.mean(r['val_acc'][-1] for r in rs):>9.4f}"
+            )
         print(f"{model:<18}plain/lrrun = {medians['plain'] / medians['lrrun']:.2f}x per epoch")
 
 

@@ -62,48 +62,80 @@ def training_seconds(metrics: Path) -> float:
 
 
 def replicate_command(single: list[str]) -> list[str]:
-    return [*LRRUN, "-m", *single, "scheduler.gamma=0.5,0.7,0.9", "trainer.seed=range(1,6)",
-            "hydra.sweep.dir=replicates"]  # fmt: skip
+    return [
+        *LRRUN,
+        "-m",
+        *single,
+        "scheduler.gamma=0.5,0.7,0.9",
+        "trainer.seed=range(1,6)",
+        "hydra.sweep.dir=replicates",
+    ]
 
 
 def peak(args: list[str], cwd: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS in MiB) of the command, run as the only child of a fresh
     interpreter (so the peak is that command's)."""
-    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-            "sys.exit(p.stderr[-2000:]) if p.returncode else None; "
-            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
-                         text=True, check=True).stdout.split()  # fmt: skip
+    code = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "sys.exit(p.stderr[-2000:]) if p.returncode else None; "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.split()
     return float(out[0]), float(out[1]) / 1024
 
 
 def fused(root: str, cwd: Path) -> None:
     """Section 5: fused vs basic launcher on the same sweeps."""
-    grid = ["optimizer.lr=0.01,0.02,0.05,0.1", "trainer.seed=range(1,5)", "trainer.epochs=2",
-            "trainer.progress=false", "trainer.plot=false", "trainer.device=cpu"]  # fmt: skip
+    grid = [
+        "optimizer.lr=0.01,0.02,0.05,0.1",
+        "trainer.seed=range(1,5)",
+        "trainer.epochs=2",
+        "trainer.progress=false",
+        "trainer.plot=false",
+        "trainer.device=cpu",
+    ]
     sweeps = {
         "feedforward, FashionMNIST": [f"dataset.root={root}", "model=feedforward"],
-        "CNN (dropout off), synthetic 4096": ["dataset=synthetic", "dataset.seed=0",
-                                               "dataset.train_size=4096", "model=fashion_mnist_net",
-                                               "model.dropout1=0", "model.dropout2=0"],
-    }  # fmt: skip
+        "CNN (dropout off), synthetic 4096": [
+            "dataset=synthetic",
+            "dataset.seed=0",
+            "dataset.train_size=4096",
+            "model=fashion_mnist_net",
+            "model.dropout1=0",
+            "model.dropout2=0",
+        ],
+    }
     print("5. 16-job sweeps (4 lrs x 4 seeds, 2 epochs): fused vs basic launcher")
     for name, data in sweeps.items():
         runs = {}
         for launcher in ("basic", "fused"):
             extra = ["hydra/launcher=fused"] if launcher == "fused" else []
-            runs[launcher] = peak([*LRRUN, "-m", *data, *grid, *extra,
-                                   f"hydra.sweep.dir={launcher}-{len(name)}"], cwd)  # fmt: skip
+            runs[launcher] = peak(
+                [*LRRUN, "-m", *data, *grid, *extra, f"hydra.sweep.dir={launcher}-{len(name)}"], cwd
+            )
         (bw, bm), (fw, fm) = runs["basic"], runs["fused"]
-        print(f"   {name}: basic {bw:.1f} s ({bm:.0f} MiB), fused {fw:.1f} s ({fm:.0f} MiB): "
-              f"fused / basic = {fw / bw:.2f}")  # fmt: skip
+        print(
+            f"   {name}: basic {bw:.1f} s ({bm:.0f} MiB), fused {fw:.1f} s ({fm:.0f} MiB): "
+            f"fused / basic = {fw / bw:.2f}"
+        )
     data = sweeps["feedforward, FashionMNIST"]
     print("   feedforward, FashionMNIST, by members per pass (hydra.launcher.max_members):")
     for members in (1, 2, 4, 8, 16):
-        wall, mib = peak([*LRRUN, "-m", *data, *grid, "hydra/launcher=fused",
-                          f"hydra.launcher.max_members={members}",
-                          f"hydra.sweep.dir=members{members}"], cwd)  # fmt: skip
+        wall, mib = peak(
+            [
+                *LRRUN,
+                "-m",
+                *data,
+                *grid,
+                "hydra/launcher=fused",
+                f"hydra.launcher.max_members={members}",
+                f"hydra.sweep.dir=members{members}",
+            ],
+            cwd,
+        )
         print(f"     {members:>2} members: {wall:.1f} s, peak {mib:.0f} MiB")
 
 
@@ -113,8 +145,12 @@ def main() -> None:
     parser.add_argument("--root", default=str(ROOT / "data"))
     parser.add_argument("--fused-only", action="store_true", help="section 5 alone")
     args = parser.parse_args()
-    common = [f"dataset.root={args.root}", "model=feedforward", "trainer.progress=false",
-              "trainer.device=cpu"]  # fmt: skip
+    common = [
+        f"dataset.root={args.root}",
+        "model=feedforward",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+    ]
     if args.fused_only:
         with tempfile.TemporaryDirectory() as tmp:
             fused(args.root, Path(tmp))
@@ -126,19 +162,28 @@ def main() -> None:
 
         wall = timed([*LRRUN, *common, "trainer.epochs=1", "hydra.run.dir=one"], cwd)
         first = json.loads((cwd / "one" / "status.json").read_text())["startup_s"]
-        print(f"2. command to first training step       {first:6.2f} s (process start to "
-              f"the first epoch; 1-epoch run {wall:.2f} s wall)")  # fmt: skip
+        print(
+            f"2. command to first training step       {first:6.2f} s (process start to "
+            f"the first epoch; 1-epoch run {wall:.2f} s wall)"
+        )
 
-        preview = [sys.executable, "-c", "from lrrun.tools.preview import main; main()",
-                   "scheduler=one_cycle_lr", "preview.plot=false"]  # fmt: skip
+        preview = [
+            sys.executable,
+            "-c",
+            "from lrrun.tools.preview import main; main()",
+            "scheduler=one_cycle_lr",
+            "preview.plot=false",
+        ]
         base = statistics.median(
             timed([*preview, "trainer.epochs=1", "hydra.run.dir=p1"], cwd) for _ in range(3)
         )
         big = statistics.median(
             timed([*preview, "trainer.epochs=107", "hydra.run.dir=p107"], cwd) for _ in range(3)
         )
-        print(f"   lrrun-preview one_cycle_lr, 100,366 steps: {big:.2f} s wall, {big - base:.2f} s "
-              f"more than a 938-step preview ({base:.2f} s)")  # fmt: skip
+        print(
+            f"   lrrun-preview one_cycle_lr, 100,366 steps: {big:.2f} s wall, {big - base:.2f} s "
+            f"more than a 938-step preview ({base:.2f} s)"
+        )
 
         single = [*common, f"trainer.epochs={args.epochs}", "scheduler=step_lr"]
         singles: list[tuple[float, float]] = []  # (wall, training) of each reference run
@@ -148,8 +193,14 @@ def main() -> None:
             singles.append((wall, training_seconds(cwd / f"single{len(singles)}" / "metrics.csv")))
 
         reference()
-        sweep = [*LRRUN, "-m", *single, "scheduler.gamma=0.1,0.3,0.5,0.7",
-                 "scheduler.step_size=1,2,3,4", "hydra.sweep.dir=sweep"]  # fmt: skip
+        sweep = [
+            *LRRUN,
+            "-m",
+            *single,
+            "scheduler.gamma=0.1,0.3,0.5,0.7",
+            "scheduler.step_size=1,2,3,4",
+            "hydra.sweep.dir=sweep",
+        ]
         wall_sweep = timed(sweep, cwd)
         jobs = sorted((cwd / "sweep").glob("*/metrics.csv"))
         train_jobs = sum(training_seconds(m) for m in jobs)
@@ -158,9 +209,10 @@ def main() -> None:
         reference()
         wall_one = statistics.median(wall for wall, _ in singles)
         train_one = statistics.median(train for _, train in singles)
-        print(f"3. one job ({args.epochs} epochs), median of 3 runs: {wall_one:.2f} s wall, "
-              f"{train_one:.2f} s training (runs: "
-              + ", ".join(f"{t:.2f}" for _, t in singles) + ")")  # fmt: skip
+        print(
+            f"3. one job ({args.epochs} epochs), median of 3 runs: {wall_one:.2f} s wall, "
+            f"{train_one:.2f} s training (runs: " + ", ".join(f"{t:.2f}" for _, t in singles) + ")"
+        )
         print(
             f"   {len(jobs)}-job sweep: {wall_sweep:.2f} s wall, {train_jobs:.2f} s training in all"
         )
@@ -170,8 +222,10 @@ def main() -> None:
 
         jobs = sorted((cwd / "replicates").glob("*/metrics.csv"))
         train_rep = sum(training_seconds(m) for m in jobs)
-        print(f"4. 3 configs x 5 seeds ({len(jobs)} jobs, verdict and pictures included): "
-              f"{wall_rep:.2f} s wall, {train_rep:.2f} s training in all")  # fmt: skip
+        print(
+            f"4. 3 configs x 5 seeds ({len(jobs)} jobs, verdict and pictures included): "
+            f"{wall_rep:.2f} s wall, {train_rep:.2f} s training in all"
+        )
         print(f"   sweep wall / (15 x one job's training) = {wall_rep / (15 * train_one):.2f}")
         print(f"   sweep wall / its own training time     = {wall_rep / train_rep:.2f}")
         verdict = [

@@ -42,10 +42,19 @@ def main() -> None:
         for r in range(args.rounds):
             for name, value in VARIANTS.items():
                 run_dir = cwd / f"{name}-{r}"
-                command = [sys.executable, "-m", "lrrun", f"dataset.root={args.root}",
-                           "model=feedforward", f"trainer.epochs={args.epochs}",
-                           "trainer.device=cpu", "trainer.progress=false", "trainer.plot=false",
-                           f"trainer.trackers={value}", f"hydra.run.dir={run_dir}"]  # fmt: skip
+                command = [
+                    sys.executable,
+                    "-m",
+                    "lrrun",
+                    f"dataset.root={args.root}",
+                    "model=feedforward",
+                    f"trainer.epochs={args.epochs}",
+                    "trainer.device=cpu",
+                    "trainer.progress=false",
+                    "trainer.plot=false",
+                    f"trainer.trackers={value}",
+                    f"hydra.run.dir={run_dir}",
+                ]
                 start = time.perf_counter()
                 proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
                 walls[name].append(time.perf_counter() - start)
@@ -54,8 +63,10 @@ def main() -> None:
                 with (run_dir / "metrics.csv").open() as f:
                     epochs[name] += [float(row["epoch_time_s"]) for row in csv.DictReader(f)]
     base = statistics.median(epochs["none"])
-    print(f"{'trackers':<12} {'epoch s':>8} {'vs none':>8} {'wall s':>8}  "
-          f"({args.rounds} rounds x {args.epochs} epochs, alternating)")  # fmt: skip
+    print(
+        f"{'trackers':<12} {'epoch s':>8} {'vs none':>8} {'wall s':>8}  "
+        f"({args.rounds} rounds x {args.epochs} epochs, alternating)"
+    )
     for name in VARIANTS:
         epoch = statistics.median(epochs[name])
         print(f"{name:<12} {epoch:8.2f} {epoch / base:8.2f} {statistics.median(walls[name]):8.2f}")

@@ -52,10 +52,15 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
     GlobalHydra.instance().clear()
 
 
-ENTRIES = {"lrrun": "lrrun.cli:main", "lrrun-preview": "lrrun.tools.preview:main",
-           "lrrun-report": "lrrun.sweep.report:main", "lrrun-find-lr": "lrrun.tools.find_lr:main",
-           "lrrun-sample": "lrrun.tools.sample:main", "lrrun-predict": "lrrun.tools.predict:main",
-           "lrrun-export": "lrrun.tools.export:main"}  # fmt: skip
+ENTRIES = {
+    "lrrun": "lrrun.cli:main",
+    "lrrun-preview": "lrrun.tools.preview:main",
+    "lrrun-report": "lrrun.sweep.report:main",
+    "lrrun-find-lr": "lrrun.tools.find_lr:main",
+    "lrrun-sample": "lrrun.tools.sample:main",
+    "lrrun-predict": "lrrun.tools.predict:main",
+    "lrrun-export": "lrrun.tools.export:main",
+}
 
 
 class ForkServer:
@@ -64,9 +69,11 @@ class ForkServer:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("forkserver.py"))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
             cwd=Path(__file__).parent.parent,
-        )  # fmt: skip
+        )
 
     def run(
         self, prog: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
@@ -77,8 +84,15 @@ class ForkServer:
 
         with tempfile.TemporaryDirectory() as tmp:
             out, err = Path(tmp) / "out", Path(tmp) / "err"
-            req = {"entry": ENTRIES[prog], "prog": prog, "args": args, "cwd": str(cwd),
-                   "env": env, "stdout": str(out), "stderr": str(err)}  # fmt: skip
+            req = {
+                "entry": ENTRIES[prog],
+                "prog": prog,
+                "args": args,
+                "cwd": str(cwd),
+                "env": env,
+                "stdout": str(out),
+                "stderr": str(err),
+            }
             assert self.proc.stdin is not None and self.proc.stdout is not None
             self.proc.stdin.write(json.dumps(req) + "\n")
             self.proc.stdin.flush()
@@ -162,12 +176,17 @@ def interrupt_after_first_epoch(
     after its first checkpoint, and wait for it to exit."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lrrun", *args], cwd=cwd, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "lrrun", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
         # As in a terminal: a background shell (nohup, `&` in a script) starts children
         # with SIGINT ignored, and Python then keeps ignoring it.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 120
     while _epochs_done(run_dir) < 1:  # status.json is written last, after the checkpoint
         assert proc.poll() is None, proc.communicate()

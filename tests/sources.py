@@ -157,8 +157,15 @@ def write_tokens(root: Path, chars: int = 6000, meta: str = "pkl") -> Path:
     return root
 
 
-def write_regression(path: Path, n: int = 200, features: int = 4, outputs: int = 1,
-                     seed: int = 0, slope: float = 3.0, offset: float = 100.0) -> Path:  # fmt: skip
+def write_regression(
+    path: Path,
+    n: int = 200,
+    features: int = 4,
+    outputs: int = 1,
+    seed: int = 0,
+    slope: float = 3.0,
+    offset: float = 100.0,
+) -> Path:
     """An .npz of a linear problem with float targets far from 0 mean / 1 std:
     y = offset + slope * (x @ w) + noise, w fixed by the seed."""
     g = np.random.default_rng(seed)

@@ -15,11 +15,17 @@ from tests.conftest import TINY, TINY_STEPS_PER_EPOCH, assert_ok, read_csv, run_
 @pytest.mark.parametrize(("monitor", "mode"), [("val_acc", "max"), ("val_loss", "min")])
 def test_plateau_reproduces_torch_decisions(tmp_path: Path, monitor: str, mode: str) -> None:
     args = [
-        *TINY, "trainer.epochs=10", "scheduler=reduce_lr_on_plateau",
-        f"scheduler.monitor={monitor}", f"scheduler.mode={mode}", "scheduler.patience=0",
-        "scheduler.factor=0.5", "scheduler.threshold=0.05", "optimizer.lr=0.05",
+        *TINY,
+        "trainer.epochs=10",
+        "scheduler=reduce_lr_on_plateau",
+        f"scheduler.monitor={monitor}",
+        f"scheduler.mode={mode}",
+        "scheduler.patience=0",
+        "scheduler.factor=0.5",
+        "scheduler.threshold=0.05",
+        "optimizer.lr=0.05",
         "hydra.run.dir=run",
-    ]  # fmt: skip
+    ]
     assert_ok(run_cli(args, tmp_path))
     rows = read_csv(tmp_path / "run" / "metrics.csv")
     logged = [float(r["lr"]) for r in rows]
@@ -39,9 +45,14 @@ def test_plateau_reproduces_torch_decisions(tmp_path: Path, monitor: str, mode: 
 
 def test_multirun_four_jobs(tmp_path: Path) -> None:
     args = [
-        "-m", *TINY, "trainer.epochs=4", "scheduler=step_lr",
-        "scheduler.gamma=0.1,0.5", "scheduler.step_size=1,2", "hydra.sweep.dir=sweep",
-    ]  # fmt: skip
+        "-m",
+        *TINY,
+        "trainer.epochs=4",
+        "scheduler=step_lr",
+        "scheduler.gamma=0.1,0.5",
+        "scheduler.step_size=1,2",
+        "hydra.sweep.dir=sweep",
+    ]
     proc = run_cli(args, tmp_path)
     assert_ok(proc)
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
@@ -72,8 +83,15 @@ def test_console_plain_output(tmp_path: Path) -> None:
     assert "malloc keeps freed memory" in device  # lrrun.train.allocator on glibc's Linux
     header = next(line for line in out.splitlines() if line.strip().startswith("epoch"))
     assert header.split() == [  # top-5 accuracy: the data has more than 5 classes
-        "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "epoch_time_s"
-    ]  # fmt: skip
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "val_top5",
+        "epoch_time_s",
+    ]
     rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
     metrics = read_csv(tmp_path / "run" / "metrics.csv")
     assert len(rows) == len(metrics) == 6
@@ -240,9 +258,13 @@ def test_bad_input_is_one_clear_message(tmp_path: Path, overrides: list[str], me
 
 def test_missing_data_names_the_remedies(tmp_path: Path) -> None:
     args = [
-        "dataset=fashion_mnist", "dataset.root=empty", "dataset.system_dir=nowhere",
-        "dataset.download=false", "trainer.progress=false", "hydra.run.dir=run",
-    ]  # fmt: skip
+        "dataset=fashion_mnist",
+        "dataset.root=empty",
+        "dataset.system_dir=nowhere",
+        "dataset.download=false",
+        "trainer.progress=false",
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, tmp_path, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

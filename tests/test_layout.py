@@ -12,17 +12,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "lrrun"
 # Lowest first. errors, files and world are the base every package may import.
 LAYERS = {
-    "errors": 0, "files": 0, "world": 0,
+    "errors": 0,
+    "files": 0,
+    "world": 0,
     "config": 1,
-    "data": 2, "models": 2,
-    "schedule": 3, "tasks": 3,
+    "data": 2,
+    "models": 2,
+    "schedule": 3,
+    "tasks": 3,
     "logs": 4,
     "train": 5,
-    "sweep": 6, "fused": 6,
+    "sweep": 6,
+    "fused": 6,
     "tools": 7,
     "cli": 8,
     "__main__": 9,
-}  # fmt: skip
+}
 MAX_LINES = 300
 
 

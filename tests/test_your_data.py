@@ -72,9 +72,18 @@ def check_run(run_dir: Path, train: int, batch: int, epochs: int) -> list[dict[s
 
 
 def test_a_user_module_beside_the_command_on_an_image_folder(user_dir: Path) -> None:
-    args = ["model=custom", "model._target_=mypkg.net.Net", "+model.width=8",
-            "dataset=image_folder", "dataset.root=shapes", "optimizer.lr=0.05",
-            "trainer.epochs=4", "trainer.batch_size=16", *FAST, "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "model=custom",
+        "model._target_=mypkg.net.Net",
+        "+model.width=8",
+        "dataset=image_folder",
+        "dataset.root=shapes",
+        "optimizer.lr=0.05",
+        "trainer.epochs=4",
+        "trainer.batch_size=16",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, user_dir)
     assert_ok(proc)
     out = " ".join(proc.stdout.split())
@@ -91,8 +100,17 @@ def test_a_user_module_beside_the_command_on_an_image_folder(user_dir: Path) -> 
 def test_a_model_config_in_the_users_own_config_dir(user_dir: Path) -> None:
     (user_dir / "myconf" / "model").mkdir(parents=True)
     (user_dir / "myconf" / "model" / "mynet.yaml").write_text("_target_: mypkg.net.Net\nwidth: 8\n")
-    args = ["--config-dir", "myconf", "model=mynet", "model.width=12", "dataset=image_folder",
-            "dataset.root=shapes", "trainer.epochs=1", *FAST, "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "--config-dir",
+        "myconf",
+        "model=mynet",
+        "model.width=12",
+        "dataset=image_folder",
+        "dataset.root=shapes",
+        "trainer.epochs=1",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, user_dir)
     assert_ok(proc)
     assert "mynet (Net, " in proc.stdout
@@ -101,8 +119,16 @@ def test_a_model_config_in_the_users_own_config_dir(user_dir: Path) -> None:
 
 
 def test_resnet18_by_name_on_the_folder(user_dir: Path) -> None:
-    args = ["model=resnet18", "dataset=image_folder", "dataset.root=shapes", "optimizer.lr=0.05",
-            "trainer.epochs=2", "trainer.batch_size=48", *FAST, "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "model=resnet18",
+        "dataset=image_folder",
+        "dataset.root=shapes",
+        "optimizer.lr=0.05",
+        "trainer.epochs=2",
+        "trainer.batch_size=48",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, user_dir)
     assert_ok(proc)
     out = " ".join(proc.stdout.split())
@@ -117,15 +143,27 @@ def test_resnet18_by_name_on_the_folder(user_dir: Path) -> None:
     "source",
     [
         ["dataset=tensors", "dataset.path=d.npz", "dataset.val_split=20"],
-        ["dataset=custom", "dataset._target_=tests.sources.build_datasets", "+dataset.n=120",
-         "+dataset.classes=4"],
+        [
+            "dataset=custom",
+            "dataset._target_=tests.sources.build_datasets",
+            "+dataset.n=120",
+            "+dataset.classes=4",
+        ],
     ],
     ids=["npz", "callable"],
-)  # fmt: skip
+)
 def test_npz_files_and_dataset_functions(tmp_path: Path, source: list[str]) -> None:
     write_npz(tmp_path / "d.npz", n=140, n_classes=4)
-    args = [*source, "model=custom", "model._target_=tests.sources.TinyNet", "optimizer.lr=0.05",
-            "trainer.epochs=4", "trainer.batch_size=16", *FAST, "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        *source,
+        "model=custom",
+        "model._target_=tests.sources.TinyNet",
+        "optimizer.lr=0.05",
+        "trainer.epochs=4",
+        "trainer.batch_size=16",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, tmp_path)
     assert_ok(proc)
     train = 120
@@ -136,8 +174,16 @@ def test_npz_files_and_dataset_functions(tmp_path: Path, source: list[str]) -> N
 
 def test_flat_features_and_the_feedforward_model(tmp_path: Path) -> None:
     write_npz(tmp_path / "d.npz", n=140, n_classes=4, layout="flat")
-    args = ["dataset=tensors", "dataset.path=d.npz", "dataset.val_split=20", "optimizer.lr=0.05",
-            "trainer.epochs=4", "trainer.batch_size=16", *FAST, "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "dataset=tensors",
+        "dataset.path=d.npz",
+        "dataset.val_split=20",
+        "optimizer.lr=0.05",
+        "trainer.epochs=4",
+        "trainer.batch_size=16",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, tmp_path)
     assert_ok(proc)
     assert "from the data: num_classes=4, input_dim=192" in proc.stdout
@@ -148,20 +194,36 @@ BAD = [
     (["dataset=image_folder", "dataset.root=nowhere"], "dataset.root=nowhere: no such folder"),
     (["dataset=image_folder"], "dataset.root is missing: dataset.source=image_folder needs it"),
     (["dataset=tensors", "dataset.path=none.npz"], "dataset.path=none.npz: no such file"),
-    (["dataset=torchvision", "dataset.name=CIFAR10", "dataset.root=."],
-     "dataset.name=CIFAR10: its train split is not under dataset.root=."),
-    (["dataset=custom", "dataset._target_=mypkg.data.build"],
-     "dataset._target_=mypkg.data.build cannot be imported"),
-    (["dataset=image_folder", "dataset.root=shapes", "dataset.val_split=1.5"],
-     "dataset.val_split=1.5 is not allowed"),
+    (
+        ["dataset=torchvision", "dataset.name=CIFAR10", "dataset.root=."],
+        "dataset.name=CIFAR10: its train split is not under dataset.root=.",
+    ),
+    (
+        ["dataset=custom", "dataset._target_=mypkg.data.build"],
+        "dataset._target_=mypkg.data.build cannot be imported",
+    ),
+    (
+        ["dataset=image_folder", "dataset.root=shapes", "dataset.val_split=1.5"],
+        "dataset.val_split=1.5 is not allowed",
+    ),
     (["model=custom"], "model._target_ is missing"),
-    (["model=custom", "model._target_=torch.nn.Flatten"],
-     "model._target_=torch.nn.Flatten returns (2, 784) for a batch of 2x1x28x28"),
-    (["model=custom", "model._target_=mypkg.net.Net", "+model.num_classes=3"],
-     "model.num_classes=3 does not fit the data: it has 10 classes"),
-    (["model=custom", "model._target_=mypkg.nett.Net"], "model could not be built from 'mypkg.nett.Net'"),
-    (["augment=crop_flip"], "dataset.transforms.train makes samples 1x32x32 but val samples are 1x28x28"),
-]  # fmt: skip
+    (
+        ["model=custom", "model._target_=torch.nn.Flatten"],
+        "model._target_=torch.nn.Flatten returns (2, 784) for a batch of 2x1x28x28",
+    ),
+    (
+        ["model=custom", "model._target_=mypkg.net.Net", "+model.num_classes=3"],
+        "model.num_classes=3 does not fit the data: it has 10 classes",
+    ),
+    (
+        ["model=custom", "model._target_=mypkg.nett.Net"],
+        "model could not be built from 'mypkg.nett.Net'",
+    ),
+    (
+        ["augment=crop_flip"],
+        "dataset.transforms.train makes samples 1x32x32 but val samples are 1x28x28",
+    ),
+]
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD, ids=[" ".join(o) for o, _ in BAD])
@@ -192,27 +254,64 @@ def test_an_existing_run_dir_is_left_as_it_is(user_dir: Path) -> None:
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     again = run_cli([*args, "hydra.run.dir=run"], user_dir)
     assert again.returncode == 2 and "holds a finished run (status ok)" in again.stderr
-    broken = run_cli([*args, "dataset.root=gone", "trainer.epochs=2", "trainer.resume=run",
-                      "hydra.run.dir=other"], user_dir)  # fmt: skip
+    broken = run_cli(
+        [
+            *args,
+            "dataset.root=gone",
+            "trainer.epochs=2",
+            "trainer.resume=run",
+            "hydra.run.dir=other",
+        ],
+        user_dir,
+    )
     assert broken.returncode == 2 and "dataset.root=gone: no such folder" in broken.stderr
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
 def test_preview_and_find_lr_know_the_folders_size(user_dir: Path) -> None:
     data = ["dataset=image_folder", "dataset.root=shapes", "trainer.batch_size=16"]
-    train = run_cli(["model=custom", "model._target_=mypkg.net.Net", *data, "scheduler=one_cycle_lr",
-                     "trainer.epochs=2", *FAST, "hydra.run.dir=run"], user_dir)  # fmt: skip
+    train = run_cli(
+        [
+            "model=custom",
+            "model._target_=mypkg.net.Net",
+            *data,
+            "scheduler=one_cycle_lr",
+            "trainer.epochs=2",
+            *FAST,
+            "hydra.run.dir=run",
+        ],
+        user_dir,
+    )
     assert_ok(train)
-    preview = run_cli(["model=custom", "model._target_=mypkg.net.Net", *data,
-                       "scheduler=one_cycle_lr", "trainer.epochs=2", "hydra.run.dir=preview"],
-                      user_dir, prog="lrrun-preview")  # fmt: skip
+    preview = run_cli(
+        [
+            "model=custom",
+            "model._target_=mypkg.net.Net",
+            *data,
+            "scheduler=one_cycle_lr",
+            "trainer.epochs=2",
+            "hydra.run.dir=preview",
+        ],
+        user_dir,
+        prog="lrrun-preview",
+    )
     assert_ok(preview)
     trained = [r["lr"] for r in read_csv(user_dir / "run" / "steps.csv")]
     assert [r["lr"] for r in read_csv(user_dir / "preview" / "preview.csv")] == trained
     assert len(trained) == 2 * 9  # 144 train images / 16
-    found = run_cli(["model=custom", "model._target_=mypkg.net.Net", *data, "find_lr.steps=30",
-                     "find_lr.plot=false", "trainer.device=cpu", "hydra.run.dir=find"],
-                    user_dir, prog="lrrun-find-lr")  # fmt: skip
+    found = run_cli(
+        [
+            "model=custom",
+            "model._target_=mypkg.net.Net",
+            *data,
+            "find_lr.steps=30",
+            "find_lr.plot=false",
+            "trainer.device=cpu",
+            "hydra.run.dir=find",
+        ],
+        user_dir,
+        prog="lrrun-find-lr",
+    )
     assert_ok(found)
     cycle = next(line for line in found.stdout.splitlines() if line.startswith("one_cycle_lr"))
     assert "lrrun model=custom model._target_=mypkg.net.Net dataset=image_folder" in cycle
@@ -220,9 +319,16 @@ def test_preview_and_find_lr_know_the_folders_size(user_dir: Path) -> None:
 
 
 def test_param_groups_over_the_users_parameter_names(user_dir: Path) -> None:
-    args = ["model=custom", "model._target_=mypkg.net.Net", "dataset=image_folder",
-            "dataset.root=shapes", "+optimizer.param_groups=[{name:head,params:[head.*],lr:0.1}]",
-            "trainer.epochs=2", *FAST, "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "model=custom",
+        "model._target_=mypkg.net.Net",
+        "dataset=image_folder",
+        "dataset.root=shapes",
+        "+optimizer.param_groups=[{name:head,params:[head.*],lr:0.1}]",
+        "trainer.epochs=2",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, user_dir)
     assert_ok(proc)
     assert "head 68 params, lr=0.1" in proc.stdout
@@ -240,9 +346,17 @@ def test_the_users_directory_is_importable_but_never_shadows(user_dir: Path) -> 
     moves it last)."""
     for name in ("matplotlib.py", "torchvision.py"):
         (user_dir / name).write_text(SHADOW)
-    args = ["model=custom", "model._target_=mypkg.net.Net", "+model.width=8",
-            "dataset=image_folder", "dataset.root=shapes", "trainer.epochs=1",
-            "trainer.device=cpu", "trainer.progress=false", "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "model=custom",
+        "model._target_=mypkg.net.Net",
+        "+model.width=8",
+        "dataset=image_folder",
+        "dataset.root=shapes",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+        "trainer.progress=false",
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, user_dir, fresh=True)
     assert_ok(proc)
     assert (user_dir / "run" / "curves.png").is_file()  # matplotlib: the installed one

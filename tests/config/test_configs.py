@@ -37,8 +37,18 @@ MNIST_FACTS = facts_of(10, (1, 28, 28))
 CLASS_DIR = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 
 CONF = config_dir()
-GROUPS = ["dataset", "augment", "model", "loss", "mix", "optimizer", "scheduler", "trainer",
-          "task", "experiment"]  # fmt: skip
+GROUPS = [
+    "dataset",
+    "augment",
+    "model",
+    "loss",
+    "mix",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "task",
+    "experiment",
+]
 CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -85,10 +95,15 @@ def dataset_overrides(choice: str, tmp_path: Path) -> list[str]:
 
 SMALL_WINDOWS = ["dataset.block_size=16", "dataset.steps_per_epoch=4", "dataset.eval_windows=8"]
 # What each choice trains on when it is not the default task's data: (task, dataset choice)
-TASK_DATA = {("task", "regression"): "tensors_regression", ("task", "language_model"): "text",
-             ("model", "gpt"): "text", ("loss", "mse"): "tensors_regression",
-             ("loss", "l1"): "tensors_regression", ("loss", "huber"): "tensors_regression",
-             ("experiment", "nanogpt_char_cpu"): "tokens"}  # fmt: skip
+TASK_DATA = {
+    ("task", "regression"): "tensors_regression",
+    ("task", "language_model"): "text",
+    ("model", "gpt"): "text",
+    ("loss", "mse"): "tensors_regression",
+    ("loss", "l1"): "tensors_regression",
+    ("loss", "huber"): "tensors_regression",
+    ("experiment", "nanogpt_char_cpu"): "tokens",
+}
 
 
 def task_data(kind: str, tmp_path: Path) -> list[str]:
@@ -109,8 +124,9 @@ def test_config_composes_and_instantiates(compose_cfg, group, choice, tmp_path: 
         cfg = compose_cfg(f"dataset={choice}", *dataset_overrides(choice, tmp_path), tiny=False)
     elif group == "augment":  # crop_flip is the 32x32 recipe
         root = write_folder(tmp_path / "images", size=32)
-        cfg = compose_cfg(f"augment={choice}", "dataset=image_folder", f"dataset.root={root}",
-                          tiny=False)  # fmt: skip
+        cfg = compose_cfg(
+            f"augment={choice}", "dataset=image_folder", f"dataset.root={root}", tiny=False
+        )
     elif choice == "custom":
         cfg = compose_cfg("model=custom", "model._target_=tests.sources.TinyNet")
     elif choice.endswith("schedule_free"):  # they replace the schedule
@@ -193,10 +209,22 @@ def test_configs_found_from_an_installed_wheel(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "--no-build-isolation",
-         "-q", "-w", str(dist)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(repo),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (wheel,) = dist.glob("lrrun-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "lrrun/conf/config.yaml" in names
@@ -206,13 +234,24 @@ def test_configs_found_from_an_installed_wheel(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import lrrun.config.location as c, sys; print(c.config_dir()); sys.argv=['lrrun', *sys.argv[1:]]; "
-         "from lrrun.cli import main; main()",
-         "dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32", "trainer.epochs=1",
-         "trainer.progress=false", "trainer.device=cpu", "hydra.run.dir=run"],
-        cwd=work, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import lrrun.config.location as c, sys; print(c.config_dir()); sys.argv=['lrrun', *sys.argv[1:]]; "
+            "from lrrun.cli import main; main()",
+            "dataset=synthetic",
+            "dataset.train_size=64",
+            "dataset.test_size=32",
+            "trainer.epochs=1",
+            "trainer.progress=false",
+            "trainer.device=cpu",
+            "hydra.run.dir=run",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == str(site / "lrrun" / "conf")
     assert (work / "run" / "metrics.csv").is_file()

@@ -109,8 +109,16 @@ def replay(job: Path, interval: str) -> tuple[list[list[float]], list[float]]:
     elif name == "CosineAnnealingLR":
         scheduler = lrs.CosineAnnealingLR(opt, T_max=length, eta_min=c["eta_min"])
     elif name == "OneCycleLR":
-        keys = ("pct_start", "anneal_strategy", "cycle_momentum", "base_momentum",
-                "max_momentum", "div_factor", "final_div_factor", "three_phase")  # fmt: skip
+        keys = (
+            "pct_start",
+            "anneal_strategy",
+            "cycle_momentum",
+            "base_momentum",
+            "max_momentum",
+            "div_factor",
+            "final_div_factor",
+            "three_phase",
+        )
         max_lr = c["max_lr"] if c["max_lr"] is not None else lr0
         scheduler = lrs.OneCycleLR(opt, max_lr, total_steps=length, **{k: c[k] for k in keys})
     else:
@@ -145,9 +153,18 @@ def logged(job: Path) -> tuple[list[list[float]], list[dict[str, str]]]:
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """step_lr, cosine_annealing_lr, reduce_lr_on_plateau with a head group at 10x."""
     cwd = tmp_path_factory.mktemp("groups")
-    proc = run_cli(["-m", *TINY, "model=feedforward", HEAD,
-                    "scheduler=step_lr,cosine_annealing_lr,reduce_lr_on_plateau",
-                    "scheduler.interval=epoch", "hydra.sweep.dir=multirun"], cwd)  # fmt: skip
+    proc = run_cli(
+        [
+            "-m",
+            *TINY,
+            "model=feedforward",
+            HEAD,
+            "scheduler=step_lr,cosine_annealing_lr,reduce_lr_on_plateau",
+            "scheduler.interval=epoch",
+            "hydra.sweep.dir=multirun",
+        ],
+        cwd,
+    )
     assert_ok(proc)
     jobs = {}
     for job in (cwd / "multirun").iterdir():
@@ -173,8 +190,9 @@ def test_each_group_follows_torch(sweep: dict[str, Path], scheduler: str) -> Non
 
 
 def test_console_and_status_name_the_groups(tmp_path: Path) -> None:
-    proc = run_cli([*TINY, "model=feedforward", "trainer.epochs=1", HEAD, "hydra.run.dir=run"],
-                   tmp_path)  # fmt: skip
+    proc = run_cli(
+        [*TINY, "model=feedforward", "trainer.epochs=1", HEAD, "hydra.run.dir=run"], tmp_path
+    )
     assert_ok(proc)
     assert "param groups  default 78,500 params; head 1,010 params, lr=0.1" in proc.stdout
     heading = next(line for line in proc.stdout.splitlines() if "val_acc" in line)
@@ -191,8 +209,18 @@ def test_console_and_status_name_the_groups(tmp_path: Path) -> None:
 def test_one_cycle_lr_and_momentum_follow_torch(
     tmp_path: Path, optimizer: str, extra: list[str]
 ) -> None:
-    proc = run_cli([*TINY, "model=feedforward", f"optimizer={optimizer}", HEAD,
-                    "scheduler=one_cycle_lr", *extra, "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            *TINY,
+            "model=feedforward",
+            f"optimizer={optimizer}",
+            HEAD,
+            "scheduler=one_cycle_lr",
+            *extra,
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     job = tmp_path / "run"
     lrs_logged, rows = logged(job)
@@ -210,16 +238,25 @@ def test_one_cycle_lr_and_momentum_follow_torch(
     ("args", "message"),
     [
         ([HEAD.replace("fc2.*", "fc9.*")], "optimizer.param_groups[head].params: 'fc9.*' matches"),
-        (["+optimizer.param_groups=[{name:a,params:[fc2.*]},{name:b,params:[fc2.bias]}]"],
-         "parameter 'fc2.bias' is matched by optimizer.param_groups[a] and by"),
-        ([HEAD.replace("lr:0.1", "lr:-0.1")], "optimizer.param_groups[head].lr=-0.1 is not allowed"),
-        ([HEAD.replace("lr:0.1", "gamma:0.1")], "optimizer.param_groups[head].gamma is not an "
-         "argument of SGD"),
-        ([HEAD, "scheduler=one_cycle_lr", "scheduler.max_lr=[0.1]"],
-         "scheduler.max_lr=[0.1] has 1 values, the optimizer has 2 param groups (default, head)"),
+        (
+            ["+optimizer.param_groups=[{name:a,params:[fc2.*]},{name:b,params:[fc2.bias]}]"],
+            "parameter 'fc2.bias' is matched by optimizer.param_groups[a] and by",
+        ),
+        (
+            [HEAD.replace("lr:0.1", "lr:-0.1")],
+            "optimizer.param_groups[head].lr=-0.1 is not allowed",
+        ),
+        (
+            [HEAD.replace("lr:0.1", "gamma:0.1")],
+            "optimizer.param_groups[head].gamma is not an argument of SGD",
+        ),
+        (
+            [HEAD, "scheduler=one_cycle_lr", "scheduler.max_lr=[0.1]"],
+            "scheduler.max_lr=[0.1] has 1 values, the optimizer has 2 param groups (default, head)",
+        ),
     ],
     ids=["no-match", "two-groups", "bad-value", "unknown-key", "max_lr-length"],
-)  # fmt: skip
+)
 def test_cli_errors(tmp_path: Path, args: list[str], message: str) -> None:
     proc = run_cli([*TINY, "model=feedforward", *args, "hydra.run.dir=run"], tmp_path)
     assert proc.returncode != 0
@@ -232,8 +269,11 @@ def test_preview_matches_training(tmp_path: Path) -> None:
     """lrrun-preview's lr_1 and momentum columns are the ones training logs."""
     args = [*TINY, "model=feedforward", "optimizer=adam", HEAD, "scheduler=one_cycle_lr"]
     assert_ok(run_cli([*args, "hydra.run.dir=run"], tmp_path))
-    assert_ok(run_cli([*args, "preview.plot=false", "hydra.run.dir=preview"], tmp_path,
-                      prog="lrrun-preview"))  # fmt: skip
+    assert_ok(
+        run_cli(
+            [*args, "preview.plot=false", "hydra.run.dir=preview"], tmp_path, prog="lrrun-preview"
+        )
+    )
     trained = read_csv(tmp_path / "run" / "steps.csv")
     previewed = read_csv(tmp_path / "preview" / "preview.csv")
     assert list(previewed[0]) == ["epoch", "step", "lr", "lr_1", "momentum"]

@@ -16,10 +16,15 @@ from lrrun.tools.preview import simulate
 
 SCHEDULERS = sorted(p.stem for p in (Path(config_dir()) / "scheduler").glob("*.yaml"))
 # what a scheduler needs to show its absolute lrs being scaled
-EXTRA = {"reduce_lr_on_plateau": ["+preview.metrics=[1,1,1,1]", "scheduler.patience=0",
-                                  "scheduler.min_lr=0.002"],
-         "cosine_annealing_lr": ["scheduler.eta_min=0.001"],
-         "hf_polynomial": ["scheduler.let.lr_end=0.001"]}  # fmt: skip
+EXTRA = {
+    "reduce_lr_on_plateau": [
+        "+preview.metrics=[1,1,1,1]",
+        "scheduler.patience=0",
+        "scheduler.min_lr=0.002",
+    ],
+    "cosine_annealing_lr": ["scheduler.eta_min=0.001"],
+    "hf_polynomial": ["scheduler.let.lr_end=0.001"],
+}
 
 
 def lrs(compose_cfg, *overrides: str) -> list[list[float]]:
@@ -29,8 +34,13 @@ def lrs(compose_cfg, *overrides: str) -> list[list[float]]:
 
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_the_whole_schedule_doubles(compose_cfg, name: str) -> None:
-    args = [f"scheduler={name}", "trainer.batch_size=16", "optimizer.reference_batch=8",
-            "+optimizer.param_groups=[{name:head,params:[fc2.*],lr:0.03}]", *EXTRA.get(name, [])]  # fmt: skip
+    args = [
+        f"scheduler={name}",
+        "trainer.batch_size=16",
+        "optimizer.reference_batch=8",
+        "+optimizer.param_groups=[{name:head,params:[fc2.*],lr:0.03}]",
+        *EXTRA.get(name, []),
+    ]
     plain = lrs(compose_cfg, *args)
     doubled = lrs(compose_cfg, *args, "optimizer.lr_scaling=linear")
     assert len(plain) == len(doubled) > 0
@@ -39,20 +49,37 @@ def test_the_whole_schedule_doubles(compose_cfg, name: str) -> None:
 
 
 def test_warm_up_and_the_processes_count(compose_cfg) -> None:
-    args = ["scheduler=cosine_annealing_lr", "scheduler.warmup.steps=5", "scheduler.eta_min=0.001",
-            "scheduler.interval=step", "trainer.batch_size=8"]  # fmt: skip
+    args = [
+        "scheduler=cosine_annealing_lr",
+        "scheduler.warmup.steps=5",
+        "scheduler.eta_min=0.001",
+        "scheduler.interval=step",
+        "trainer.batch_size=8",
+    ]
     plain = lrs(compose_cfg, *args)
-    scaled = lrs(compose_cfg, *args, "optimizer.lr_scaling=sqrt", "optimizer.reference_batch=8",
-                 "trainer.devices=4")  # fmt: skip
+    scaled = lrs(
+        compose_cfg,
+        *args,
+        "optimizer.lr_scaling=sqrt",
+        "optimizer.reference_batch=8",
+        "trainer.devices=4",
+    )
     # 4 processes: each rank's shard is a quarter, so a quarter of the steps, each x sqrt(4)
     assert len(scaled) == len(plain) // 4
     assert scaled[0][0] == 2 * plain[0][0] and scaled[-1][0] > 2 * 0.001
 
 
 def test_the_account_names_what_was_scaled(compose_cfg) -> None:
-    settings = read(compose_cfg("scheduler=cyclic_lr", "scheduler.base_lr=0.001",
-                                "scheduler.max_lr=0.1", "optimizer.lr_scaling=linear",
-                                "trainer.batch_size=64", "trainer.accumulate=2"))  # fmt: skip
+    settings = read(
+        compose_cfg(
+            "scheduler=cyclic_lr",
+            "scheduler.base_lr=0.001",
+            "scheduler.max_lr=0.1",
+            "optimizer.lr_scaling=linear",
+            "trainer.batch_size=64",
+            "trainer.accumulate=2",
+        )
+    )
     scaled, said = settings.scaled(processes=4)
     assert said == (
         "lr 0.01 x 2 (linear, global batch 512 / 256) = 0.02; "

@@ -77,11 +77,26 @@ def test_what_a_resume_may_change() -> None:
     """How fast and where a run runs, how long, and what it writes besides the CSVs - never
     what it computes."""
     assert set(RESUME_FREE) == {
-        "epochs", "plot", "device", "progress", "data_path", "num_workers", "compile",
-        "channels_last", "eval_batch_size", "resume", "allow_config_change", "save_best",
-        "stop_on_nonfinite", "trackers", "mlflow_uri", "pin_memory", "persistent_workers",
-        "test_every_epoch", "early_stop",
-    }  # fmt: skip
+        "epochs",
+        "plot",
+        "device",
+        "progress",
+        "data_path",
+        "num_workers",
+        "compile",
+        "channels_last",
+        "eval_batch_size",
+        "resume",
+        "allow_config_change",
+        "save_best",
+        "stop_on_nonfinite",
+        "trackers",
+        "mlflow_uri",
+        "pin_memory",
+        "persistent_workers",
+        "test_every_epoch",
+        "early_stop",
+    }
 
 
 def test_the_reference_table_has_every_key() -> None:
@@ -122,9 +137,16 @@ def test_below_the_entry_nothing_reads_the_config_again(
 
 @pytest.mark.parametrize(
     "path",
-    ["outputs/2026-12-05/10-00-00", "ü run, 2 [x]=(y)#", "it's", 'say "hi"', "back\\slash",
-     "end\\", "a\\'b"],
-)  # fmt: skip
+    [
+        "outputs/2026-12-05/10-00-00",
+        "ü run, 2 [x]=(y)#",
+        "it's",
+        'say "hi"',
+        "back\\slash",
+        "end\\",
+        "a\\'b",
+    ],
+)
 def test_the_printed_resume_command_reads_back(path: str) -> None:
     """Pasted into a shell, then parsed by Hydra, the resume command names the same dir."""
     import shlex
@@ -159,18 +181,23 @@ print("torch imported" if "torch" in sys.modules else "torch not imported")
 @pytest.mark.parametrize(
     ("overrides", "said"),
     [
-        (["scheduler=step_lr", "+scheduler.monitor=val_acc"],
-         "scheduler.monitor='val_acc' is only used by reduce_lr_on_plateau; StepLR ignores "
-         "metrics. Remove scheduler.monitor."),
-        (["optimizer=sgd_schedule_free", "scheduler=cosine_annealing_lr"],
-         "optimizer SGDScheduleFree is schedule-free: it replaces the schedule, and "
-         "scheduler._target_=torch.optim.lr_scheduler.CosineAnnealingLR would fight it."),
+        (
+            ["scheduler=step_lr", "+scheduler.monitor=val_acc"],
+            "scheduler.monitor='val_acc' is only used by reduce_lr_on_plateau; StepLR ignores "
+            "metrics. Remove scheduler.monitor.",
+        ),
+        (
+            ["optimizer=sgd_schedule_free", "scheduler=cosine_annealing_lr"],
+            "optimizer SGDScheduleFree is schedule-free: it replaces the schedule, and "
+            "scheduler._target_=torch.optim.lr_scheduler.CosineAnnealingLR would fight it.",
+        ),
     ],
-)  # fmt: skip
+)
 def test_checks_of_the_config_alone_run_before_torch_is_imported(overrides, said) -> None:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", CHECK_ALONE, *overrides], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK_ALONE, *overrides], capture_output=True, text=True, check=True
+    ).stdout
     assert said in out and out.rstrip().endswith("torch not imported")

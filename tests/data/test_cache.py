@@ -72,8 +72,14 @@ def test_a_folder_s_new_cache_replaces_its_old_one(folder: Path, tmp_path: Path)
 
 def test_the_idx_cache_is_checked_too(tmp_path: Path, capsys) -> None:
     write_idx_set(tmp_path / "FashionMNIST" / "raw", gz=False)
-    node = {"source": "idx", "name": "fashion_mnist", "root": str(tmp_path), "system_dir": None,
-            "download": False, "val_split": 0}  # fmt: skip
+    node = {
+        "source": "idx",
+        "name": "fashion_mnist",
+        "root": str(tmp_path),
+        "system_dir": None,
+        "download": False,
+        "val_split": 0,
+    }
     clean = load(**node)
     path = tmp_path / "FashionMNIST" / "lrrun" / "train.pt"
     flip_pixels(path)
@@ -87,8 +93,15 @@ def test_metrics_after_a_corrupted_cache_equal_a_clean_run(tmp_path: Path) -> No
     the metrics of a clean run (not of the flipped pixels)."""
     write_folder(tmp_path / "img", classes=2, per_class=12, size=8)
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    args = ["dataset=image_folder", "dataset.root=img", "dataset.val_split=4", "trainer.epochs=2",
-            "trainer.device=cpu", "trainer.progress=false", "trainer.plot=false"]  # fmt: skip
+    args = [
+        "dataset=image_folder",
+        "dataset.root=img",
+        "dataset.val_split=4",
+        "trainer.epochs=2",
+        "trainer.device=cpu",
+        "trainer.progress=false",
+        "trainer.plot=false",
+    ]
     assert_ok(run_cli([*args, "hydra.run.dir=clean"], tmp_path, env=env))
     [path] = cached(tmp_path / "cache")
     flip_pixels(path)

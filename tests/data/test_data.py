@@ -19,14 +19,16 @@ from tests.idx import write_idx_set
 
 def fashion(root: Path, system_dir: Path | None = None, download: bool = False) -> DataSpec:
     """FashionMNIST's node with every train image kept for training (val_split=0)."""
-    return read_dataset({
-        "source": "idx",
-        "name": "fashion_mnist",
-        "root": str(root),
-        "system_dir": None if system_dir is None else str(system_dir),
-        "download": download,
-        "val_split": 0,
-    })  # fmt: skip
+    return read_dataset(
+        {
+            "source": "idx",
+            "name": "fashion_mnist",
+            "root": str(root),
+            "system_dir": None if system_dir is None else str(system_dir),
+            "download": download,
+            "val_split": 0,
+        }
+    )
 
 
 def test_files_already_under_root(tmp_path: Path) -> None:

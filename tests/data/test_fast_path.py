@@ -46,8 +46,14 @@ def idx_overrides(root: Path) -> list[str]:
 
 
 def idx_data(root: Path, **keys):
-    node = {"source": "idx", "name": "fashion_mnist", "root": str(root), "system_dir": None,
-            "download": False, "val_split": 0} | keys  # fmt: skip
+    node = {
+        "source": "idx",
+        "name": "fashion_mnist",
+        "root": str(root),
+        "system_dir": None,
+        "download": False,
+        "val_split": 0,
+    } | keys
     return load_data(read_dataset(node))
 
 
@@ -161,9 +167,10 @@ def count_syncs(monkeypatch, compose_cfg, tmp_path: Path, train_size: int, *extr
 
 
 @pytest.mark.parametrize(
-    "recipe", [[], ["trainer.accumulate=2", "trainer.clip_grad_norm=0.5"]],
+    "recipe",
+    [[], ["trainer.accumulate=2", "trainer.clip_grad_norm=0.5"]],
     ids=["plain", "accumulate-clip"],
-)  # fmt: skip
+)
 def test_no_host_sync_per_step(monkeypatch, compose_cfg, tmp_path: Path, recipe) -> None:
     """4x the steps per epoch, the same number of host reads: they are per epoch, not per
     step (also with the gradient norm logged from clipping). torchvision's MixUp / CutMix
@@ -249,13 +256,24 @@ def test_an_image_folder_trains_alike_on_both_paths(compose_cfg, tmp_path: Path)
     root = write_folder(tmp_path / "img", classes=3, per_class=24, size=8)
     runs = {}
     for path, workers in (("tensor", 0), ("loader", 2)):
-        cfg = compose_cfg("dataset=image_folder", f"dataset.root={root}", "dataset.val_split=12",
-                          "model=custom", "model._target_=tests.sources.TinyNet",
-                          f"trainer.data_path={path}", f"trainer.num_workers={workers}",
-                          "trainer.epochs=2", "trainer.batch_size=16", tiny=False)  # fmt: skip
+        cfg = compose_cfg(
+            "dataset=image_folder",
+            f"dataset.root={root}",
+            "dataset.val_split=12",
+            "model=custom",
+            "model._target_=tests.sources.TinyNet",
+            f"trainer.data_path={path}",
+            f"trainer.num_workers={workers}",
+            "trainer.epochs=2",
+            "trainer.batch_size=16",
+            tiny=False,
+        )
         run(cfg, tmp_path / path)
         runs[path] = read_csv(tmp_path / path / "steps.csv")
     assert [r["lr"] for r in runs["tensor"]] == [r["lr"] for r in runs["loader"]]
-    torch.testing.assert_close(torch.tensor([float(r["loss"]) for r in runs["tensor"]]),
-                               torch.tensor([float(r["loss"]) for r in runs["loader"]]),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    torch.testing.assert_close(
+        torch.tensor([float(r["loss"]) for r in runs["tensor"]]),
+        torch.tensor([float(r["loss"]) for r in runs["loader"]]),
+        rtol=1e-5,
+        atol=1e-6,
+    )

@@ -14,9 +14,16 @@ from PIL import Image
 from tests.conftest import run_cli
 from tests.sources import write_folder
 
-ARGS = ["dataset=image_folder", "dataset.root=img", "trainer.data_path=loader",
-        "trainer.num_workers=2", "trainer.epochs=2", "trainer.device=cpu",
-        "trainer.progress=false", "hydra.run.dir=run"]  # fmt: skip
+ARGS = [
+    "dataset=image_folder",
+    "dataset.root=img",
+    "trainer.data_path=loader",
+    "trainer.num_workers=2",
+    "trainer.epochs=2",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "hydra.run.dir=run",
+]
 
 
 def odd_size(path: Path) -> None:

@@ -24,10 +24,16 @@ pytestmark = [
 
 def test_feedforward_one_cycle_on_real_fashion_mnist(tmp_path: Path) -> None:
     args = [
-        "dataset=fashion_mnist", f"dataset.root={REPO_DATA}", "model=feedforward",
-        "optimizer=adam", "scheduler=one_cycle_lr", "trainer.epochs=2", "trainer.device=cpu",
-        "trainer.progress=false", "hydra.run.dir=run",
-    ]  # fmt: skip
+        "dataset=fashion_mnist",
+        f"dataset.root={REPO_DATA}",
+        "model=feedforward",
+        "optimizer=adam",
+        "scheduler=one_cycle_lr",
+        "trainer.epochs=2",
+        "trainer.device=cpu",
+        "trainer.progress=false",
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, tmp_path, timeout=600)
     assert_ok(proc)
     metrics = read_csv(tmp_path / "run" / "metrics.csv")
@@ -47,10 +53,17 @@ def test_feedforward_one_cycle_on_real_fashion_mnist(tmp_path: Path) -> None:
 
 def test_fashion_mnist_net_one_epoch_on_real_data(tmp_path: Path) -> None:
     args = [
-        "dataset=fashion_mnist", f"dataset.root={REPO_DATA}", "model=fashion_mnist_net",
-        "optimizer=sgd", "scheduler=step_lr", "trainer.epochs=1", "trainer.batch_size=128",
-        "trainer.device=cpu", "trainer.progress=false", "hydra.run.dir=run",
-    ]  # fmt: skip
+        "dataset=fashion_mnist",
+        f"dataset.root={REPO_DATA}",
+        "model=fashion_mnist_net",
+        "optimizer=sgd",
+        "scheduler=step_lr",
+        "trainer.epochs=1",
+        "trainer.batch_size=128",
+        "trainer.device=cpu",
+        "trainer.progress=false",
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, tmp_path, timeout=600)
     assert_ok(proc)
     assert "FashionMNISTNet, 1,199,882 parameters" in proc.stdout
@@ -65,10 +78,18 @@ def test_fashion_mnist_as_png_folders_trains_like_the_idx_files(tmp_path: Path) 
     from benchmarks.fashion_png import export
 
     root = export(REPO_DATA / "fashion-png", REPO_DATA)
-    common = ["model=feedforward", "trainer.epochs=2", "trainer.device=cpu", "dataset.val_split=5000",
-              "trainer.progress=false", "trainer.plot=false"]  # fmt: skip
-    sources = {"idx": ["dataset=fashion_mnist", f"dataset.root={REPO_DATA}"],
-               "png": ["dataset=image_folder", f"dataset.root={root}"]}  # fmt: skip
+    common = [
+        "model=feedforward",
+        "trainer.epochs=2",
+        "trainer.device=cpu",
+        "dataset.val_split=5000",
+        "trainer.progress=false",
+        "trainer.plot=false",
+    ]
+    sources = {
+        "idx": ["dataset=fashion_mnist", f"dataset.root={REPO_DATA}"],
+        "png": ["dataset=image_folder", f"dataset.root={root}"],
+    }
     acc = {}
     for name, source in sources.items():
         proc = run_cli([*source, *common, f"hydra.run.dir={name}"], tmp_path, timeout=900)

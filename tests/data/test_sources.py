@@ -55,8 +55,9 @@ def test_decoded_folders_are_cached_and_reused(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = load(source="image_folder", root=str(root), val_split=2)
     assert len(list((tmp_path / "cache" / "lrrun" / "images").glob("*.pt"))) == 1
-    monkeypatch.setattr(lrrun.data.memory.FolderItems, "__getitem__",
-                        lambda self, i: pytest.fail("decoded again"))  # fmt: skip
+    monkeypatch.setattr(
+        lrrun.data.memory.FolderItems, "__getitem__", lambda self, i: pytest.fail("decoded again")
+    )
     again = load(source="image_folder", root=str(root), val_split=2)
     assert torch.equal(first.train.images, again.train.images)
 
@@ -113,8 +114,9 @@ def test_folder_errors_name_the_fix(tmp_path: Path, layout: str, message: str) -
 # --- .npz -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("layout", "shape"), [("nchw", (3, 8, 8)), ("nhwc", (3, 8, 8)),
-                                               ("flat", (192,))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("layout", "shape"), [("nchw", (3, 8, 8)), ("nhwc", (3, 8, 8)), ("flat", (192,))]
+)
 def test_npz_layouts(tmp_path: Path, layout: str, shape: tuple) -> None:
     path = write_npz(tmp_path / "d.npz", n=60, layout=layout)
     data = load(source="tensors", path=str(path), val_split=0.2)
@@ -122,14 +124,20 @@ def test_npz_layouts(tmp_path: Path, layout: str, shape: tuple) -> None:
     assert (len(data.train), len(data.val), len(data.test)) == (48, 12, 30)
     x, _ = images(60, 3, 8, 3, 0)
     if layout != "flat":  # NHWC is stored as NCHW, the pixels unchanged
-        assert torch.equal(torch.sort(torch.cat([data.train.images, data.val.images]).flatten())[0],
-                           torch.sort(x.flatten())[0])  # fmt: skip
+        assert torch.equal(
+            torch.sort(torch.cat([data.train.images, data.val.images]).flatten())[0],
+            torch.sort(x.flatten())[0],
+        )
 
 
 def test_npz_with_its_own_val_split_and_class_names(tmp_path: Path) -> None:
     x, y = images(10, 3, 8, 3, 5)
-    path = write_npz(tmp_path / "d.npz", x_val=x.numpy(), y_val=y.numpy(),
-                     classes=np.array(["cat", "dog", "frog"]))  # fmt: skip
+    path = write_npz(
+        tmp_path / "d.npz",
+        x_val=x.numpy(),
+        y_val=y.numpy(),
+        classes=np.array(["cat", "dog", "frog"]),
+    )
     data = load(source="tensors", path=str(path), val_split=0.5)
     assert len(data.val) == 10 and len(data.train) == 60 and data.classes == ("cat", "dog", "frog")
 
@@ -139,18 +147,44 @@ def test_npz_with_its_own_val_split_and_class_names(tmp_path: Path) -> None:
     [
         ({"x_train": np.zeros((4, 2)), "y_train": np.zeros(3, int)}, "y_train has shape"),
         ({"x_train": np.zeros((4, 2)), "y_train": np.array([0, 1, 2, -1])}, "include -1"),
-        ({"x_train": np.zeros((4, 2)), "y_train": np.array([0, 1, 0, 1]),
-          "x_test": np.zeros((2, 2)), "y_test": np.array([0, 5])}, r"test labels include 5, outside \[0, 2\)"),
-        ({"x_train": np.zeros((4, 2)), "y_train": np.array([0.5, 1, 0, 1])}, "is float64: under task=classification .* use task=regression"),
-        ({"x_train": np.zeros((4, 2)), "y_train": np.array([2.0, 1, 0, 1])}, "is float64: under task=classification .* use task=regression"),
+        (
+            {
+                "x_train": np.zeros((4, 2)),
+                "y_train": np.array([0, 1, 0, 1]),
+                "x_test": np.zeros((2, 2)),
+                "y_test": np.array([0, 5]),
+            },
+            r"test labels include 5, outside \[0, 2\)",
+        ),
+        (
+            {"x_train": np.zeros((4, 2)), "y_train": np.array([0.5, 1, 0, 1])},
+            "is float64: under task=classification .* use task=regression",
+        ),
+        (
+            {"x_train": np.zeros((4, 2)), "y_train": np.array([2.0, 1, 0, 1])},
+            "is float64: under task=classification .* use task=regression",
+        ),
         ({"x_train": np.zeros((4, 2))}, "it needs x_train and y_train"),
-        ({"x_train": np.zeros((4, 2)), "y_train": np.zeros(4, int), "x_val": np.zeros((1, 2))},
-         "has x_val but no y_val"),
-        ({"x_train": np.zeros((4, 2), dtype=np.int32), "y_train": np.zeros(4, int)}, "uint8 pixels or floats"),
+        (
+            {"x_train": np.zeros((4, 2)), "y_train": np.zeros(4, int), "x_val": np.zeros((1, 2))},
+            "has x_val but no y_val",
+        ),
+        (
+            {"x_train": np.zeros((4, 2), dtype=np.int32), "y_train": np.zeros(4, int)},
+            "uint8 pixels or floats",
+        ),
     ],
-    ids=["lengths", "negative", "outside", "float-labels", "whole-floats", "no-y", "no-y_val",
-         "int32"],
-)  # fmt: skip
+    ids=[
+        "lengths",
+        "negative",
+        "outside",
+        "float-labels",
+        "whole-floats",
+        "no-y",
+        "no-y_val",
+        "int32",
+    ],
+)
 def test_npz_errors_name_the_array(tmp_path: Path, arrays: dict, message: str) -> None:
     np.savez(tmp_path / "d.npz", **arrays)
     with pytest.raises(DataError, match=message):
@@ -179,8 +213,9 @@ def test_a_torchvision_class_that_is_not_there(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("with_val", [True, False])
 def test_a_users_callable(with_val: bool) -> None:
-    data = load(source="callable", _target_="tests.sources.build_datasets", with_val=with_val,
-                val_split=0.5)  # fmt: skip
+    data = load(
+        source="callable", _target_="tests.sources.build_datasets", with_val=with_val, val_split=0.5
+    )
     assert data.train.in_memory and data.input_shape == (3, 8, 8) and data.num_classes == 3
     assert (len(data.train), len(data.val), len(data.test)) == (
         (60, 30, 30) if with_val else (30, 30, 30)
@@ -271,8 +306,12 @@ def bomb_png(path: Path, side: int = 20_000) -> Path:
         )
 
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))  # fmt: skip
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 

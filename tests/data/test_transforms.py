@@ -24,16 +24,26 @@ from lrrun.errors import ConfigError
 from tests.sources import write_npz
 
 CPU = torch.device("cpu")
-CROP_FLIP = [{"_target_": "torchvision.transforms.v2.RandomCrop", "size": 8, "padding": 2},
-             {"_target_": "torchvision.transforms.v2.RandomHorizontalFlip", "p": 0.5}]  # fmt: skip
+CROP_FLIP = [
+    {"_target_": "torchvision.transforms.v2.RandomCrop", "size": 8, "padding": 2},
+    {"_target_": "torchvision.transforms.v2.RandomHorizontalFlip", "p": 0.5},
+]
 JITTER = [{"_target_": "torchvision.transforms.v2.ColorJitter", "brightness": 0.5}]
 
 
 def data_with(tmp_path: Path, train: list, eval_: list | None = None):
     _CACHE.clear()
     path = write_npz(tmp_path / "d.npz", n=48)
-    return load_data(read_dataset({"source": "tensors", "path": str(path), "val_split": 12,
-                                   "transforms": {"train": train, "eval": eval_ or []}}))  # fmt: skip
+    return load_data(
+        read_dataset(
+            {
+                "source": "tensors",
+                "path": str(path),
+                "val_split": 12,
+                "transforms": {"train": train, "eval": eval_ or []},
+            }
+        )
+    )
 
 
 def test_batched_crop_and_flip_are_per_sample_crops_of_the_padded_image() -> None:

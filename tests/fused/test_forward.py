@@ -16,8 +16,9 @@ from lrrun.train import checkpoint
 
 
 def bn_net() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(),
-                         nn.Linear(16, 3))  # fmt: skip
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)
+    )
 
 
 def members(make, n: int) -> list[nn.Module]:

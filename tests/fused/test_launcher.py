@@ -15,8 +15,15 @@ import pytest
 from tests.conftest import assert_ok, interrupt_after_first_epoch, read_csv, run_cli
 from tests.fused.test_members import TOLERANCE, numbers
 
-BASE = ["dataset=synthetic", "dataset.seed=0", "dataset.train_size=256", "trainer.epochs=3",
-        "trainer.device=cpu", "trainer.progress=false", "trainer.plot=false"]  # fmt: skip
+BASE = [
+    "dataset=synthetic",
+    "dataset.seed=0",
+    "dataset.train_size=256",
+    "trainer.epochs=3",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "trainer.plot=false",
+]
 GRID = ["optimizer=sgd,adam", "scheduler=reduce_lr_on_plateau,one_cycle_lr", "trainer.seed=1,2"]
 # fused whatever a few timed steps say (hydra.launcher.fuse=auto decides by them: a test below)
 FUSED = ["hydra/launcher=fused", "hydra.launcher.fuse=always"]
@@ -60,8 +67,17 @@ def test_a_fused_sweep_equals_the_basic_launchers(tmp_path: Path) -> None:
 
 
 def test_jobs_that_cannot_share_a_pass_run_alone_with_the_reason(tmp_path: Path) -> None:
-    proc = run_cli(["-m", *BASE, "trainer.epochs=1", "model.hidden_dim=32,64",
-                    "hydra/launcher=fused", "hydra.sweep.dir=s"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "-m",
+            *BASE,
+            "trainer.epochs=1",
+            "model.hidden_dim=32,64",
+            "hydra/launcher=fused",
+            "hydra.sweep.dir=s",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     out = " ".join(proc.stdout.split())
     assert "job 0 trains alone: no other job shares its model, data and step shape" in out
@@ -69,14 +85,24 @@ def test_jobs_that_cannot_share_a_pass_run_alone_with_the_reason(tmp_path: Path)
         "job 1 trains alone: differs from job 0 in what a pass shares: "
         "model.hidden_dim: 32 -> 64" in out
     )
-    assert [json.loads((tmp_path / "s" / str(j) / "status.json").read_text())["status"]
-            for j in range(2)] == ["ok", "ok"]  # fmt: skip
+    assert [
+        json.loads((tmp_path / "s" / str(j) / "status.json").read_text())["status"]
+        for j in range(2)
+    ] == ["ok", "ok"]
 
 
 @pytest.mark.slow
 def test_an_interrupted_fused_sweep_is_finished_fused_and_exact(tmp_path: Path) -> None:
-    args = ["-m", *BASE, "dataset.train_size=2048", "trainer.epochs=6", "optimizer.lr=0.02,0.05",
-            "trainer.seed=1,2", *FUSED, "hydra.sweep.dir=s"]  # fmt: skip
+    args = [
+        "-m",
+        *BASE,
+        "dataset.train_size=2048",
+        "trainer.epochs=6",
+        "optimizer.lr=0.02,0.05",
+        "trainer.seed=1,2",
+        *FUSED,
+        "hydra.sweep.dir=s",
+    ]
     proc = interrupt_after_first_epoch(args, tmp_path, tmp_path / "s" / "0", signal.SIGINT)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -93,8 +119,10 @@ def test_an_interrupted_fused_sweep_is_finished_fused_and_exact(tmp_path: Path) 
     out = " ".join(finished.stdout.split())
     assert "job 0 stopped before: resuming it" in out
     assert "fused launcher: jobs 0, 1, 2, 3 share a pass" in out
-    basic = run_cli([a for a in args if a not in FUSED and "sweep.dir" not in a]
-                    + ["hydra.sweep.dir=basic"], tmp_path)  # fmt: skip
+    basic = run_cli(
+        [a for a in args if a not in FUSED and "sweep.dir" not in a] + ["hydra.sweep.dir=basic"],
+        tmp_path,
+    )
     assert_ok(basic)
     assert_same_jobs(tmp_path / "s", tmp_path / "basic", 4)
 
@@ -126,8 +154,14 @@ def test_a_basic_sweep_cut_short_is_finished_by_the_fused_launcher(tmp_path: Pat
     """Job 0 ended, job 1 stopped after its first epochs, jobs 2 and 3 never ran: the fused
     launcher keeps job 0, resumes job 1 alone (no other job starts from its epoch) and
     trains jobs 2 and 3 in one pass."""
-    sweep = ["-m", *BASE, "dataset.train_size=2048", "trainer.epochs=4",
-             "optimizer.lr=0.01,0.02,0.05,0.1", "hydra.sweep.dir=s"]  # fmt: skip
+    sweep = [
+        "-m",
+        *BASE,
+        "dataset.train_size=2048",
+        "trainer.epochs=4",
+        "optimizer.lr=0.01,0.02,0.05,0.1",
+        "hydra.sweep.dir=s",
+    ]
     cut = interrupt_after_first_epoch(sweep, tmp_path, tmp_path / "s" / "1", signal.SIGINT)
     assert cut.returncode == 130, cut.stderr
     finished = run_cli([*sweep, *FUSED], tmp_path)
@@ -137,7 +171,9 @@ def test_a_basic_sweep_cut_short_is_finished_by_the_fused_launcher(tmp_path: Pat
     assert "job 1 trains alone: no other job starts from epoch" in out
     assert "jobs 2, 3 share a pass" in out
     assert out.count("job 1 stopped before: resuming it") == 1
-    statuses = [json.loads((tmp_path / "s" / str(j) / "status.json").read_text())["status"]
-                for j in range(4)]  # fmt: skip
+    statuses = [
+        json.loads((tmp_path / "s" / str(j) / "status.json").read_text())["status"]
+        for j in range(4)
+    ]
     assert statuses == ["ok"] * 4
     assert len(read_csv(tmp_path / "s" / "summary.csv")) == 4

@@ -22,14 +22,32 @@ from tests.conftest import read_csv
 TOLERANCE = 1e-5
 JOBS = [
     ("trainer.seed=1", "optimizer.lr=0.05", "scheduler=step_lr"),
-    ("trainer.seed=2", "optimizer=adam", "optimizer.lr=0.003", "scheduler=one_cycle_lr",
-     "trainer.clip_grad_norm=1.0"),
-    ("trainer.seed=3", "scheduler=reduce_lr_on_plateau", "scheduler.patience=0",
-     "scheduler.monitor=train_loss", "scheduler.threshold=0.05", "scheduler.warmup.steps=3",
-     "trainer.ema.decay=0.9", "mix=mixup", "loss.label_smoothing=0.1"),
-    ("trainer.seed=4", "optimizer.no_decay=[bias]", "optimizer.weight_decay=0.01",
-     "trainer.clip_grad_value=0.5", "optimizer.lr=0.1"),
-]  # fmt: skip
+    (
+        "trainer.seed=2",
+        "optimizer=adam",
+        "optimizer.lr=0.003",
+        "scheduler=one_cycle_lr",
+        "trainer.clip_grad_norm=1.0",
+    ),
+    (
+        "trainer.seed=3",
+        "scheduler=reduce_lr_on_plateau",
+        "scheduler.patience=0",
+        "scheduler.monitor=train_loss",
+        "scheduler.threshold=0.05",
+        "scheduler.warmup.steps=3",
+        "trainer.ema.decay=0.9",
+        "mix=mixup",
+        "loss.label_smoothing=0.1",
+    ),
+    (
+        "trainer.seed=4",
+        "optimizer.no_decay=[bias]",
+        "optimizer.weight_decay=0.01",
+        "trainer.clip_grad_value=0.5",
+        "optimizer.lr=0.1",
+    ),
+]
 SHARED = ("dataset.seed=0",)  # one data set for all (synthetic data follows trainer.seed)
 
 
@@ -42,12 +60,14 @@ def assert_same_run(solo: Path, fused: Path) -> None:
     a, b = read_csv(solo / "steps.csv"), read_csv(fused / "steps.csv")
     assert [r["lr"] for r in a] == [r["lr"] for r in b]  # strings: exact
     assert [(r["epoch"], r["step"]) for r in a] == [(r["epoch"], r["step"]) for r in b]
-    assert numbers(b, ("epoch", "step")) == pytest.approx(numbers(a, ("epoch", "step")),
-                                                          rel=TOLERANCE, nan_ok=True)  # fmt: skip
+    assert numbers(b, ("epoch", "step")) == pytest.approx(
+        numbers(a, ("epoch", "step")), rel=TOLERANCE, nan_ok=True
+    )
     ma, mb = read_csv(solo / "metrics.csv"), read_csv(fused / "metrics.csv")
     assert list(ma[0]) == list(mb[0])
-    assert numbers(mb, ("epoch_time_s",)) == pytest.approx(numbers(ma, ("epoch_time_s",)),
-                                                           rel=TOLERANCE, nan_ok=True)  # fmt: skip
+    assert numbers(mb, ("epoch_time_s",)) == pytest.approx(
+        numbers(ma, ("epoch_time_s",)), rel=TOLERANCE, nan_ok=True
+    )
     ea, eb = read_csv(solo / "events.csv"), read_csv(fused / "events.csv")
     assert [(e["step"], e["event"]) for e in ea] == [(e["step"], e["event"]) for e in eb]
     sa, sb = (json.loads((d / "status.json").read_text()) for d in (solo, fused))
@@ -102,9 +122,11 @@ class TorchDropoutNet(torch.nn.Module):
 
     def __init__(self, num_classes: int, input_shape: tuple[int, ...]) -> None:
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.2),
-                                       torch.nn.Linear(int(torch.tensor(input_shape).prod()),
-                                                       num_classes))  # fmt: skip
+        self.net = torch.nn.Sequential(
+            torch.nn.Flatten(),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(int(torch.tensor(input_shape).prod()), num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -116,8 +138,12 @@ def test_a_diverging_member_ends_alone_and_torchs_dropout_trains_alone(
     """lr 1e4 sends one member's loss to NaN in epoch 1: it ends diverged (status, steps.csv
     up to the NaN), the others finish as alone; a model with torch's nn.Dropout is refused
     the pass."""
-    jobs = [JOBS[0], ("trainer.seed=9", "optimizer.lr=1e4", "optimizer.momentum=0.99"), JOBS[1],
-            tuple(TORCH_DROPOUT)]  # fmt: skip
+    jobs = [
+        JOBS[0],
+        ("trainer.seed=9", "optimizer.lr=1e4", "optimizer.momentum=0.99"),
+        JOBS[1],
+        tuple(TORCH_DROPOUT),
+    ]
     settings = [read(compose_cfg(*job, *SHARED)) for job in jobs]
     results = run_members(settings, [tmp_path / f"fused{i}" for i in range(4)])
     assert isinstance(results[1], Diverged)

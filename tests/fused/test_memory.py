@@ -53,8 +53,14 @@ def peak_growth(kind: str, members: int) -> tuple[int, int]:
     # ones on its heap: the peak moved by 60 MB from run to run. A fixed threshold hands
     # every block over 64 KB back when freed: the peak is what was alive at once.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run([sys.executable, "-c", PASS, kind, str(members)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PASS, kind, str(members)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     grown, estimate = out.stdout.split()
     return int(grown), int(estimate)
 
@@ -90,8 +96,11 @@ def test_members_that_fit(monkeypatch) -> None:
 def test_plan_takes_each_kinds_own_limit(compose_cfg) -> None:
     from lrrun.config.settings import read
 
-    jobs = [read(compose_cfg(f"trainer.seed={s}", "dataset.seed=0", *extra)).resolved
-            for extra in ((), ("model.hidden_dim=32",)) for s in range(3)]  # fmt: skip
+    jobs = [
+        read(compose_cfg(f"trainer.seed={s}", "dataset.seed=0", *extra)).resolved
+        for extra in ((), ("model.hidden_dim=32",))
+        for s in range(3)
+    ]
     made = plan(jobs, max_members=lambda n: {0: 2, 3: 3}[n])
     assert made.passes == [[0, 1], [3, 4, 5]]
     assert made.alone == {2: "the last of its kind past max_members=2"}

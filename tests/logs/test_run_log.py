@@ -22,8 +22,10 @@ def test_the_run_log_holds_what_the_console_printed(tmp_path: Path) -> None:
 
 
 def test_the_sweep_log_holds_the_table_and_the_verdict(tmp_path: Path) -> None:
-    proc = run_cli(["-m", *TINY, "trainer.epochs=1", "optimizer.lr=0.01,0.05",
-                    "hydra.sweep.dir=sweep"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        ["-m", *TINY, "trainer.epochs=1", "optimizer.lr=0.01,0.05", "hydra.sweep.dir=sweep"],
+        tmp_path,
+    )
     assert_ok(proc)
     log = (tmp_path / "sweep" / "lrrun.log").read_text()
     assert "\x1b[" not in log

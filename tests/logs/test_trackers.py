@@ -28,8 +28,14 @@ pytest.importorskip("mlflow")
 HEAD = "+optimizer.param_groups=[{name:head,params:[fc2.*],lr:0.1}]"
 BOTH = "trainer.trackers=[tensorboard,mlflow]"
 STEP_KEYS = {"lr": "lr", "lr_1": "lr_head", "momentum": "momentum", "loss": "train/loss"}
-EPOCH_KEYS = {"train_acc": "train/acc", "val_loss": "val/loss", "val_acc": "val/acc",
-              "val_top5": "val/top5", "epoch_time_s": "epoch_time_s", "epoch": "epoch"}  # fmt: skip
+EPOCH_KEYS = {
+    "train_acc": "train/acc",
+    "val_loss": "val/loss",
+    "val_acc": "val/acc",
+    "val_top5": "val/top5",
+    "epoch_time_s": "epoch_time_s",
+    "epoch": "epoch",
+}
 
 
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -58,15 +64,21 @@ def mlflow_metrics(client, run_id: str) -> dict[str, list[tuple[int, float]]]:
 def expected(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """What both trackers must hold, from the run's own CSVs."""
     steps, metrics = read_csv(run_dir / "steps.csv"), read_csv(run_dir / "metrics.csv")
-    out = {name: [(int(r["step"]), float(r[col])) for r in steps]
-           for col, name in STEP_KEYS.items() if col in steps[0]}  # fmt: skip
+    out = {
+        name: [(int(r["step"]), float(r[col])) for r in steps]
+        for col, name in STEP_KEYS.items()
+        if col in steps[0]
+    }
     last = {}
     for r in steps:
         last[int(r["epoch"])] = int(r["step"])
     for col, name in EPOCH_KEYS.items():
         out[name] = [(last[int(r["epoch"])], float(r[col])) for r in metrics]
-    for col, name in (("test_loss", "test/loss"), ("test_acc", "test/acc"),
-                      ("test_top5", "test/top5")):  # the tested epoch  # fmt: skip
+    for col, name in (
+        ("test_loss", "test/loss"),
+        ("test_acc", "test/acc"),
+        ("test_top5", "test/top5"),
+    ):  # the tested epoch
         out[name] = [(last[int(r["epoch"])], float(r[col])) for r in metrics if r[col]]
     return out
 
@@ -99,10 +111,19 @@ def test_check_names_and_missing_packages(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_flatten() -> None:
-    flat = trackers.flatten({"scheduler": {"gamma": 0.7, "milestones": [1, 2], "T_max": None},
-                             "trainer": {"seed": 1, "plot": True}})  # fmt: skip
-    assert flat == {"scheduler.gamma": 0.7, "scheduler.milestones": "[1, 2]",
-                    "scheduler.T_max": "null", "trainer.seed": 1, "trainer.plot": True}  # fmt: skip
+    flat = trackers.flatten(
+        {
+            "scheduler": {"gamma": 0.7, "milestones": [1, 2], "T_max": None},
+            "trainer": {"seed": 1, "plot": True},
+        }
+    )
+    assert flat == {
+        "scheduler.gamma": 0.7,
+        "scheduler.milestones": "[1, 2]",
+        "scheduler.T_max": "null",
+        "trainer.seed": 1,
+        "trainer.plot": True,
+    }
 
 
 def test_unknown_tracker_is_a_cli_error(tmp_path: Path) -> None:
@@ -121,8 +142,16 @@ def test_a_run_reads_back_exactly(tmp_path: Path) -> None:
     assert_ok(proc)
     run_dir = tmp_path / "run"
     want = expected(run_dir)
-    assert set(want) == {"lr", "lr_head", "momentum", "train/loss", "test/loss", "test/acc",
-                         "test/top5", *EPOCH_KEYS.values()}  # fmt: skip
+    assert set(want) == {
+        "lr",
+        "lr_head",
+        "momentum",
+        "train/loss",
+        "test/loss",
+        "test/acc",
+        "test/top5",
+        *EPOCH_KEYS.values(),
+    }
     assert len(want["test/acc"]) == 1  # the test split once, for the best val_acc epoch
     assert len(want["lr"]) == 6 * TINY_STEPS_PER_EPOCH
     assert want["val/acc"][0][0] == TINY_STEPS_PER_EPOCH  # epoch 1 at its last step
@@ -159,10 +188,18 @@ def test_tensorboard_hparams_hold_the_config(tmp_path: Path) -> None:
 # --- a run interrupted mid-epoch and resumed ----------------------------------------------
 
 LONG = [
-    "dataset=synthetic", "dataset.train_size=4096", "dataset.test_size=256",
-    "trainer.batch_size=32", "trainer.epochs=8", "trainer.device=cpu", "trainer.plot=false",
-    "trainer.progress=false", "scheduler=exponential_lr", "scheduler.gamma=0.8", BOTH,
-]  # fmt: skip
+    "dataset=synthetic",
+    "dataset.train_size=4096",
+    "dataset.test_size=256",
+    "trainer.batch_size=32",
+    "trainer.epochs=8",
+    "trainer.device=cpu",
+    "trainer.plot=false",
+    "trainer.progress=false",
+    "scheduler=exponential_lr",
+    "scheduler.gamma=0.8",
+    BOTH,
+]
 
 
 @pytest.mark.slow  # a real interrupt / a multirun: run by make test-slow in CI
@@ -196,8 +233,11 @@ def test_resumed_run_continues_without_duplicate_steps(tmp_path: Path) -> None:
 
 def test_a_resume_that_fails_to_start_does_not_leave_its_run_running(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    assert_ok(run_cli([*TINY, "trainer.epochs=2", "trainer.trackers=[mlflow]",
-                       "hydra.run.dir=run"], tmp_path))  # fmt: skip
+    assert_ok(
+        run_cli(
+            [*TINY, "trainer.epochs=2", "trainer.trackers=[mlflow]", "hydra.run.dir=run"], tmp_path
+        )
+    )
     steps = run_dir / "steps.csv"
     steps.write_text(steps.read_text().replace("epoch,step,lr,loss", "epoch,step,lr,loss2", 1))
     proc = run_cli([*TINY, "trainer.trackers=[mlflow]", f"trainer.resume={run_dir}"], tmp_path)
@@ -214,8 +254,18 @@ def test_a_resume_that_fails_to_start_does_not_leave_its_run_running(tmp_path: P
 @pytest.mark.slow  # a real interrupt / a multirun: run by make test-slow in CI
 def test_multirun_jobs_are_children_of_the_sweep_run(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path.resolve() / 'store.db'}"
-    proc = run_cli(["-m", *TINY, "trainer.epochs=2", BOTH, f"trainer.mlflow_uri={uri}",
-                    "scheduler.gamma=0.5,0.9", "hydra.sweep.dir=sweep"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "-m",
+            *TINY,
+            "trainer.epochs=2",
+            BOTH,
+            f"trainer.mlflow_uri={uri}",
+            "scheduler.gamma=0.5,0.9",
+            "hydra.sweep.dir=sweep",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     from mlflow import MlflowClient
 
@@ -260,15 +310,23 @@ def test_writes_run_in_order_and_a_failing_tracker_is_dropped(capsys) -> None:
     fan = trackers.Trackers([good, bad], ["default", "head"])
     rows = [{"epoch": 1, "step": s, "lr": 0.1, "lr_1": 1.0, "loss": 2.0 / s} for s in (1, 2)]
     fan.steps(rows)
-    fan.epoch({"epoch": 1, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.6,
-               "epoch_time_s": 0.1, "lr": 0.1}, 2)  # fmt: skip
+    fan.epoch(
+        {
+            "epoch": 1,
+            "train_acc": 0.5,
+            "val_loss": 1.0,
+            "val_acc": 0.6,
+            "epoch_time_s": 0.1,
+            "lr": 0.1,
+        },
+        2,
+    )
     fan.close("ok", [])
     assert good.points == [
         (1, {"lr": 0.1, "lr_head": 1.0, "train/loss": 2.0}),
         (2, {"lr": 0.1, "lr_head": 1.0, "train/loss": 1.0}),
-        (2, {"train/acc": 0.5, "val/loss": 1.0, "val/acc": 0.6, "epoch_time_s": 0.1,
-             "epoch": 1.0}),
-    ]  # fmt: skip
+        (2, {"train/acc": 0.5, "val/loss": 1.0, "val/acc": 0.6, "epoch_time_s": 0.1, "epoch": 1.0}),
+    ]
     assert good.closed == "ok" and bad.closed is None
     err = capsys.readouterr().err
     assert err.count("_Recorder stopped logging (disk full)") == 1

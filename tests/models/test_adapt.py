@@ -19,11 +19,22 @@ RGB32 = facts_of(5, (3, 32, 32))
 
 
 def test_facts() -> None:
-    assert RGB32 == {"num_classes": 5, "num_outputs": 5, "input_shape": (3, 32, 32),
-                     "input_dim": 3072, "in_channels": 3, "in_chans": 3, "image_size": 32}  # fmt: skip
+    assert RGB32 == {
+        "num_classes": 5,
+        "num_outputs": 5,
+        "input_shape": (3, 32, 32),
+        "input_dim": 3072,
+        "in_channels": 3,
+        "in_chans": 3,
+        "image_size": 32,
+    }
     assert facts_of(2, (3, 16, 24))["image_size"] == (16, 24)
-    assert facts_of(4, (7,)) == {"num_classes": 4, "num_outputs": 4, "input_shape": (7,),
-                                 "input_dim": 7}  # fmt: skip
+    assert facts_of(4, (7,)) == {
+        "num_classes": 4,
+        "num_outputs": 4,
+        "input_shape": (7,),
+        "input_dim": 7,
+    }
 
 
 def test_only_the_parameters_a_target_takes_are_filled() -> None:
@@ -66,8 +77,10 @@ def test_the_probe_refuses_with_the_fix() -> None:
 
 
 def test_builtins_size_themselves_from_the_data() -> None:
-    model, given = build_model({"_target_": "lrrun.models.FashionMNISTNet", "input_shape": None,
-                                "num_classes": None}, RGB32)  # fmt: skip
+    model, given = build_model(
+        {"_target_": "lrrun.models.FashionMNISTNet", "input_shape": None, "num_classes": None},
+        RGB32,
+    )
     assert given == {"input_shape": (3, 32, 32), "num_classes": 5}
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
     # the tutorial's sizes are the defaults: 784 -> 100 -> 10 and the 1,199,882-parameter CNN

@@ -11,8 +11,13 @@ import pytest
 from tests.conftest import assert_ok, read_csv, run_cli
 from tests.sources import write_folder
 
-FAST = ["trainer.device=cpu", "trainer.progress=false", "trainer.plot=false",
-        "trainer.epochs=2", "trainer.batch_size=16"]  # fmt: skip
+FAST = [
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "trainer.plot=false",
+    "trainer.epochs=2",
+    "trainer.batch_size=16",
+]
 NETS = """
 import torch
 from torch import nn
@@ -60,8 +65,7 @@ class Buggy(Dict):
 
 @pytest.fixture
 def user_dir(tmp_path: Path) -> Path:
-    write_folder(tmp_path / "img", classes=3, splits={"train": 16, "test": 4}, size=8,
-                 channels=1)  # fmt: skip
+    write_folder(tmp_path / "img", classes=3, splits={"train": 16, "test": 4}, size=8, channels=1)
     (tmp_path / "nets.py").write_text(NETS)
     return tmp_path
 
@@ -98,12 +102,19 @@ def test_a_forward_returning_more_is_used_through_model_output(
 @pytest.mark.slow
 def test_a_hugging_face_model_output(user_dir: Path) -> None:
     """transformers.ViTForImageClassification returns an ImageClassifierOutput."""
-    vit = ["model=custom", "model._target_=transformers.ViTForImageClassification",
-           "+model.config._target_=transformers.ViTConfig", "+model.config.image_size=8",
-           "+model.config.patch_size=4", "+model.config.num_channels=1",
-           "+model.config.hidden_size=16", "+model.config.num_hidden_layers=1",
-           "+model.config.num_attention_heads=2", "+model.config.intermediate_size=32",
-           "+model.config.num_labels=3"]  # fmt: skip
+    vit = [
+        "model=custom",
+        "model._target_=transformers.ViTForImageClassification",
+        "+model.config._target_=transformers.ViTConfig",
+        "+model.config.image_size=8",
+        "+model.config.patch_size=4",
+        "+model.config.num_channels=1",
+        "+model.config.hidden_size=16",
+        "+model.config.num_hidden_layers=1",
+        "+model.config.num_attention_heads=2",
+        "+model.config.intermediate_size=32",
+        "+model.config.num_labels=3",
+    ]
     refused = run_cli([*data(), *vit, "hydra.run.dir=refused"], user_dir)
     assert refused.returncode == 2
     assert "returns a ImageClassifierOutput of logits (2x3)" in refused.stderr
@@ -112,8 +123,7 @@ def test_a_hugging_face_model_output(user_dir: Path) -> None:
 
 
 def test_lazy_modules_are_materialised_before_anything_touches_them(user_dir: Path) -> None:
-    proc = run_cli([*custom("Lazy"), "trainer.channels_last=true", "hydra.run.dir=run"],
-                   user_dir)  # fmt: skip
+    proc = run_cli([*custom("Lazy"), "trainer.channels_last=true", "hydra.run.dir=run"], user_dir)
     assert_ok(proc)
     assert "(Lazy, 2,179 parameters" in proc.stdout  # 64*32+32 + 32*3+3, materialised
 
@@ -125,8 +135,12 @@ def test_timm_models_get_the_data_s_facts(user_dir: Path) -> None:
     assert_ok(proc)
     assert "from the data: num_classes=3, in_chans=1" in proc.stdout
     # timm's own entry point takes them through **kwargs: model.facts names them
-    direct = ["model=custom", "model._target_=timm.create_model", "+model.model_name=resnet10t",
-              "model.facts=[num_classes,in_chans]"]  # fmt: skip
+    direct = [
+        "model=custom",
+        "model._target_=timm.create_model",
+        "+model.model_name=resnet10t",
+        "model.facts=[num_classes,in_chans]",
+    ]
     proc = run_cli([*data(), *direct, "hydra.run.dir=direct"], user_dir)
     assert_ok(proc)
     assert "from the data: num_classes=3, in_chans=1" in proc.stdout

@@ -46,31 +46,69 @@ def preview(compose_cfg, *overrides: str) -> list[float]:
 
 W = 5
 CASES = {
-    "hf_linear": ([f"scheduler.let.warmup_steps={W}"],
-                  hf("get_linear_schedule_with_warmup", num_warmup_steps=W, num_training_steps=TOTAL)),
-    "hf_linear-ratio": (["scheduler.let.warmup_ratio=0.3"],  # ceil(0.3 x 24) = 8
-                        hf("get_linear_schedule_with_warmup", num_warmup_steps=8, num_training_steps=TOTAL)),
-    "hf_cosine": ([f"scheduler.let.warmup_steps={W}"],
-                  hf("get_cosine_schedule_with_warmup", num_warmup_steps=W, num_training_steps=TOTAL)),
+    "hf_linear": (
+        [f"scheduler.let.warmup_steps={W}"],
+        hf("get_linear_schedule_with_warmup", num_warmup_steps=W, num_training_steps=TOTAL),
+    ),
+    "hf_linear-ratio": (
+        ["scheduler.let.warmup_ratio=0.3"],  # ceil(0.3 x 24) = 8
+        hf("get_linear_schedule_with_warmup", num_warmup_steps=8, num_training_steps=TOTAL),
+    ),
+    "hf_cosine": (
+        [f"scheduler.let.warmup_steps={W}"],
+        hf("get_cosine_schedule_with_warmup", num_warmup_steps=W, num_training_steps=TOTAL),
+    ),
     "hf_cosine_with_restarts": (
         [f"scheduler.let.warmup_steps={W}", "scheduler.let.cycles=3"],
-        hf("get_cosine_with_hard_restarts_schedule_with_warmup", num_warmup_steps=W,
-           num_training_steps=TOTAL, num_cycles=3)),
-    "hf_polynomial": ([f"scheduler.let.warmup_steps={W}", "scheduler.let.power=2.0",
-                       "scheduler.let.lr_end=0.001"],
-                      hf("get_polynomial_decay_schedule_with_warmup", num_warmup_steps=W,
-                         num_training_steps=TOTAL, lr_end=0.001, power=2.0)),
-    "hf_constant_with_warmup": ([f"scheduler.let.warmup_steps={W}"],
-                                hf("get_constant_schedule_with_warmup", num_warmup_steps=W)),
-    "hf_inverse_sqrt": ([f"scheduler.let.warmup_steps={W}"],
-                        hf("get_inverse_sqrt_schedule", num_warmup_steps=W)),
-    **{f"wsd-{shape}": (
-        [f"scheduler.let.warmup_steps={W}", "scheduler.let.cooldown_ratio=0.25",
-         f"scheduler.let.decay={shape}", "scheduler.let.min_ratio=0.1"],
-        hf("get_wsd_schedule", num_warmup_steps=W, num_decay_steps=6, num_training_steps=TOTAL,
-           decay_type=shape, min_lr_ratio=0.1))
-       for shape in ("linear", "cosine", "1-sqrt")},
-}  # fmt: skip
+        hf(
+            "get_cosine_with_hard_restarts_schedule_with_warmup",
+            num_warmup_steps=W,
+            num_training_steps=TOTAL,
+            num_cycles=3,
+        ),
+    ),
+    "hf_polynomial": (
+        [
+            f"scheduler.let.warmup_steps={W}",
+            "scheduler.let.power=2.0",
+            "scheduler.let.lr_end=0.001",
+        ],
+        hf(
+            "get_polynomial_decay_schedule_with_warmup",
+            num_warmup_steps=W,
+            num_training_steps=TOTAL,
+            lr_end=0.001,
+            power=2.0,
+        ),
+    ),
+    "hf_constant_with_warmup": (
+        [f"scheduler.let.warmup_steps={W}"],
+        hf("get_constant_schedule_with_warmup", num_warmup_steps=W),
+    ),
+    "hf_inverse_sqrt": (
+        [f"scheduler.let.warmup_steps={W}"],
+        hf("get_inverse_sqrt_schedule", num_warmup_steps=W),
+    ),
+    **{
+        f"wsd-{shape}": (
+            [
+                f"scheduler.let.warmup_steps={W}",
+                "scheduler.let.cooldown_ratio=0.25",
+                f"scheduler.let.decay={shape}",
+                "scheduler.let.min_ratio=0.1",
+            ],
+            hf(
+                "get_wsd_schedule",
+                num_warmup_steps=W,
+                num_decay_steps=6,
+                num_training_steps=TOTAL,
+                decay_type=shape,
+                min_lr_ratio=0.1,
+            ),
+        )
+        for shape in ("linear", "cosine", "1-sqrt")
+    },
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -88,8 +126,13 @@ def test_noam_is_the_transformers_rate(compose_cfg) -> None:
             step = 1
         return factor * (model_size ** (-0.5) * min(step ** (-0.5), step * warmup ** (-1.5)))
 
-    logged = preview(compose_cfg, "scheduler=noam", "scheduler.let.warmup_steps=10",
-                     "scheduler.let.d_model=64", "optimizer.lr=1.0")  # fmt: skip
+    logged = preview(
+        compose_cfg,
+        "scheduler=noam",
+        "scheduler.let.warmup_steps=10",
+        "scheduler.let.d_model=64",
+        "optimizer.lr=1.0",
+    )
     assert logged == pytest.approx([rate(t, 64, 1.0, 10) for t in range(TOTAL)], rel=1e-12)
     assert max(logged) == logged[10]  # the peak: at the end of the warm-up
 
@@ -97,8 +140,13 @@ def test_noam_is_the_transformers_rate(compose_cfg) -> None:
 def test_goyal_gradual_warmup_and_step_decay(compose_cfg) -> None:
     """Five epochs rising linearly per step from lr x start_factor (256 / batch) to lr, then
     x0.1 at the milestones."""
-    logged = preview(compose_cfg, "scheduler=goyal", "scheduler.warmup.epochs=2",
-                     "scheduler.milestones=[3,5]", "scheduler.warmup.start_factor=0.25")  # fmt: skip
+    logged = preview(
+        compose_cfg,
+        "scheduler=goyal",
+        "scheduler.warmup.epochs=2",
+        "scheduler.milestones=[3,5]",
+        "scheduler.warmup.start_factor=0.25",
+    )
     warm = 2 * TINY_STEPS_PER_EPOCH
     expected = []
     for k in range(1, TOTAL + 1):

@@ -10,8 +10,12 @@ import pytest
 from tests.conftest import TINY, TINY_STEPS_PER_EPOCH, assert_ok, read_csv, run_cli
 
 N = 6 * TINY_STEPS_PER_EPOCH
-PLATEAU = ["scheduler=reduce_lr_on_plateau", "scheduler.patience=0", "scheduler.factor=0.5",
-           "optimizer.lr=0.05"]  # fmt: skip
+PLATEAU = [
+    "scheduler=reduce_lr_on_plateau",
+    "scheduler.patience=0",
+    "scheduler.factor=0.5",
+    "optimizer.lr=0.05",
+]
 RUNS = {
     "step_lr": ["scheduler=step_lr", "scheduler.step_size=2"],
     "step_lr_per_step": ["scheduler=step_lr", "scheduler.step_size=5", "scheduler.interval=step"],
@@ -64,9 +68,14 @@ def changes(job: Path) -> list[int]:
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("step_lr", "decay"), ("step_lr_per_step", "decay"), ("multi_step_lr", "decay"),
-     ("plateau_max", "plateau"), ("plateau_min", "plateau")],
-)  # fmt: skip
+    [
+        ("step_lr", "decay"),
+        ("step_lr_per_step", "decay"),
+        ("multi_step_lr", "decay"),
+        ("plateau_max", "plateau"),
+        ("plateau_min", "plateau"),
+    ],
+)
 def test_every_change_has_exactly_one_event(runs, name: str, kind: str) -> None:
     job, _ = runs[name]
     rows = assert_consistent(job)
@@ -111,8 +120,10 @@ def test_restarts_switches_peaks_and_warmup_end(runs) -> None:
 def test_console_prints_events_under_their_epoch_row(runs) -> None:
     job, out = runs["plateau_max"]
     first = events(job)[0]
-    line = (f"  epoch {first['epoch']}: plateau - {first['message']}: "
-            f"lr {float(first['lr_before']):.4e} -> {float(first['lr_after']):.4e}")  # fmt: skip
+    line = (
+        f"  epoch {first['epoch']}: plateau - {first['message']}: "
+        f"lr {float(first['lr_before']):.4e} -> {float(first['lr_after']):.4e}"
+    )
     lines = out.splitlines()
     assert line in lines
     row = next(i for i, x in enumerate(lines) if x.split()[:1] == [first["epoch"]])
@@ -124,9 +135,12 @@ SLOW = pytest.mark.slow
 
 @pytest.mark.parametrize(
     "name",
-    ["step_lr", "one_cycle", *(pytest.param(n, marks=SLOW) for n in ("warmup", "restarts",
-                                                                       "sequential"))],
-)  # fmt: skip
+    [
+        "step_lr",
+        "one_cycle",
+        *(pytest.param(n, marks=SLOW) for n in ("warmup", "restarts", "sequential")),
+    ],
+)
 def test_preview_prints_the_same_events(runs, tmp_path: Path, name: str) -> None:
     _, trained = runs[name]
     proc = run_cli([*TINY, *RUNS[name], "hydra.run.dir=p"], tmp_path, prog="lrrun-preview")
@@ -137,8 +151,15 @@ def test_preview_prints_the_same_events(runs, tmp_path: Path, name: str) -> None
 
 @pytest.mark.slow
 def test_smooth_schedules_have_no_events(tmp_path: Path) -> None:
-    proc = run_cli(["-m", *TINY, "scheduler=exponential_lr,cosine_annealing_lr,polynomial_lr",
-                    "hydra.sweep.dir=sw"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "-m",
+            *TINY,
+            "scheduler=exponential_lr,cosine_annealing_lr,polynomial_lr",
+            "hydra.sweep.dir=sw",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     for job in "012":
         assert events(tmp_path / "sw" / job) == []

@@ -52,10 +52,19 @@ def test_warning(compose_cfg, overrides: list[str], message: str) -> None:
 
 @pytest.mark.parametrize(
     "choice",
-    ["step_lr", "cosine_annealing_lr", "one_cycle_lr", "cyclic_lr", "sequential_lr",
-     "exponential_lr", "linear_lr", "polynomial_lr", "cosine_annealing_warm_restarts",
-     "reduce_lr_on_plateau"],
-)  # fmt: skip
+    [
+        "step_lr",
+        "cosine_annealing_lr",
+        "one_cycle_lr",
+        "cyclic_lr",
+        "sequential_lr",
+        "exponential_lr",
+        "linear_lr",
+        "polynomial_lr",
+        "cosine_annealing_warm_restarts",
+        "reduce_lr_on_plateau",
+    ],
+)
 def test_derived_defaults_are_clean(compose_cfg, choice: str) -> None:
     """With null (derived) lengths and 6 epochs, nothing to warn about."""
     torch.manual_seed(0)

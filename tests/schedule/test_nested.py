@@ -18,23 +18,30 @@ from lrrun.schedule.nested import NestedChainedScheduler
 from tests.conftest import TINY, TINY_STEPS_PER_EPOCH, assert_ok, read_csv, run_cli
 
 T = "torch.optim.lr_scheduler"
-CHAIN = (f"{{_target_:{T}.ChainedScheduler,_partial_:true,schedulers:{{"
-         f"exp:{{_target_:{T}.ExponentialLR,_partial_:true,gamma:0.9}},"
-         f"step:{{_target_:{T}.StepLR,_partial_:true,step_size:2,gamma:0.5}}}}}}")  # fmt: skip
+CHAIN = (
+    f"{{_target_:{T}.ChainedScheduler,_partial_:true,schedulers:{{"
+    f"exp:{{_target_:{T}.ExponentialLR,_partial_:true,gamma:0.9}},"
+    f"step:{{_target_:{T}.StepLR,_partial_:true,step_size:2,gamma:0.5}}}}}}"
+)
 CONST = f"{{_target_:{T}.ConstantLR,_partial_:true,factor:0.1,total_iters:2}}"
 # torch's example: SequentialLR of [ConstantLR, ChainedScheduler of [ExponentialLR, StepLR]]
 TWO_LEVELS = [
-    "scheduler=sequential_lr", "~scheduler.schedulers.warmup", "~scheduler.schedulers.cosine",
-    "scheduler.milestones=[2]", f"+scheduler.schedulers.const={CONST}",
+    "scheduler=sequential_lr",
+    "~scheduler.schedulers.warmup",
+    "~scheduler.schedulers.cosine",
+    "scheduler.milestones=[2]",
+    f"+scheduler.schedulers.const={CONST}",
     f"+scheduler.schedulers.chain={CHAIN}",
-]  # fmt: skip
+]
 # SequentialLR of [LinearLR, SequentialLR of [ConstantLR, ChainedScheduler of [...]]]
 THREE_LEVELS = [
-    "scheduler=sequential_lr", "~scheduler.schedulers.cosine",
-    "scheduler.schedulers.warmup.start_factor=0.5", "scheduler.schedulers.warmup.total_iters=1",
+    "scheduler=sequential_lr",
+    "~scheduler.schedulers.cosine",
+    "scheduler.schedulers.warmup.start_factor=0.5",
+    "scheduler.schedulers.warmup.total_iters=1",
     f"+scheduler.schedulers.inner={{_target_:{T}.SequentialLR,_partial_:true,milestones:[2],"
     f"schedulers:{{const:{CONST},chain:{CHAIN}}}}}",
-]  # fmt: skip
+]
 LR = 0.01
 
 
@@ -86,8 +93,9 @@ def test_nested_composites_follow_torch_segment_by_segment(
         assert math.isclose(g, w, rel_tol=1e-12), (got, want)
     assert "ChainedScheduler(" in proc.stdout and "ExponentialLR(gamma=0.9)" in proc.stdout
     # lrrun-preview steps the same schedule without training
-    preview = run_cli([*TINY, "optimizer.lr=0.01", *args, "hydra.run.dir=p"], tmp_path,
-                      prog="lrrun-preview")  # fmt: skip
+    preview = run_cli(
+        [*TINY, "optimizer.lr=0.01", *args, "hydra.run.dir=p"], tmp_path, prog="lrrun-preview"
+    )
     assert_ok(preview)
     assert [r["lr"] for r in read_csv(tmp_path / "p" / "preview.csv")] == [r["lr"] for r in steps]
 
@@ -95,8 +103,10 @@ def test_nested_composites_follow_torch_segment_by_segment(
 @pytest.mark.slow
 def test_nested_per_step(tmp_path: Path) -> None:
     """interval=step: the lengths and milestones count optimizer steps at every level."""
-    proc = run_cli([*TINY, "optimizer.lr=0.01", *TWO_LEVELS, "scheduler.interval=step",
-                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [*TINY, "optimizer.lr=0.01", *TWO_LEVELS, "scheduler.interval=step", "hydra.run.dir=run"],
+        tmp_path,
+    )
     assert_ok(proc)
     got = [float(r["lr"]) for r in read_csv(tmp_path / "run" / "steps.csv")]
     n = 6 * TINY_STEPS_PER_EPOCH
@@ -116,8 +126,9 @@ def test_composite_first_child_takes_no_extra_step() -> None:
 
 def test_plateau_stays_refused_inside_composites(tmp_path: Path) -> None:
     plateau = f"{{_target_:{T}.ReduceLROnPlateau,_partial_:true}}"
-    proc = run_cli([*TINY, "scheduler=chained_scheduler",
-                    f"+scheduler.schedulers.plateau={plateau}"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [*TINY, "scheduler=chained_scheduler", f"+scheduler.schedulers.plateau={plateau}"], tmp_path
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "scheduler.schedulers.plateau is ReduceLROnPlateau, which cannot be a child" in (
         proc.stderr

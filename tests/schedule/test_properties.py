@@ -43,46 +43,68 @@ def floats(lo: float, hi: float) -> st.SearchStrategy[float]:
 # (config choice, torch class, kwargs strategy); lengths explicit so the oracle needs no rules.
 SCHEDULES = st.one_of(
     st.tuples(
-        st.just("step_lr"), st.just(lrs.StepLR),
+        st.just("step_lr"),
+        st.just(lrs.StepLR),
         st.fixed_dictionaries({"step_size": st.integers(1, 5), "gamma": floats(0.01, 1.5)}),
     ),
     st.tuples(
-        st.just("multi_step_lr"), st.just(lrs.MultiStepLR),
-        st.fixed_dictionaries({
-            "milestones": st.lists(st.integers(1, 30), min_size=1, max_size=4, unique=True).map(sorted),
-            "gamma": floats(0.01, 1.0),
-        }),
+        st.just("multi_step_lr"),
+        st.just(lrs.MultiStepLR),
+        st.fixed_dictionaries(
+            {
+                "milestones": st.lists(st.integers(1, 30), min_size=1, max_size=4, unique=True).map(
+                    sorted
+                ),
+                "gamma": floats(0.01, 1.0),
+            }
+        ),
     ),
     st.tuples(
-        st.just("exponential_lr"), st.just(lrs.ExponentialLR),
+        st.just("exponential_lr"),
+        st.just(lrs.ExponentialLR),
         st.fixed_dictionaries({"gamma": floats(0.5, 1.0)}),
     ),
     st.tuples(
-        st.just("cosine_annealing_lr"), st.just(lrs.CosineAnnealingLR),
+        st.just("cosine_annealing_lr"),
+        st.just(lrs.CosineAnnealingLR),
         st.fixed_dictionaries({"T_max": st.integers(1, 20), "eta_min": floats(0, 1e-3)}),
     ),
     st.tuples(
-        st.just("cosine_annealing_warm_restarts"), st.just(lrs.CosineAnnealingWarmRestarts),
-        st.fixed_dictionaries({
-            "T_0": st.integers(1, 6), "T_mult": st.integers(1, 3), "eta_min": floats(0, 1e-3),
-        }),
+        st.just("cosine_annealing_warm_restarts"),
+        st.just(lrs.CosineAnnealingWarmRestarts),
+        st.fixed_dictionaries(
+            {
+                "T_0": st.integers(1, 6),
+                "T_mult": st.integers(1, 3),
+                "eta_min": floats(0, 1e-3),
+            }
+        ),
     ),
     st.tuples(
-        st.just("linear_lr"), st.just(lrs.LinearLR),
-        st.fixed_dictionaries({
-            "start_factor": floats(0.01, 1.0), "end_factor": floats(0.0, 1.0),
-            "total_iters": st.integers(1, 20),
-        }),
+        st.just("linear_lr"),
+        st.just(lrs.LinearLR),
+        st.fixed_dictionaries(
+            {
+                "start_factor": floats(0.01, 1.0),
+                "end_factor": floats(0.0, 1.0),
+                "total_iters": st.integers(1, 20),
+            }
+        ),
     ),
     st.tuples(
-        st.just("one_cycle_lr"), st.just(lrs.OneCycleLR),
-        st.fixed_dictionaries({
-            "max_lr": floats(0.001, 1.0), "pct_start": floats(0.05, 0.95),
-            "total_steps": st.integers(EPOCHS * TINY_STEPS_PER_EPOCH, 40),
-            "div_factor": floats(1.0, 100.0), "anneal_strategy": st.sampled_from(["cos", "linear"]),
-        }),
+        st.just("one_cycle_lr"),
+        st.just(lrs.OneCycleLR),
+        st.fixed_dictionaries(
+            {
+                "max_lr": floats(0.001, 1.0),
+                "pct_start": floats(0.05, 0.95),
+                "total_steps": st.integers(EPOCHS * TINY_STEPS_PER_EPOCH, 40),
+                "div_factor": floats(1.0, 100.0),
+                "anneal_strategy": st.sampled_from(["cos", "linear"]),
+            }
+        ),
     ),
-)  # fmt: skip
+)
 
 
 def override(key: str, value: Any) -> str:

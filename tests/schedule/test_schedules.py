@@ -21,10 +21,19 @@ from lrrun.config.settings import OWN_OPTIMIZER_KEYS
 from tests.conftest import TINY, TINY_STEPS_PER_EPOCH, assert_ok, read_csv, run_cli
 
 EPOCH_DEFAULT = [
-    "lambda_lr", "multiplicative_lr", "step_lr", "multi_step_lr", "constant_lr", "linear_lr",
-    "exponential_lr", "polynomial_lr", "cosine_annealing_lr", "cosine_annealing_warm_restarts",
-    "sequential_lr", "chained_scheduler",
-]  # fmt: skip
+    "lambda_lr",
+    "multiplicative_lr",
+    "step_lr",
+    "multi_step_lr",
+    "constant_lr",
+    "linear_lr",
+    "exponential_lr",
+    "polynomial_lr",
+    "cosine_annealing_lr",
+    "cosine_annealing_warm_restarts",
+    "sequential_lr",
+    "chained_scheduler",
+]
 STEP_DEFAULT = ["cyclic_lr", "one_cycle_lr"]
 SWEEPS = {
     "default": [f"scheduler={','.join([*EPOCH_DEFAULT, *STEP_DEFAULT, 'none'])}"],
@@ -87,13 +96,27 @@ def oracle(name: str, c: dict[str, Any], opt: torch.optim.Optimizer, length: int
         return lrs.CosineAnnealingWarmRestarts(opt, c["T_0"], c["T_mult"], c["eta_min"])
     if name == "cyclic_lr":
         return lrs.CyclicLR(
-            opt, base_lr=lr, max_lr=10 * lr, step_size_up=max(1, length // 4), mode=c["mode"],
-            gamma=c["gamma"], cycle_momentum=c["cycle_momentum"],
-            base_momentum=c["base_momentum"], max_momentum=c["max_momentum"],
-        )  # fmt: skip
+            opt,
+            base_lr=lr,
+            max_lr=10 * lr,
+            step_size_up=max(1, length // 4),
+            mode=c["mode"],
+            gamma=c["gamma"],
+            cycle_momentum=c["cycle_momentum"],
+            base_momentum=c["base_momentum"],
+            max_momentum=c["max_momentum"],
+        )
     if name == "one_cycle_lr":
-        keys = ("pct_start", "anneal_strategy", "cycle_momentum", "base_momentum",
-                "max_momentum", "div_factor", "final_div_factor", "three_phase")  # fmt: skip
+        keys = (
+            "pct_start",
+            "anneal_strategy",
+            "cycle_momentum",
+            "base_momentum",
+            "max_momentum",
+            "div_factor",
+            "final_div_factor",
+            "three_phase",
+        )
         return lrs.OneCycleLR(opt, max_lr=lr, total_steps=length, **{k: c[k] for k in keys})
     if name == "sequential_lr":
         warmup, cosine = c["schedulers"]["warmup"], c["schedulers"]["cosine"]

@@ -40,9 +40,17 @@ def assert_warmed(job: Path, expected_schedule: list[float], steps: int, start: 
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, float], Path]:
     """4 schedulers x start_factor 0 / 0.5, W = 6 steps (one and a half epochs)."""
     cwd = tmp_path_factory.mktemp("warmup")
-    proc = run_cli(["-m", *TINY, "scheduler=step_lr,exponential_lr,one_cycle_lr,sequential_lr",
-                    "scheduler.warmup.steps=6", "scheduler.warmup.start_factor=0.0,0.5",
-                    "hydra.sweep.dir=sw"], cwd)  # fmt: skip
+    proc = run_cli(
+        [
+            "-m",
+            *TINY,
+            "scheduler=step_lr,exponential_lr,one_cycle_lr,sequential_lr",
+            "scheduler.warmup.steps=6",
+            "scheduler.warmup.start_factor=0.0,0.5",
+            "hydra.sweep.dir=sw",
+        ],
+        cwd,
+    )
     assert_ok(proc)
     jobs = {}
     for job in (cwd / "sw").iterdir():
@@ -65,8 +73,10 @@ def test_warmup_multiplies_torchs_schedule(sweep, name: str, start: float) -> No
 def test_after_the_warmup_the_run_is_the_run_without_one(sweep, tmp_path: Path) -> None:
     """From step W+1 on, the lr is bit for bit the lr without warm-up: the factor never
     leaked into a chainable scheduler (ExponentialLR, StepLR) nor a closed-form one."""
-    proc = run_cli(["-m", *TINY, "scheduler=step_lr,exponential_lr,one_cycle_lr",
-                    "hydra.sweep.dir=plain"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        ["-m", *TINY, "scheduler=step_lr,exponential_lr,one_cycle_lr", "hydra.sweep.dir=plain"],
+        tmp_path,
+    )
     assert_ok(proc)
     for num, name in enumerate(("step_lr", "exponential_lr", "one_cycle_lr")):
         plain = [r["lr"] for r in read_csv(tmp_path / "plain" / str(num) / "steps.csv")]
@@ -77,9 +87,17 @@ def test_after_the_warmup_the_run_is_the_run_without_one(sweep, tmp_path: Path) 
 
 def test_warmup_epochs_per_step_cosine(tmp_path: Path) -> None:
     """warmup.epochs = 2 -> W = 8 steps, in front of a per-step cosine."""
-    proc = run_cli([*TINY, "scheduler=cosine_annealing_lr", "scheduler.interval=step",
-                    "scheduler.warmup.epochs=2", "scheduler.warmup.start_factor=0.5",
-                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            *TINY,
+            "scheduler=cosine_annealing_lr",
+            "scheduler.interval=step",
+            "scheduler.warmup.epochs=2",
+            "scheduler.warmup.start_factor=0.5",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     assert "warmup     8 steps from 0.5 (x the schedule)" in proc.stdout
     job = tmp_path / "run"
@@ -89,16 +107,27 @@ def test_warmup_epochs_per_step_cosine(tmp_path: Path) -> None:
 
 def test_warmup_before_reduce_lr_on_plateau(tmp_path: Path) -> None:
     """Plateau on val_acc (max) sees every epoch's metric; the warm-up multiplies its lr."""
-    proc = run_cli([*TINY, "optimizer.lr=0.05", "scheduler=reduce_lr_on_plateau",
-                    "scheduler.monitor=val_acc", "scheduler.patience=0", "scheduler.factor=0.5",
-                    "scheduler.threshold=0.5", "scheduler.warmup.steps=6", "hydra.run.dir=run"],
-                   tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            *TINY,
+            "optimizer.lr=0.05",
+            "scheduler=reduce_lr_on_plateau",
+            "scheduler.monitor=val_acc",
+            "scheduler.patience=0",
+            "scheduler.factor=0.5",
+            "scheduler.threshold=0.5",
+            "scheduler.warmup.steps=6",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     job = tmp_path / "run"
     cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["scheduler"]
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)
-    plateau = lrs.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=0,
-                                    threshold=cfg["threshold"])  # fmt: skip
+    plateau = lrs.ReduceLROnPlateau(
+        opt, mode="max", factor=0.5, patience=0, threshold=cfg["threshold"]
+    )
     schedule = []
     for row in read_csv(job / "metrics.csv"):
         schedule += [opt.param_groups[0]["lr"]] * TINY_STEPS_PER_EPOCH
@@ -109,9 +138,17 @@ def test_warmup_before_reduce_lr_on_plateau(tmp_path: Path) -> None:
 
 def test_preview_shows_the_warmup_as_training_uses_it(sweep, tmp_path: Path) -> None:
     job = sweep[("exponential_lr", 0.5)]
-    proc = run_cli([*TINY, "scheduler=exponential_lr", "scheduler.warmup.steps=6",
-                    "scheduler.warmup.start_factor=0.5", "hydra.run.dir=p"], tmp_path,
-                   prog="lrrun-preview")  # fmt: skip
+    proc = run_cli(
+        [
+            *TINY,
+            "scheduler=exponential_lr",
+            "scheduler.warmup.steps=6",
+            "scheduler.warmup.start_factor=0.5",
+            "hydra.run.dir=p",
+        ],
+        tmp_path,
+        prog="lrrun-preview",
+    )
     assert_ok(proc)
     previewed = [r["lr"] for r in read_csv(tmp_path / "p" / "preview.csv")]
     assert previewed == [r["lr"] for r in read_csv(job / "steps.csv")]
@@ -126,10 +163,12 @@ def test_preview_shows_the_warmup_as_training_uses_it(sweep, tmp_path: Path) -> 
         (["scheduler.warmup.epochs=0.5"], "scheduler.warmup.epochs=0.5"),
         (["scheduler.warmup=5"], "scheduler.warmup=5 must be a mapping"),
         (["+scheduler.warmup.stpes=4"], "scheduler.warmup.stpes is not a known key"),
-        (["scheduler=sequential_lr", "+scheduler.schedulers.warmup.warmup={steps:2}"],
-         "scheduler.schedulers.warmup.warmup: a warm-up applies to the whole schedule"),
+        (
+            ["scheduler=sequential_lr", "+scheduler.schedulers.warmup.warmup={steps:2}"],
+            "scheduler.schedulers.warmup.warmup: a warm-up applies to the whole schedule",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_warmups_are_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
     proc = run_cli([*TINY, *args], tmp_path)
     assert proc.returncode == 2, proc.stderr

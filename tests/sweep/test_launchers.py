@@ -17,8 +17,9 @@ FLOATS = ("best_val_acc", "final_val_acc", "final_val_loss", "final_lr")
 
 def sweep(tmp_path: Path, name: str, *launcher: str, fresh: bool = False) -> list[dict[str, str]]:
     """The sweep's summary.csv rows (its console output in ``name``.out)."""
-    proc = run_cli(["-m", *TINY, *GRID, *launcher, f"hydra.sweep.dir={name}"], tmp_path,
-                   fresh=fresh)  # fmt: skip
+    proc = run_cli(
+        ["-m", *TINY, *GRID, *launcher, f"hydra.sweep.dir={name}"], tmp_path, fresh=fresh
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     (tmp_path / f"{name}.out").write_text(proc.stdout)
@@ -46,8 +47,13 @@ def test_joblib_and_submitit_local_match_the_basic_launcher(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_optuna_sweeper_maximises_best_val_acc(tmp_path: Path) -> None:
-    args = ["-m", *TINY, "hydra/sweeper=lr_search", "hydra.sweeper.n_trials=3",
-            "hydra.sweep.dir=opt"]  # fmt: skip
+    args = [
+        "-m",
+        *TINY,
+        "hydra/sweeper=lr_search",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweep.dir=opt",
+    ]
     proc = run_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = read_csv(tmp_path / "opt" / "summary.csv")
@@ -73,8 +79,9 @@ def test_ray_local_matches_the_basic_launcher_without_oversubscribing(tmp_path: 
     processes): every job's results as the basic launcher's, the sweep's summary and
     verdict at the end, and each job's torch threads = the CPUs Ray gave its task."""
     basic = sweep(tmp_path, "basic")
-    ray = sweep(tmp_path, "ray", "hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=1",
-                fresh=True)  # fmt: skip
+    ray = sweep(
+        tmp_path, "ray", "hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=1", fresh=True
+    )
     assert len(ray) == len(basic) == 4 and {r["status"] for r in ray} == {"ok"}
     for a, b in zip(basic, ray, strict=True):
         assert a["scheduler.gamma"] == b["scheduler.gamma"] and a["best_epoch"] == b["best_epoch"]
@@ -91,8 +98,14 @@ def test_ray_local_matches_the_basic_launcher_without_oversubscribing(tmp_path: 
     assert verdict in (tmp_path / "ray.out").read_text()
     for status in sorted((tmp_path / "ray").glob("*/status.json")):
         assert json.loads(status.read_text())["torch_threads"] == 1, status  # Ray's OMP_NUM_THREADS
-    two = sweep(tmp_path, "ray2", "hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=2",
-                "scheduler.step_size=1", fresh=True)  # fmt: skip
+    two = sweep(
+        tmp_path,
+        "ray2",
+        "hydra/launcher=ray",
+        "+hydra.launcher.ray.remote.num_cpus=2",
+        "scheduler.step_size=1",
+        fresh=True,
+    )
     assert len(two) == 2
     for status in sorted((tmp_path / "ray2").glob("*/status.json")):
         assert json.loads(status.read_text())["torch_threads"] == 2, status
@@ -116,18 +129,34 @@ class Net(nn.Module):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "how",
-    [["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=0.1,0.01"],
-     ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "optimizer.lr=0.1"],
-     ["trainer.devices=2"]],
+    [
+        ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=0.1,0.01"],
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=10",
+            "optimizer.lr=0.1",
+        ],
+        ["trainer.devices=2"],
+    ],
     ids=["joblib", "submitit", "devices=2"],
-)  # fmt: skip
+)
 def test_the_users_module_is_found_in_every_process(tmp_path: Path, how: list[str]) -> None:
     """A model in mynet.py beside the command, in the processes a launcher or
     trainer.devices starts; a matplotlib.py there shadows nothing in them either."""
     (tmp_path / "mynet.py").write_text(USER_NET)
     (tmp_path / "matplotlib.py").write_text("raise ImportError('shadowed')\n")
-    args = [*how[:1], *TINY, "model=custom", "model._target_=mynet.Net", "trainer.epochs=2",
-            "trainer.plot=true", "hydra.sweep.dir=sweep", "hydra.run.dir=run", *how[1:]]  # fmt: skip
+    args = [
+        *how[:1],
+        *TINY,
+        "model=custom",
+        "model._target_=mynet.Net",
+        "trainer.epochs=2",
+        "trainer.plot=true",
+        "hydra.sweep.dir=sweep",
+        "hydra.run.dir=run",
+        *how[1:],
+    ]
     proc = run_cli(args, tmp_path, fresh=True, env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     runs = sorted((tmp_path / "sweep").glob("[0-9]")) if "-m" in how else [tmp_path / "run"]

@@ -17,8 +17,14 @@ from tests.conftest import read_csv
 
 def job(num: int, lr: str, seed: int, accs: list[float], status: str = "ok") -> Job:
     metrics = [{"epoch": e, "val_acc": a, "val_loss": 1 - a} for e, a in enumerate(accs, 1)]
-    return Job(str(num), Path(str(num)), {"optimizer.lr": lr, "trainer.seed": str(seed)},
-               status, metrics, seed=seed)  # fmt: skip
+    return Job(
+        str(num),
+        Path(str(num)),
+        {"optimizer.lr": lr, "trainer.seed": str(seed)},
+        status,
+        metrics,
+        seed=seed,
+    )
 
 
 # best val_acc per seed 1..3 for four configs
@@ -59,8 +65,10 @@ def test_statistics_rank_and_holm_match_scipy() -> None:
     assert s.std == pytest.approx(np.std(VALUES["0.1"], ddof=1))
     final = best.stats["final_val_acc"]  # the last epoch: acc - 0.001
     assert final.mean == pytest.approx(np.mean(VALUES["0.1"]) - 0.001)
-    raw = [sps.ttest_rel(VALUES["0.1"], VALUES[c.overrides["optimizer.lr"]]).pvalue
-           for c in configs[1:]]  # fmt: skip
+    raw = [
+        sps.ttest_rel(VALUES["0.1"], VALUES[c.overrides["optimizer.lr"]]).pvalue
+        for c in configs[1:]
+    ]
     m = len(raw)
     order = np.argsort(raw)
     holm = [0.0] * m
@@ -117,12 +125,25 @@ def test_configs_csv_columns_are_the_contract(tmp_path: Path) -> None:
     replicates.write_configs(tmp_path / "configs.csv", configs, ["optimizer.lr", "trainer.seed"])
     rows = read_csv(tmp_path / "configs.csv")
     assert list(rows[0]) == [
-        "optimizer.lr", "n", "seeds", "failed",
-        "mean_best_val_acc", "std_best_val_acc", "ci95_best_val_acc",
-        "mean_final_val_acc", "std_final_val_acc", "ci95_final_val_acc",
-        "mean_final_val_loss", "std_final_val_loss", "ci95_final_val_loss",
-        "rank", "diff_vs_best", "p_vs_best", "test", "tied_with_best",
-    ]  # fmt: skip
+        "optimizer.lr",
+        "n",
+        "seeds",
+        "failed",
+        "mean_best_val_acc",
+        "std_best_val_acc",
+        "ci95_best_val_acc",
+        "mean_final_val_acc",
+        "std_final_val_acc",
+        "ci95_final_val_acc",
+        "mean_final_val_loss",
+        "std_final_val_loss",
+        "ci95_final_val_loss",
+        "rank",
+        "diff_vs_best",
+        "p_vs_best",
+        "test",
+        "tied_with_best",
+    ]
     assert rows[0]["seeds"] == "1 2 3" and rows[0]["p_vs_best"] == ""
     assert float(rows[0]["mean_best_val_acc"]) == configs[0].mean  # full precision
 
@@ -178,19 +199,26 @@ def test_a_config_behind_in_every_seed_is_not_called_as_good() -> None:
     assert len(said) == 1 and "behind the best in each of its 3 seeds" in said[0]
     assert f"p={runner.p_vs_best:.3f}" in said[0] and "Add seeds" in said[0]
     even = ranked(sweep({"0.1": [0.90, 0.80, 0.85], "0.2": [0.905, 0.70, 0.84]}))
-    assert not any(": behind the best" in line for line in verdict.verdict(
-        even, replicates.noise(even), [], ["optimizer.lr"]))  # fmt: skip
+    assert not any(
+        ": behind the best" in line
+        for line in verdict.verdict(even, replicates.noise(even), [], ["optimizer.lr"])
+    )
     wide = dataclasses.replace(noise, detectable=0.01, gap=0.05)
     assert "as large as that, yet not significant in this draw" in verdict._power(wide, configs)
 
 
 def test_one_seed_per_config_cannot_tell_and_says_how_to_add_seeds() -> None:
     jobs = [
-        Job(str(i), Path(str(i)), {"trainer.epochs": "4", "scheduler.gamma": g,
-            "scheduler.step_size": s}, "ok", [{"epoch": 1, "val_acc": 0.8 + i / 100,
-            "val_loss": 0.5}], seed=42)
+        Job(
+            str(i),
+            Path(str(i)),
+            {"trainer.epochs": "4", "scheduler.gamma": g, "scheduler.step_size": s},
+            "ok",
+            [{"epoch": 1, "val_acc": 0.8 + i / 100, "val_loss": 0.5}],
+            seed=42,
+        )
         for i, (g, s) in enumerate((g, s) for g in ("0.3", "0.6") for s in ("1", "2"))
-    ]  # fmt: skip
+    ]
     axes = ["scheduler.gamma", "scheduler.step_size"]
     configs = replicates.rank(replicates.group(jobs, axes))
     assert all(c.tied_with_best and c.p_vs_best is None for c in configs)
@@ -205,11 +233,23 @@ def test_one_seed_per_config_cannot_tell_and_says_how_to_add_seeds() -> None:
 def test_configs_that_are_no_grid_get_one_command_each() -> None:
     """Optuna's trials: re-check the best three, each with seeds."""
     jobs = [
-        Job(str(i), Path(str(i)), {"optimizer.lr": lr, "scheduler.gamma": g}, "ok",
-            [{"epoch": 1, "val_acc": acc, "val_loss": 0.5}], seed=42)
-        for i, (lr, g, acc) in enumerate([("0.01", "0.5", 0.8), ("0.02", "0.7", 0.9),
-                                           ("0.03", "0.9", 0.85), ("0.04", "0.1", 0.7)])
-    ]  # fmt: skip
+        Job(
+            str(i),
+            Path(str(i)),
+            {"optimizer.lr": lr, "scheduler.gamma": g},
+            "ok",
+            [{"epoch": 1, "val_acc": acc, "val_loss": 0.5}],
+            seed=42,
+        )
+        for i, (lr, g, acc) in enumerate(
+            [
+                ("0.01", "0.5", 0.8),
+                ("0.02", "0.7", 0.9),
+                ("0.03", "0.9", 0.85),
+                ("0.04", "0.1", 0.7),
+            ]
+        )
+    ]
     axes = ["optimizer.lr", "scheduler.gamma"]
     configs = replicates.rank(replicates.group(jobs, axes))
     assert verdict.seeded_commands(configs, jobs, axes) == [

@@ -17,8 +17,14 @@ def report_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_sweep_summary_table_plots_and_failed_job(tmp_path: Path) -> None:
     """2 x 2 grid, one job with an invalid gamma: summary.csv has every job, the failure
     marked, the winner first in the table; heatmap and curves are drawn."""
-    args = ["-m", *TINY, "trainer.plot=true", "scheduler.gamma=0.5,0.9,-1", "scheduler.step_size=1,2",
-            "hydra.sweep.dir=sw"]  # fmt: skip
+    args = [
+        "-m",
+        *TINY,
+        "trainer.plot=true",
+        "scheduler.gamma=0.5,0.9,-1",
+        "scheduler.step_size=1,2",
+        "hydra.sweep.dir=sw",
+    ]
     proc = run_cli(args, tmp_path)
     assert proc.returncode == 1  # two jobs failed (gamma=-1)
     sweep = tmp_path / "sw"

@@ -69,8 +69,10 @@ def test_a_stopped_sweep_is_finished_by_the_same_command(tmp_path: Path, sig: in
 
     # another sweep into that dir: refused with the difference named, nothing written
     before = files(sweep)
-    other = run_cli(["-m", *SWEEP[:-1], "optimizer.lr=0.05,0.3",
-                     f"hydra.sweep.dir={hydra_value(name)}"], tmp_path)  # fmt: skip
+    other = run_cli(
+        ["-m", *SWEEP[:-1], "optimizer.lr=0.05,0.3", f"hydra.sweep.dir={hydra_value(name)}"],
+        tmp_path,
+    )
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert "holds another sweep (optimizer.lr: 0.05,0.1,0.2 there, 0.05,0.3 here)" in other.stderr
     assert "Finish that sweep with: lrrun -m" in other.stderr

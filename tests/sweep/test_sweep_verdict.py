@@ -91,8 +91,9 @@ def test_identical_runs_are_tied_without_nan(tmp_path: Path) -> None:
 
 
 def test_one_seed_per_config_says_it_cannot_tell(tmp_path: Path) -> None:
-    out, sweep = multirun(tmp_path, "sw", "trainer.plot=true", "scheduler.gamma=0.5,0.9",
-                          "scheduler.step_size=1,2")  # fmt: skip
+    out, sweep = multirun(
+        tmp_path, "sw", "trainer.plot=true", "scheduler.gamma=0.5,0.9", "scheduler.step_size=1,2"
+    )
     rows = read_csv(sweep / "configs.csv")
     assert len(rows) == 4 and {r["n"] for r in rows} == {"1"}
     assert {r["std_best_val_acc"] for r in rows} == {""} and {r["p_vs_best"] for r in rows} == {""}
@@ -109,8 +110,9 @@ def test_one_seed_per_config_says_it_cannot_tell(tmp_path: Path) -> None:
 def test_failed_jobs_are_named_and_left_out(tmp_path: Path) -> None:
     """seed 'x' fails validation in both configs: n counts the ok jobs, failed the others,
     the statistics use only ok jobs, the verdict names the failures, the sweep exits 1."""
-    out, sweep = multirun(tmp_path, "sw", "optimizer.lr=0.05,0.0005", "trainer.seed=1,2,3,x",
-                          code=1)  # fmt: skip
+    out, sweep = multirun(
+        tmp_path, "sw", "optimizer.lr=0.05,0.0005", "trainer.seed=1,2,3,x", code=1
+    )
     rows = by(read_csv(sweep / "configs.csv"), "optimizer.lr")
     jobs = job_metrics(sweep)
     for lr, r in rows.items():

@@ -24,13 +24,26 @@ from tests.sources import write_text, write_tokens
 from tests.train.test_recipes import one_cycle
 
 FAST = ["trainer.device=cpu", "trainer.progress=false", "trainer.plot=false"]
-TINY_GPT = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "dataset.block_size=16",
-            "dataset.eval_windows=32", "trainer.batch_size=16", "optimizer=adamw"]  # fmt: skip
+TINY_GPT = [
+    "model.n_layer=1",
+    "model.n_head=2",
+    "model.n_embd=32",
+    "dataset.block_size=16",
+    "dataset.eval_windows=32",
+    "trainer.batch_size=16",
+    "optimizer=adamw",
+]
 
 
 def lm(text: str = "t.txt", epochs: int = 3, per_epoch: int = 50) -> list[str]:
-    return ["dataset=text", f"dataset.path={text}", *TINY_GPT, f"trainer.epochs={epochs}",
-            f"dataset.steps_per_epoch={per_epoch}", *FAST]  # fmt: skip
+    return [
+        "dataset=text",
+        f"dataset.path={text}",
+        *TINY_GPT,
+        f"trainer.epochs={epochs}",
+        f"dataset.steps_per_epoch={per_epoch}",
+        *FAST,
+    ]
 
 
 def test_a_char_model_learns_text_and_samples_it(tmp_path: Path) -> None:
@@ -45,8 +58,16 @@ def test_a_char_model_learns_text_and_samples_it(tmp_path: Path) -> None:
     steps = read_csv(run / "steps.csv")
     assert [float(r["lr"]) for r in steps] == pytest.approx(one_cycle(150), rel=1e-12, abs=0)
     metrics = read_csv(run / "metrics.csv")
-    assert list(metrics[0]) == ["epoch", "lr", "train_loss", "val_loss", "val_ppl", "test_loss",
-                                "test_ppl", "epoch_time_s"]  # fmt: skip
+    assert list(metrics[0]) == [
+        "epoch",
+        "lr",
+        "train_loss",
+        "val_loss",
+        "val_ppl",
+        "test_loss",
+        "test_ppl",
+        "epoch_time_s",
+    ]
     status = json.loads((run / "status.json").read_text())
     vocab = status["data"]["vocab"]
     assert status["data"]["task"] == "language_model" and len(vocab) == 28
@@ -136,13 +157,23 @@ def test_evaluation_windows_are_fixed_and_measured_per_token() -> None:
 def test_a_nanogpt_folder_with_meta_pkl_and_meta_json(tmp_path: Path) -> None:
     for meta in ("pkl", "json"):
         write_tokens(tmp_path / meta, 6_000, meta=meta)
-        proc = run_cli(["dataset=tokens", f"dataset.root={meta}", *TINY_GPT, "trainer.epochs=1",
-                        "dataset.steps_per_epoch=5", *FAST, f"hydra.run.dir=run_{meta}"],
-                       tmp_path)  # fmt: skip
+        proc = run_cli(
+            [
+                "dataset=tokens",
+                f"dataset.root={meta}",
+                *TINY_GPT,
+                "trainer.epochs=1",
+                "dataset.steps_per_epoch=5",
+                *FAST,
+                f"hydra.run.dir=run_{meta}",
+            ],
+            tmp_path,
+        )
         assert_ok(proc)
         status = json.loads((tmp_path / f"run_{meta}" / "status.json").read_text())
         assert "".join(status["data"]["vocab"]) == " .abcdefghiklmnopqrstuvwxyz"[:27] or (
-            len(status["data"]["vocab"]) == status["data"]["vocab_size"])  # fmt: skip
+            len(status["data"]["vocab"]) == status["data"]["vocab_size"]
+        )
         assert status["data"]["test"] is None  # nanoGPT's layout has no test.bin here
 
 
@@ -159,8 +190,9 @@ def test_a_meta_pkl_that_would_run_code_is_refused(tmp_path: Path) -> None:
     root = write_tokens(tmp_path / "evil", 6_000)
     with (root / "meta.pkl").open("wb") as f:
         pickle.dump({"vocab_size": 27, "hook": Boom()}, f)
-    proc = run_cli(["dataset=tokens", "dataset.root=evil", *TINY_GPT, *FAST,
-                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        ["dataset=tokens", "dataset.root=evil", *TINY_GPT, *FAST, "hydra.run.dir=run"], tmp_path
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "meta.pkl holds more than plain values (it names posix.system)" in proc.stderr
     assert "lrrun refused it and ran nothing" in proc.stderr
@@ -182,30 +214,63 @@ def token_errors(tmp: Path) -> list[tuple[list[str], str]]:
         (["dataset=text", "dataset.path=empty.txt"], "holds 0 character(s) with 0 distinct"),
         (["dataset=text", "dataset.path=one.txt"], "holds 4 character(s) with 1 distinct"),
         (["dataset=text", "dataset.path=latin1.txt"], "is not UTF-8 text (byte 3"),
-        (["dataset=text", "dataset.path=short.txt", "dataset.block_size=64"],
-         "dataset.block_size=64 does not fit the val split: it has 15 tokens"),
-        (["dataset=text", "dataset.path=short.txt", "dataset.val_split=0"],
-         "a language model needs a val split to select on"),
+        (
+            ["dataset=text", "dataset.path=short.txt", "dataset.block_size=64"],
+            "dataset.block_size=64 does not fit the val split: it has 15 tokens",
+        ),
+        (
+            ["dataset=text", "dataset.path=short.txt", "dataset.val_split=0"],
+            "a language model needs a val split to select on",
+        ),
         (["dataset=tokens", "dataset.root=nometa"], "set dataset.vocab_size (e.g. 50257"),
-        (["dataset=tokens", "dataset.root=big"], "val.bin holds token id 90, but the vocabulary "
-         "has 28 ids"),
+        (
+            ["dataset=tokens", "dataset.root=big"],
+            "val.bin holds token id 90, but the vocabulary has 28 ids",
+        ),
         (["dataset=tokens", "dataset.root=odd"], "train.bin has 3 bytes"),
         (["dataset=tokens", "dataset.root=short.txt"], "dataset.root=short.txt: no such folder"),
         (["dataset=tokens", f"dataset.root={tmp}"], "has no train.bin or val.bin"),
-        (["dataset=text", "dataset.path=short.txt", "dataset.block_size=8",
-          "model.vocab_size=10"], "model.vocab_size=10 does not fit the data: it has vocab_size"),
-        (["dataset=text", "dataset.path=short.txt", "dataset.block_size=8", "model=feedforward"],
-         "model.num_classes is null (from the data), and this data has no num_classes"),
-        (["dataset=text", "dataset.path=short.txt", "dataset.block_size=8", "model=feedforward",
-          "model.input_dim=8", "model.num_classes=10"],
-         "FeedForward fails on one batch of the data (input 2x8, int64)"),
-        (["dataset=text", "dataset.path=short.txt", "dataset.block_size=8", "model=custom",
-          "model._target_=torch.nn.Embedding", "+model.num_embeddings=40",
-          "+model.embedding_dim=5"],
-         "returns (2, 8, 5) for a batch of 2x8 token ids; lrrun needs logits of shape (2, 8, "),
-        (["dataset=text", "dataset.path=short.txt", "dataset.eval_windows=0"],
-         "dataset.eval_windows=0 is not allowed: it must be an integer >= 1, or all"),
-    ]  # fmt: skip
+        (
+            [
+                "dataset=text",
+                "dataset.path=short.txt",
+                "dataset.block_size=8",
+                "model.vocab_size=10",
+            ],
+            "model.vocab_size=10 does not fit the data: it has vocab_size",
+        ),
+        (
+            ["dataset=text", "dataset.path=short.txt", "dataset.block_size=8", "model=feedforward"],
+            "model.num_classes is null (from the data), and this data has no num_classes",
+        ),
+        (
+            [
+                "dataset=text",
+                "dataset.path=short.txt",
+                "dataset.block_size=8",
+                "model=feedforward",
+                "model.input_dim=8",
+                "model.num_classes=10",
+            ],
+            "FeedForward fails on one batch of the data (input 2x8, int64)",
+        ),
+        (
+            [
+                "dataset=text",
+                "dataset.path=short.txt",
+                "dataset.block_size=8",
+                "model=custom",
+                "model._target_=torch.nn.Embedding",
+                "+model.num_embeddings=40",
+                "+model.embedding_dim=5",
+            ],
+            "returns (2, 8, 5) for a batch of 2x8 token ids; lrrun needs logits of shape (2, 8, ",
+        ),
+        (
+            ["dataset=text", "dataset.path=short.txt", "dataset.eval_windows=0"],
+            "dataset.eval_windows=0 is not allowed: it must be an integer >= 1, or all",
+        ),
+    ]
 
 
 @pytest.mark.slow
@@ -214,15 +279,23 @@ def test_every_bad_input_is_one_line(tmp_path: Path) -> None:
         proc = run_cli([*args, *FAST, "hydra.run.dir=run"], tmp_path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and message in " ".join(proc.stderr.split()), (
-            args, proc.stderr)  # fmt: skip
+            args,
+            proc.stderr,
+        )
         assert not (tmp_path / "run" / "metrics.csv").exists()
 
 
 @pytest.mark.slow
 def test_a_sweep_of_schedules_ranks_lower_val_loss_first(tmp_path: Path) -> None:
     write_text(tmp_path / "t.txt", 8_000)
-    args = ["-m", *lm(epochs=2, per_epoch=10), "scheduler=wsd,hf_cosine",
-            "optimizer.lr=3e-3,3e-4", "trainer.seed=1,2", "hydra.sweep.dir=sweep"]  # fmt: skip
+    args = [
+        "-m",
+        *lm(epochs=2, per_epoch=10),
+        "scheduler=wsd,hf_cosine",
+        "optimizer.lr=3e-3,3e-4",
+        "trainer.seed=1,2",
+        "hydra.sweep.dir=sweep",
+    ]
     proc = run_cli(args, tmp_path)
     assert_ok(proc)
     configs = read_csv(tmp_path / "sweep" / "configs.csv")
@@ -259,10 +332,21 @@ class Bigram(nn.Module):
 def test_a_users_language_model_beside_the_command(tmp_path: Path) -> None:
     write_text(tmp_path / "t.txt", 6_000)
     (tmp_path / "mylm.py").write_text(USER_LM)
-    proc = run_cli(["dataset=text", "dataset.path=t.txt", "model=custom",
-                    "model._target_=mylm.Bigram", "dataset.block_size=16",
-                    "dataset.steps_per_epoch=20", "trainer.epochs=2", "optimizer.lr=0.01",
-                    *FAST, "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "dataset=text",
+            "dataset.path=t.txt",
+            "model=custom",
+            "model._target_=mylm.Bigram",
+            "dataset.block_size=16",
+            "dataset.steps_per_epoch=20",
+            "trainer.epochs=2",
+            "optimizer.lr=0.01",
+            *FAST,
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     assert "from the data: vocab_size=28, block_size=16" in " ".join(proc.stdout.split())
     metrics = read_csv(tmp_path / "run" / "metrics.csv")
@@ -277,8 +361,14 @@ def test_a_memory_mapped_stream_trains_as_one_in_memory(tmp_path: Path) -> None:
     """trainer.data_path=loader reads each batch's windows from the memory map of the .bin
     files; the windows, and so every loss, are those of the stream kept on the device."""
     write_tokens(tmp_path / "tok", 8_000)
-    args = ["dataset=tokens", "dataset.root=tok", *TINY_GPT, "dataset.steps_per_epoch=5",
-            "trainer.epochs=2", *FAST]  # fmt: skip
+    args = [
+        "dataset=tokens",
+        "dataset.root=tok",
+        *TINY_GPT,
+        "dataset.steps_per_epoch=5",
+        "trainer.epochs=2",
+        *FAST,
+    ]
     mapped = run_cli([*args, "trainer.data_path=loader", "hydra.run.dir=mapped"], tmp_path)
     assert_ok(mapped)
     assert "data_path=memmap" in mapped.stdout
@@ -295,9 +385,17 @@ def test_a_large_token_file_is_never_loaded_whole(tmp_path: Path, monkeypatch) -
     from lrrun.config.dataset import read_dataset
 
     root = write_tokens(tmp_path / "tok", 4_000)
-    spec = read_dataset({"source": "tokens", "name": "tokens", "root": str(root),
-                         "block_size": 16, "steps_per_epoch": 2, "eval_windows": 4},
-                        "language_model")  # fmt: skip
+    spec = read_dataset(
+        {
+            "source": "tokens",
+            "name": "tokens",
+            "root": str(root),
+            "block_size": 16,
+            "steps_per_epoch": 2,
+            "eval_windows": 4,
+        },
+        "language_model",
+    )
     assert load.load_data(spec, None).train.in_memory
     monkeypatch.setattr(load, "RESIDENT_TOKENS_BYTES", 1024)
     load._CACHE.clear()

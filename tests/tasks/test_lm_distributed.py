@@ -14,9 +14,17 @@ from tests.sources import write_text
 from tests.tasks.test_language_model import TINY_GPT
 from tests.train.test_distributed import ENV, torchrun, weights
 
-ARGS = ["dataset=text", "dataset.path=t.txt", *TINY_GPT, "dataset.steps_per_epoch=6",
-        "trainer.epochs=2", "scheduler=one_cycle_lr", "trainer.device=cpu",
-        "trainer.progress=false", "trainer.plot=false"]  # fmt: skip
+ARGS = [
+    "dataset=text",
+    "dataset.path=t.txt",
+    *TINY_GPT,
+    "dataset.steps_per_epoch=6",
+    "trainer.epochs=2",
+    "scheduler=one_cycle_lr",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "trainer.plot=false",
+]
 
 
 @pytest.mark.slow
@@ -29,8 +37,7 @@ def test_two_ranks_stream_halves_of_one_process_batch(tmp_path: Path) -> None:
     assert two.returncode == 0, two.stderr
     a, b = (read_csv(tmp_path / d / "steps.csv") for d in ("one", "two"))
     assert len(a) == len(b) == 12 and [r["lr"] for r in a] == [r["lr"] for r in b]
-    assert [float(r["loss"]) for r in b] == pytest.approx([float(r["loss"]) for r in a],
-                                                          rel=1e-5)  # fmt: skip
+    assert [float(r["loss"]) for r in b] == pytest.approx([float(r["loss"]) for r in a], rel=1e-5)
     ma, mb = (read_csv(tmp_path / d / "metrics.csv") for d in ("one", "two"))
     for key in ("train_loss", "val_loss", "val_ppl", "test_loss"):
         got = [float(r[key] or "nan") for r in mb]

@@ -57,8 +57,9 @@ def test_the_lr_of_every_step_is_nanogpts(experiment, folder: Path) -> None:
     cfg = experiment(f"dataset.root={folder}")
     _, rows, per_epoch = simulate(read(cfg))
     assert per_epoch == 250 and len(rows) == 2000
-    assert [r["lr"] for r in rows] == pytest.approx([get_lr(i) for i in range(2000)],
-                                                    rel=1e-12, abs=0)  # fmt: skip
+    assert [r["lr"] for r in rows] == pytest.approx(
+        [get_lr(i) for i in range(2000)], rel=1e-12, abs=0
+    )
 
 
 def test_the_experiment_is_nanogpts_cpu_run(experiment, folder: Path) -> None:
@@ -66,7 +67,11 @@ def test_the_experiment_is_nanogpts_cpu_run(experiment, folder: Path) -> None:
     settings = read(cfg)
     t = settings.trainer
     assert (t.batch_size, t.epochs, t.clip_grad_norm, settings.dataset.options["block_size"]) == (
-        12, 8, 1.0, 64)  # fmt: skip
+        12,
+        8,
+        1.0,
+        64,
+    )
     parts = assemble(settings, torch.device("cpu"))
     model, optimizer = parts.model, parts.optimizer
     assert type(model).__name__ == "GPT" and len(model.h) == 4 and model.wte.embedding_dim == 128
@@ -78,14 +83,24 @@ def test_the_experiment_is_nanogpts_cpu_run(experiment, folder: Path) -> None:
     )
     # nanoGPT's count: every parameter once (the head is tied to the token embedding)
     assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == sum(
-        p.numel() for p in model.parameters())  # fmt: skip
+        p.numel() for p in model.parameters()
+    )
 
 
 def test_the_experiment_runs_on_a_nanogpt_folder(folder: Path) -> None:
     """As written but shorter (the full run: the slow test below, and benchmarks/nanogpt.py)."""
-    proc = run_cli(["experiment=nanogpt_char_cpu", f"dataset.root={folder}", "trainer.epochs=2",
-                    "dataset.steps_per_epoch=5", "dataset.eval_windows=24", *FAST,
-                    "hydra.run.dir=run"], folder.parent)  # fmt: skip
+    proc = run_cli(
+        [
+            "experiment=nanogpt_char_cpu",
+            f"dataset.root={folder}",
+            "trainer.epochs=2",
+            "dataset.steps_per_epoch=5",
+            "dataset.eval_windows=24",
+            *FAST,
+            "hydra.run.dir=run",
+        ],
+        folder.parent,
+    )
     assert_ok(proc)
     assert len(read_csv(folder.parent / "run" / "steps.csv")) == 10
     out = " ".join(proc.stdout.split())
@@ -96,8 +111,16 @@ def test_the_experiment_runs_on_a_nanogpt_folder(folder: Path) -> None:
 @pytest.mark.slow
 def test_the_experiment_as_written(folder: Path) -> None:
     """``lrrun experiment=nanogpt_char_cpu dataset.root=DIR``, nothing else: 2000 steps."""
-    proc = run_cli(["experiment=nanogpt_char_cpu", f"dataset.root={folder}",
-                    "trainer.progress=false", "hydra.run.dir=run"], folder.parent, timeout=1200)  # fmt: skip
+    proc = run_cli(
+        [
+            "experiment=nanogpt_char_cpu",
+            f"dataset.root={folder}",
+            "trainer.progress=false",
+            "hydra.run.dir=run",
+        ],
+        folder.parent,
+        timeout=1200,
+    )
     assert_ok(proc)
     run = folder.parent / "run"
     assert len(read_csv(run / "steps.csv")) == 2000

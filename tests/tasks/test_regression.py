@@ -19,8 +19,12 @@ from tests.sources import write_regression
 from tests.test_your_data import step_lr_replay
 
 FAST = ["trainer.device=cpu", "trainer.progress=false", "trainer.plot=false"]
-LINEAR = ["model=custom", "model._target_=torch.nn.Linear", "+model.in_features=1",
-          "+model.out_features=1"]  # fmt: skip
+LINEAR = [
+    "model=custom",
+    "model._target_=torch.nn.Linear",
+    "+model.in_features=1",
+    "+model.out_features=1",
+]
 
 
 def test_a_linear_problem_recovers_its_slope(tmp_path: Path) -> None:
@@ -28,9 +32,19 @@ def test_a_linear_problem_recovers_its_slope(tmp_path: Path) -> None:
     targets' units (its weight x the train targets' std), R^2 > 0.95, and every step's lr is
     torch's StepLR replayed."""
     write_regression(tmp_path / "line.npz", n=400, features=1, slope=3.0, seed=1)
-    args = ["task=regression", "dataset=tensors", "dataset.path=line.npz",
-            "dataset.normalize=false", *LINEAR, "optimizer.lr=0.05", "scheduler.gamma=0.7",
-            "trainer.epochs=6", "trainer.batch_size=32", *FAST, "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "task=regression",
+        "dataset=tensors",
+        "dataset.path=line.npz",
+        "dataset.normalize=false",
+        *LINEAR,
+        "optimizer.lr=0.05",
+        "scheduler.gamma=0.7",
+        "trainer.epochs=6",
+        "trainer.batch_size=32",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, tmp_path)
     assert_ok(proc)
     run = tmp_path / "run"
@@ -40,9 +54,20 @@ def test_a_linear_problem_recovers_its_slope(tmp_path: Path) -> None:
         step_lr_replay(len(steps), math.ceil(360 / 32)), rel=1e-12, abs=0
     )
     metrics = read_csv(run / "metrics.csv")
-    assert list(metrics[0]) == ["epoch", "lr", "train_loss", "val_loss", "val_mae", "val_rmse",
-                                "val_r2", "test_loss", "test_mae", "test_rmse", "test_r2",
-                                "epoch_time_s"]  # fmt: skip
+    assert list(metrics[0]) == [
+        "epoch",
+        "lr",
+        "train_loss",
+        "val_loss",
+        "val_mae",
+        "val_rmse",
+        "val_r2",
+        "test_loss",
+        "test_mae",
+        "test_rmse",
+        "test_r2",
+        "epoch_time_s",
+    ]
     assert float(metrics[-1]["val_r2"]) > 0.95
     tested = [r for r in metrics if r["test_r2"]]
     assert len(tested) == 1 and float(tested[0]["test_r2"]) > 0.95
@@ -83,9 +108,19 @@ def test_the_metrics_are_in_the_targets_units() -> None:
 def test_every_loss_trains_several_targets(tmp_path: Path, loss: str) -> None:
     """(N, 2) targets: the built-in feedforward sizes its output from them (num_classes=2)."""
     write_regression(tmp_path / "two.npz", n=200, features=3, outputs=2)
-    args = ["task=regression", f"loss={loss}", "dataset=tensors", "dataset.path=two.npz",
-            "optimizer=adam", "optimizer.lr=0.01", "scheduler=none", "trainer.epochs=8",
-            "trainer.batch_size=20", *FAST, "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "task=regression",
+        f"loss={loss}",
+        "dataset=tensors",
+        "dataset.path=two.npz",
+        "optimizer=adam",
+        "optimizer.lr=0.01",
+        "scheduler=none",
+        "trainer.epochs=8",
+        "trainer.batch_size=20",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, tmp_path)
     assert_ok(proc)
     metrics = read_csv(tmp_path / "run" / "metrics.csv")
@@ -98,8 +133,9 @@ def float_targets(tmp_path: Path, whole: bool) -> Path:
     """scikit-learn's diabetes as a user saves it: float targets 25.0 ... 346.0."""
     g = np.random.default_rng(0)
     y = np.round(g.uniform(25, 346, 80)) if whole else g.uniform(0.25, 3.46, 80)
-    np.savez(tmp_path / "diabetes.npz", x_train=g.normal(size=(80, 10)).astype(np.float32),
-             y_train=y)  # fmt: skip
+    np.savez(
+        tmp_path / "diabetes.npz", x_train=g.normal(size=(80, 10)).astype(np.float32), y_train=y
+    )
     return tmp_path / "diabetes.npz"
 
 
@@ -117,23 +153,35 @@ def build():
 @pytest.mark.parametrize("whole", [True, False], ids=["integer-valued", "fractional"])
 def test_float_targets_are_refused_under_classification(tmp_path: Path, whole: bool) -> None:
     float_targets(tmp_path, whole)
-    proc = run_cli(["dataset=tensors", "dataset.path=diabetes.npz", *FAST,
-                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        ["dataset=tensors", "dataset.path=diabetes.npz", *FAST, "hydra.run.dir=run"], tmp_path
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "y_train is float64: under task=classification targets must be integer class" in (
-        " ".join(proc.stderr.split()))  # fmt: skip
+        " ".join(proc.stderr.split())
+    )
     assert "use task=regression" in proc.stderr
     assert not (tmp_path / "run" / "metrics.csv").exists()
 
 
 def test_a_callables_float_targets_are_refused_not_truncated(tmp_path: Path) -> None:
     (tmp_path / "mydata.py").write_text(BUILD)
-    proc = run_cli(["dataset=custom", "dataset._target_=mydata.build", *FAST,
-                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        ["dataset=custom", "dataset._target_=mydata.build", *FAST, "hydra.run.dir=run"], tmp_path
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "float32: under task=classification" in proc.stderr and "task=regression" in proc.stderr
-    proc = run_cli(["task=regression", "dataset=custom", "dataset._target_=mydata.build",
-                    "trainer.epochs=1", *FAST, "hydra.run.dir=reg"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "task=regression",
+            "dataset=custom",
+            "dataset._target_=mydata.build",
+            "trainer.epochs=1",
+            *FAST,
+            "hydra.run.dir=reg",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)  # the same data, as what it is
     assert "val_r2" in read_csv(tmp_path / "reg" / "metrics.csv")[0]
 
@@ -146,23 +194,43 @@ def test_a_callables_float_targets_are_refused_not_truncated(tmp_path: Path) -> 
         ({"y_train": np.zeros(39)}, "y_train has shape (39,) but there are 40 samples"),
     ],
     ids=["nan", "3-d", "length"],
-)  # fmt: skip
+)
 def test_bad_regression_targets(tmp_path: Path, change: dict, message: str) -> None:
     arrays = {"x_train": np.zeros((40, 3), np.float32), "y_train": np.zeros(40)} | change
     np.savez(tmp_path / "d.npz", **arrays)
-    proc = run_cli(["task=regression", "dataset=tensors", "dataset.path=d.npz", *FAST,
-                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        ["task=regression", "dataset=tensors", "dataset.path=d.npz", *FAST, "hydra.run.dir=run"],
+        tmp_path,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert message in " ".join(proc.stderr.split())
 
 
 def test_a_model_of_the_wrong_width_is_refused(tmp_path: Path) -> None:
     write_regression(tmp_path / "two.npz", n=60, features=3, outputs=2)
-    proc = run_cli(["task=regression", "dataset=tensors", "dataset.path=two.npz",
-                    "model.num_classes=3", *FAST], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "task=regression",
+            "dataset=tensors",
+            "dataset.path=two.npz",
+            "model.num_classes=3",
+            *FAST,
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 2
     assert "model.num_classes=3 does not fit the data: it has 2 classes" in proc.stderr
-    proc = run_cli(["task=regression", "dataset=tensors", "dataset.path=two.npz", *LINEAR[:2],
-                    "+model.in_features=3", "+model.out_features=1", *FAST], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "task=regression",
+            "dataset=tensors",
+            "dataset.path=two.npz",
+            *LINEAR[:2],
+            "+model.in_features=3",
+            "+model.out_features=1",
+            *FAST,
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "returns (2, 1) for a batch of 2x3; lrrun needs values of shape (2, 2)" in proc.stderr

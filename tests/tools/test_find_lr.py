@@ -10,8 +10,14 @@ import pytest
 from lrrun.tools.find_lr import lr_at, suggest
 from tests.conftest import TINY, assert_ok, read_csv, run_cli
 
-ARGS = [*TINY, "dataset.train_size=512", "find_lr.steps=60", "find_lr.min_lr=1e-5",
-        "find_lr.max_lr=10", "hydra.run.dir=f"]  # fmt: skip
+ARGS = [
+    *TINY,
+    "dataset.train_size=512",
+    "find_lr.steps=60",
+    "find_lr.min_lr=1e-5",
+    "find_lr.max_lr=10",
+    "hydra.run.dir=f",
+]
 
 
 def test_range_test_records_the_lr_used_and_suggests_inside_the_range(tmp_path: Path) -> None:
@@ -30,8 +36,11 @@ def test_range_test_records_the_lr_used_and_suggests_inside_the_range(tmp_path: 
     assert (tmp_path / "f" / "find_lr.png").stat().st_size > 10_000
     # It trains a fresh model and saves nothing a later run could pick up.
     assert sorted(p.name for p in (tmp_path / "f").iterdir() if not p.name.startswith(".")) == [
-        "find_lr.csv", "find_lr.png", "lrrun-find-lr.log", "status.json",
-    ]  # fmt: skip
+        "find_lr.csv",
+        "find_lr.png",
+        "lrrun-find-lr.log",
+        "status.json",
+    ]
 
 
 def test_stops_early_when_the_loss_diverges(tmp_path: Path) -> None:
@@ -60,8 +69,13 @@ def test_linear_mode_and_bad_range(tmp_path: Path) -> None:
 
 
 def test_a_find_lr_sweep_is_not_reported_as_failed_training(tmp_path: Path) -> None:
-    args = ["-m", *[a for a in ARGS if not a.startswith("hydra.")], "optimizer=sgd,adam",
-            "find_lr.steps=20", "hydra.sweep.dir=sw"]  # fmt: skip
+    args = [
+        "-m",
+        *[a for a in ARGS if not a.startswith("hydra.")],
+        "optimizer=sgd,adam",
+        "find_lr.steps=20",
+        "hydra.sweep.dir=sw",
+    ]
     proc = run_cli(args, tmp_path, prog="lrrun-find-lr")
     assert_ok(proc)
     assert (tmp_path / "sw" / "1" / "find_lr.csv").is_file()

@@ -14,8 +14,14 @@ from lrrun.errors import ConfigError
 from lrrun.tools.preview import simulate, sparkline
 from tests.conftest import TINY, assert_ok, read_csv, run_cli
 
-SCHEDULES = ["step_lr", "one_cycle_lr", "cosine_annealing_warm_restarts", "sequential_lr",
-             "cyclic_lr", "lambda_lr"]  # fmt: skip
+SCHEDULES = [
+    "step_lr",
+    "one_cycle_lr",
+    "cosine_annealing_warm_restarts",
+    "sequential_lr",
+    "cyclic_lr",
+    "lambda_lr",
+]
 
 
 def preview_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -51,8 +57,12 @@ def test_preview_equals_training_lr(tmp_path: Path) -> None:
 def test_plateau_preview_replays_a_runs_metrics(compose_cfg, tmp_path: Path) -> None:
     from lrrun.train.runner import run
 
-    args = ["scheduler=reduce_lr_on_plateau", "scheduler.patience=0", "scheduler.monitor=val_loss",
-            "scheduler.threshold=0.5"]  # fmt: skip
+    args = [
+        "scheduler=reduce_lr_on_plateau",
+        "scheduler.patience=0",
+        "scheduler.monitor=val_loss",
+        "scheduler.threshold=0.5",
+    ]
     run(compose_cfg(*args), tmp_path)
     cfg = compose_preview(*args, f"preview.metrics_csv={tmp_path / 'metrics.csv'}")
     _, rows, _ = simulate(cfg)
@@ -67,10 +77,11 @@ def test_plateau_preview_needs_a_metric_trace() -> None:
         simulate(compose_preview("scheduler=reduce_lr_on_plateau", "preview.metrics=[1,2]"))
     _, rows, _ = simulate(
         compose_preview(
-            "scheduler=reduce_lr_on_plateau", "scheduler.patience=0",
+            "scheduler=reduce_lr_on_plateau",
+            "scheduler.patience=0",
             "preview.metrics=[1.0,1.0,1.0,1.0,1.0,1.0]",
         )
-    )  # fmt: skip
+    )
     # flat metric, patience 0: epoch 2 is no better than epoch 1 -> epoch 3 runs at 0.1x
     assert [rows[i]["lr"] for i in (4, 8, 12)] == pytest.approx([0.01, 0.001, 0.0001])
 

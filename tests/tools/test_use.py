@@ -25,9 +25,16 @@ def trained(tmp_path_factory) -> Path:
     """A small CNN of 3 epochs on a generated image folder (train/ and test/)."""
     root = tmp_path_factory.mktemp("use")
     write_folder(root / "img", classes=4, splits={"train": 30, "test": 12}, size=8, seed=3)
-    args = ["dataset=image_folder", "dataset.root=img", "model=fashion_mnist_net",
-            "optimizer.lr=0.02", "trainer.epochs=3", "trainer.batch_size=16", *FAST,
-            "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "dataset=image_folder",
+        "dataset.root=img",
+        "model=fashion_mnist_net",
+        "optimizer.lr=0.02",
+        "trainer.epochs=3",
+        "trainer.batch_size=16",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     assert_ok(run_cli(args, root))
     return root
 
@@ -87,8 +94,15 @@ def test_regression_predicts_values_in_the_targets_units(tmp_path: Path) -> None
     """lrrun-predict on the .npz's test split: the values' mean squared error is the
     test_loss the run reported (MSE in the targets' units)."""
     write_regression(tmp_path / "line.npz", n=300, features=3, slope=2.0, seed=2)
-    args = ["task=regression", "dataset=tensors", "dataset.path=line.npz", "trainer.epochs=3",
-            "trainer.batch_size=32", *FAST, "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        "task=regression",
+        "dataset=tensors",
+        "dataset.path=line.npz",
+        "trainer.epochs=3",
+        "trainer.batch_size=32",
+        *FAST,
+        "hydra.run.dir=run",
+    ]
     assert_ok(run_cli(args, tmp_path))
     assert_ok(run_cli(["run", "line.npz"], tmp_path, prog="lrrun-predict"))
     rows = read_csv(tmp_path / "predictions.csv")

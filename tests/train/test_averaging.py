@@ -28,16 +28,26 @@ class BNNet(nn.Module):
     def __init__(self, num_classes: int, input_shape: tuple[int, ...]) -> None:
         super().__init__()
         width = int(torch.tensor(input_shape).prod())
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(width, 32), nn.BatchNorm1d(32),
-                                 nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, num_classes))  # fmt: skip
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(width, 32),
+            nn.BatchNorm1d(32),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(32, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 BN = ["model=custom", f"model._target_={__name__}.BNNet", "augment=flip"]
-SWA_ARGS = ["scheduler=swa", "scheduler.swa_lr=0.02", "scheduler.anneal_epochs=2",
-            "optimizer.lr=0.05"]  # fmt: skip
+SWA_ARGS = [
+    "scheduler=swa",
+    "scheduler.swa_lr=0.02",
+    "scheduler.anneal_epochs=2",
+    "optimizer.lr=0.05",
+]
 EMA_ARGS = ["trainer.ema.decay=0.9", "trainer.ema.every=2"]
 
 
@@ -83,8 +93,9 @@ def test_ema_weights_equal_a_hand_computed_average() -> None:
     assert not torch.equal(ema.module[0].weight, model[0].weight)
 
 
-def _swa_replay(lr: float, swa_lr: float, start: int, anneal: int, epochs: int,
-                before: bool) -> list[float]:  # fmt: skip
+def _swa_replay(
+    lr: float, swa_lr: float, start: int, anneal: int, epochs: int, before: bool
+) -> list[float]:
     """The lr of each optimizer step, from torch's own objects stepped as SWA's recipe does:
     after epoch e, the schedule before averaging while e < start, SWALR from then on."""
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
@@ -105,8 +116,14 @@ def _swa_replay(lr: float, swa_lr: float, start: int, anneal: int, epochs: int,
 def test_swa_lr_is_torchs_swalr_and_its_average_the_mean_of_the_epochs(
     compose_cfg, tmp_path: Path, monkeypatch, before: bool
 ) -> None:
-    cosine = ["scheduler.before={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,"
-              "_partial_:true,T_max:null}"] if before else []  # fmt: skip
+    cosine = (
+        [
+            "scheduler.before={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,"
+            "_partial_:true,T_max:null}"
+        ]
+        if before
+        else []
+    )
     seen: list[dict[str, torch.Tensor]] = []
     original = SWA.after_epoch
 
@@ -142,8 +159,10 @@ def test_averages_leave_the_run_as_it_was_and_resume_bit_exact(
     args = [*BN, *SWA_ARGS, "scheduler.swa_start=2", *EMA_ARGS, "trainer.deterministic=true"]
     run(compose_cfg(*args, "trainer.epochs=6"), tmp_path / "full")
     run(compose_cfg(*args, "trainer.epochs=3"), tmp_path / "part")
-    run(compose_cfg(*args, "trainer.epochs=6", f"trainer.resume={tmp_path / 'part'}"),
-        tmp_path / "elsewhere")  # fmt: skip
+    run(
+        compose_cfg(*args, "trainer.epochs=6", f"trainer.resume={tmp_path / 'part'}"),
+        tmp_path / "elsewhere",
+    )
     full, part = (read_csv(tmp_path / d / "metrics.csv") for d in ("full", "part"))
     assert without_time(part) == without_time(full)
     assert full[-1]["val_loss_swa"] and full[-1]["val_loss_ema"]
@@ -167,11 +186,24 @@ def test_averages_leave_the_run_as_it_was_and_resume_bit_exact(
 def test_select_ema_is_what_best_pt_the_test_and_load_run_use(tmp_path: Path) -> None:
     """Through the CLI: metrics.csv gains val_*_ema, the best epoch is the EMA's, best.pt
     holds its weights, the test evaluates them, and lrrun.load_run returns them."""
-    proc = run_cli(["dataset=synthetic", "dataset.train_size=128", "dataset.val_size=64",
-                    "dataset.test_size=64", "trainer.batch_size=16", "trainer.epochs=5",
-                    "trainer.progress=false", "trainer.plot=false", "trainer.device=cpu",
-                    "trainer.ema.decay=0.8", "trainer.select=ema", "optimizer.lr=0.05",
-                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "dataset=synthetic",
+            "dataset.train_size=128",
+            "dataset.val_size=64",
+            "dataset.test_size=64",
+            "trainer.batch_size=16",
+            "trainer.epochs=5",
+            "trainer.progress=false",
+            "trainer.plot=false",
+            "trainer.device=cpu",
+            "trainer.ema.decay=0.8",
+            "trainer.select=ema",
+            "optimizer.lr=0.05",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     rows = read_csv(tmp_path / "run" / "metrics.csv")
     assert {"val_loss_ema", "val_acc_ema", "val_top5_ema"} <= set(rows[0])
@@ -242,12 +274,27 @@ def test_fp16_skips_a_step_with_inf_gradients_as_an_event(tmp_path: Path) -> Non
     are inf (the weights stay), halves its scale, and the step is an event; the schedule
     steps after it as after any other, so every lr is torch's ExponentialLR at its step."""
     (tmp_path / "spiky.py").write_text(INF_ONCE)
-    proc = run_cli(["dataset=synthetic", "dataset.train_size=128", "dataset.val_size=64",
-                    "dataset.test_size=64", "trainer.batch_size=32", "trainer.epochs=2",
-                    "trainer.progress=false", "trainer.plot=false", "trainer.device=cpu",
-                    "model=custom", "model._target_=spiky.InfOnce", "trainer.precision=fp16",
-                    "scheduler=exponential_lr", "scheduler.gamma=0.9", "scheduler.interval=step",
-                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "dataset=synthetic",
+            "dataset.train_size=128",
+            "dataset.val_size=64",
+            "dataset.test_size=64",
+            "trainer.batch_size=32",
+            "trainer.epochs=2",
+            "trainer.progress=false",
+            "trainer.plot=false",
+            "trainer.device=cpu",
+            "model=custom",
+            "model._target_=spiky.InfOnce",
+            "trainer.precision=fp16",
+            "scheduler=exponential_lr",
+            "scheduler.gamma=0.9",
+            "scheduler.interval=step",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)  # no traceback, and torch does not warn about the scheduler's order
     events = read_csv(tmp_path / "run" / "events.csv")
     skipped = [e for e in events if e["event"] == "skipped_step"]

@@ -12,8 +12,14 @@ import pytest
 from lrrun.train.early_stop import EarlyStop
 from tests.conftest import assert_ok, read_csv, run_cli
 
-ARGS = ["dataset=synthetic", "trainer.device=cpu", "trainer.progress=false", "trainer.plot=false",
-        "trainer.epochs=20", "trainer.early_stop.patience=2"]  # fmt: skip
+ARGS = [
+    "dataset=synthetic",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "trainer.plot=false",
+    "trainer.epochs=20",
+    "trainer.early_stop.patience=2",
+]
 
 
 def rows(metric: str, values: list[float]) -> list[dict]:
@@ -69,8 +75,10 @@ def test_a_resumed_run_stops_where_the_unstopped_one_did(tmp_path: Path) -> None
 
 
 def test_the_verdict_names_configs_that_stopped_early(tmp_path: Path) -> None:
-    proc = run_cli(["-m", *ARGS, "optimizer.lr=1e-12,0.01", "trainer.epochs=4",
-                    "hydra.sweep.dir=sweep"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        ["-m", *ARGS, "optimizer.lr=1e-12,0.01", "trainer.epochs=4", "hydra.sweep.dir=sweep"],
+        tmp_path,
+    )
     assert_ok(proc)
     summary = read_csv(tmp_path / "sweep" / "summary.csv")
     assert sorted(r["status"] for r in summary)[-1] == "stopped_early"

@@ -14,10 +14,16 @@ from tests.conftest import TINY, assert_ok, interrupt_after_first_epoch, read_cs
 
 # 128 steps per epoch, ~0.1-0.3 s per epoch: long enough to be interrupted mid-run.
 LONG = [
-    "dataset=synthetic", "dataset.train_size=4096", "dataset.test_size=256",
-    "trainer.batch_size=32", "trainer.epochs=12", "trainer.device=cpu",
-    "trainer.progress=false", "scheduler=exponential_lr", "scheduler.gamma=0.8",
-]  # fmt: skip
+    "dataset=synthetic",
+    "dataset.train_size=4096",
+    "dataset.test_size=256",
+    "trainer.batch_size=32",
+    "trainer.epochs=12",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "scheduler=exponential_lr",
+    "scheduler.gamma=0.8",
+]
 
 
 def status(run_dir: Path) -> dict:
@@ -57,8 +63,9 @@ def test_the_printed_resume_command_works_for_any_run_dir_name(tmp_path: Path) -
 
     name = "ü run, 2 [x]=(y)#"
     run_dir = tmp_path / name
-    proc = interrupt_after_first_epoch([*LONG, f"hydra.run.dir={hydra_value(name)}"], tmp_path,
-                                       run_dir)  # fmt: skip
+    proc = interrupt_after_first_epoch(
+        [*LONG, f"hydra.run.dir={hydra_value(name)}"], tmp_path, run_dir
+    )
     assert proc.returncode == 130, proc.stderr
     line = next(x for x in proc.stderr.splitlines() if "Resume with: " in x)
     command = shlex.split(line.split("Resume with: ", 1)[1])
@@ -125,9 +132,17 @@ def test_a_non_finite_val_loss_ends_the_run_as_diverged(tmp_path: Path) -> None:
     """The plateau would otherwise cut the lr every epoch on NaN and the run end "ok" with a
     NaN test loss: the row is written, then the run stops, status diverged, exit 3."""
     (tmp_path / "nanval.py").write_text(NAN_IN_EVAL)
-    proc = run_cli([*TINY, "model=custom", "model._target_=nanval.Net",
-                    "scheduler=reduce_lr_on_plateau", "scheduler.patience=0",
-                    "hydra.run.dir=run"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            *TINY,
+            "model=custom",
+            "model._target_=nanval.Net",
+            "scheduler=reduce_lr_on_plateau",
+            "scheduler.patience=0",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert "diverged: val_loss=nan after epoch 1" in proc.stderr
     rows = read_csv(tmp_path / "run" / "metrics.csv")

@@ -15,9 +15,16 @@ import pytest
 
 from tests.conftest import assert_ok, read_csv, run_cli
 
-ARGS = ["dataset=synthetic", "dataset.train_size=256", "dataset.val_size=64",
-        "dataset.test_size=64", "trainer.batch_size=32", "trainer.device=cpu",
-        "trainer.progress=false", "trainer.epochs=4"]  # fmt: skip
+ARGS = [
+    "dataset=synthetic",
+    "dataset.train_size=256",
+    "dataset.val_size=64",
+    "dataset.test_size=64",
+    "trainer.batch_size=32",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "trainer.epochs=4",
+]
 ENV = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
 
 # A disk that fills up during epoch 3: the OS's ENOSPC, raised where the OS raises it for the
@@ -51,9 +58,15 @@ def test_a_file_size_limit_ends_the_run_with_one_line(tmp_path: Path) -> None:
     def small_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
 
-    proc = subprocess.run([sys.executable, "-m", "lrrun", *ARGS, "hydra.run.dir=run"],
-                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300,
-                          preexec_fn=small_files)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrrun", *ARGS, "hydra.run.dir=run"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=small_files,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
@@ -66,8 +79,14 @@ def test_a_file_size_limit_ends_the_run_with_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_disk_full_mid_run_keeps_what_was_saved_and_resumes(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", FULL_AT_EPOCH_3, *ARGS, "hydra.run.dir=run"],
-                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_AT_EPOCH_3, *ARGS, "hydra.run.dir=run"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     line = next(x for x in proc.stderr.splitlines() if x.startswith("error: "))
@@ -108,8 +127,11 @@ def test_a_user_model_that_raises_keeps_its_traceback_and_says_how_to_resume(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "mynet.py").write_text(BAD_NET)
-    proc = run_cli([*ARGS, "model=custom", "model._target_=mynet.Net", "hydra.run.dir=run"],
-                   tmp_path, fresh=True)  # fmt: skip
+    proc = run_cli(
+        [*ARGS, "model=custom", "model._target_=mynet.Net", "hydra.run.dir=run"],
+        tmp_path,
+        fresh=True,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" in proc.stderr and "mynet.py" in proc.stderr  # theirs to read
     assert "ValueError: my own bug at call 21" in proc.stderr

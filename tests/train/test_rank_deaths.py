@@ -15,8 +15,15 @@ from pathlib import Path
 
 import pytest
 
-ARGS = ["dataset=synthetic", "trainer.epochs=40", "trainer.batch_size=16", "trainer.device=cpu",
-        "trainer.progress=false", "trainer.plot=false", "hydra.run.dir=run"]  # fmt: skip
+ARGS = [
+    "dataset=synthetic",
+    "trainer.epochs=40",
+    "trainer.batch_size=16",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "trainer.plot=false",
+    "hydra.run.dir=run",
+]
 ENV = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"OMP_NUM_THREADS": "1"}
 
 pytestmark = pytest.mark.slow
@@ -29,13 +36,26 @@ def start(tmp_path: Path, torchrun: bool) -> subprocess.Popen[str]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        command = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                   "-m", "lrrun", *ARGS]  # fmt: skip
+        command = [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={port}",
+            "-m",
+            "lrrun",
+            *ARGS,
+        ]
     else:
         command = ["-m", "lrrun", *ARGS, "trainer.devices=2"]
-    proc = subprocess.Popen([sys.executable, *command], cwd=tmp_path, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=tmp_path,
+        env=ENV,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while status(tmp_path).get("epoch", 0) < 1:
         assert proc.poll() is None, proc.communicate()

@@ -57,8 +57,12 @@ def test_accumulating_two_batches_trains_like_one_twice_as_large(compose_cfg, tm
     run(compose_cfg(*common, "trainer.batch_size=16", "trainer.accumulate=2"), tmp_path / "acc")
     big, acc = (read_csv(tmp_path / d / "steps.csv") for d in ("b32", "acc"))
     assert len(big) == len(acc) == 8
-    torch.testing.assert_close(torch.tensor([float(r["loss"]) for r in acc]),
-                               torch.tensor([float(r["loss"]) for r in big]), rtol=1e-5, atol=1e-6)  # fmt: skip
+    torch.testing.assert_close(
+        torch.tensor([float(r["loss"]) for r in acc]),
+        torch.tensor([float(r["loss"]) for r in big]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_the_last_partial_group_is_stepped(compose_cfg, tmp_path: Path) -> None:
@@ -69,8 +73,17 @@ def test_the_last_partial_group_is_stepped(compose_cfg, tmp_path: Path) -> None:
 
 
 def test_find_lr_steps_over_groups(tmp_path: Path) -> None:
-    proc = run_cli([*TINY, "trainer.accumulate=2", "find_lr.steps=6", "find_lr.plot=false",
-                    "hydra.run.dir=find"], tmp_path, prog="lrrun-find-lr")  # fmt: skip
+    proc = run_cli(
+        [
+            *TINY,
+            "trainer.accumulate=2",
+            "find_lr.steps=6",
+            "find_lr.plot=false",
+            "hydra.run.dir=find",
+        ],
+        tmp_path,
+        prog="lrrun-find-lr",
+    )
     assert_ok(proc)
     assert len(read_csv(tmp_path / "find" / "find_lr.csv")) == 6
 
@@ -149,9 +162,18 @@ def test_top5_columns_only_with_more_than_five_classes(tmp_path: Path) -> None:
     from tests.sources import write_npz
 
     write_npz(tmp_path / "d.npz", n=60, n_classes=4)
-    proc = run_cli(["dataset=tensors", "dataset.path=d.npz", "model=custom",
-                    "model._target_=tests.sources.TinyNet", "trainer.epochs=1",
-                    "trainer.progress=false", "hydra.run.dir=four"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "dataset=tensors",
+            "dataset.path=d.npz",
+            "model=custom",
+            "model._target_=tests.sources.TinyNet",
+            "trainer.epochs=1",
+            "trainer.progress=false",
+            "hydra.run.dir=four",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     assert "val_top5" not in read_csv(tmp_path / "four" / "metrics.csv")[0]
     proc = run_cli([*TINY, "trainer.epochs=1", "hydra.run.dir=ten"], tmp_path)
@@ -162,13 +184,22 @@ def test_top5_columns_only_with_more_than_five_classes(tmp_path: Path) -> None:
 
 
 def test_no_decay_groups_compose_with_param_groups(compose_cfg, tmp_path: Path) -> None:
-    args = ["optimizer=adamw", "optimizer.no_decay=[bias]",
-            "+optimizer.param_groups=[{name:head,params:[fc2.*],lr:0.002}]"]  # fmt: skip
+    args = [
+        "optimizer=adamw",
+        "optimizer.no_decay=[bias]",
+        "+optimizer.param_groups=[{name:head,params:[fc2.*],lr:0.002}]",
+    ]
     optimizer = assemble(read(compose_cfg(*args)), CPU).optimizer
-    got = [(g["name"], g["weight_decay"], g["lr"], sum(p.numel() for p in g["params"]))
-           for g in optimizer.param_groups]  # fmt: skip
-    assert got == [("default", 0.01, 0.001, 78_400), ("default_no_decay", 0.0, 0.001, 100),
-                   ("head", 0.01, 0.002, 1_000), ("head_no_decay", 0.0, 0.002, 10)]  # fmt: skip
+    got = [
+        (g["name"], g["weight_decay"], g["lr"], sum(p.numel() for p in g["params"]))
+        for g in optimizer.param_groups
+    ]
+    assert got == [
+        ("default", 0.01, 0.001, 78_400),
+        ("default_no_decay", 0.0, 0.001, 100),
+        ("head", 0.01, 0.002, 1_000),
+        ("head_no_decay", 0.0, 0.002, 10),
+    ]
     run(compose_cfg(*args, "trainer.epochs=1"), tmp_path)
     assert list(read_csv(tmp_path / "steps.csv")[0])[:6] == [
         "epoch",
@@ -181,14 +212,20 @@ def test_no_decay_groups_compose_with_param_groups(compose_cfg, tmp_path: Path) 
 
 
 def test_no_decay_norm_and_1d_rules(compose_cfg) -> None:
-    settings = read(compose_cfg("model=custom", "model._target_=tests.sources.NormNet",
-                                "optimizer.no_decay=[norm]"))  # fmt: skip
+    settings = read(
+        compose_cfg(
+            "model=custom", "model._target_=tests.sources.NormNet", "optimizer.no_decay=[norm]"
+        )
+    )
     groups = {g["name"]: g for g in assemble(settings, CPU).optimizer.param_groups}
     assert (
         sum(p.numel() for p in groups["default_no_decay"]["params"]) == 2 * 8
     )  # BN's scale, shift
-    settings = read(compose_cfg("model=custom", "model._target_=tests.sources.NormNet",
-                                "optimizer.no_decay=[1d]"))  # fmt: skip
+    settings = read(
+        compose_cfg(
+            "model=custom", "model._target_=tests.sources.NormNet", "optimizer.no_decay=[1d]"
+        )
+    )
     groups = {g["name"]: g for g in assemble(settings, CPU).optimizer.param_groups}
     assert all(p.dim() <= 1 for p in groups["default_no_decay"]["params"])
     assert all(p.dim() > 1 for p in groups["default"]["params"])
@@ -199,11 +236,16 @@ def test_no_decay_norm_and_1d_rules(compose_cfg) -> None:
 
 def test_schedule_free_logs_the_lr_its_step_used_and_resumes_exactly(compose_cfg, tmp_path) -> None:
     """Its own warm-up: lr x min(1, (k + 1) / warmup_steps) at the k-th step."""
-    args = ["optimizer=sgd_schedule_free", "optimizer.lr=0.5", "optimizer.warmup_steps=6",
-            "scheduler=none"]  # fmt: skip
+    args = [
+        "optimizer=sgd_schedule_free",
+        "optimizer.lr=0.5",
+        "optimizer.warmup_steps=6",
+        "scheduler=none",
+    ]
     run(compose_cfg(*args, "trainer.epochs=4"), tmp_path / "full")
     assert lrs(tmp_path / "full") == pytest.approx(
-        [0.5 * min(1.0, (k + 1) / 6) for k in range(16)], rel=1e-12, abs=0)  # fmt: skip
+        [0.5 * min(1.0, (k + 1) / 6) for k in range(16)], rel=1e-12, abs=0
+    )
     _, rows, _ = simulate(read(compose_cfg(*args, "trainer.epochs=4")))
     assert [r["lr"] for r in rows] == lrs(tmp_path / "full")
     saved = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
@@ -218,8 +260,9 @@ def test_schedule_free_logs_the_lr_its_step_used_and_resumes_exactly(compose_cfg
 
 
 def test_schedule_free_refuses_a_schedule_and_names_the_extra(tmp_path: Path, monkeypatch) -> None:
-    proc = run_cli([*TINY, "optimizer=adamw_schedule_free", "scheduler=step_lr", "hydra.run.dir=run"],
-                   tmp_path)  # fmt: skip
+    proc = run_cli(
+        [*TINY, "optimizer=adamw_schedule_free", "scheduler=step_lr", "hydra.run.dir=run"], tmp_path
+    )
     assert proc.returncode == 2 and "is schedule-free: it replaces the schedule" in proc.stderr
     assert "Use scheduler=none" in proc.stderr and "Traceback" not in proc.stderr
     import importlib.util
@@ -228,8 +271,11 @@ def test_schedule_free_refuses_a_schedule_and_names_the_extra(tmp_path: Path, mo
     from lrrun.errors import ConfigError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "schedulefree" else real(name, *a))  # fmt: skip
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "schedulefree" else real(name, *a),
+    )
     from hydra import compose, initialize_config_dir
 
     from lrrun.config.location import config_dir
@@ -244,18 +290,33 @@ def test_schedule_free_refuses_a_schedule_and_names_the_extra(tmp_path: Path, mo
 
 BAD = [
     (["trainer.accumulate=0"], "trainer.accumulate=0 is not allowed: it must be an integer >= 1"),
-    (["trainer.clip_grad_norm=-1"], "trainer.clip_grad_norm=-1 is not allowed: it must be a number > 0, or null (off)"),
+    (
+        ["trainer.clip_grad_norm=-1"],
+        "trainer.clip_grad_norm=-1 is not allowed: it must be a number > 0, or null (off)",
+    ),
     (["trainer.clip_grad_norm=1", "trainer.clip_grad_value=1"], "are both set: clip one way"),
     (["trainer.log_grad_norm=yes"], "trainer.log_grad_norm='yes' is not allowed"),
-    (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5 is not allowed: it must be a number in [0, 1)"),
+    (
+        ["loss.label_smoothing=1.5"],
+        "loss.label_smoothing=1.5 is not allowed: it must be a number in [0, 1)",
+    ),
     (["loss._target_=torch.nn.NoSuchLoss"], "loss could not be built from 'torch.nn.NoSuchLoss'"),
     (["mix=mixup", "mix.off_epoch=0"], "mix.off_epoch=0 is not allowed"),
     (["mix=cutmix", "mix.alpha=-1"], "mix.alpha=-1 is not allowed: it must be a number > 0"),
     (["optimizer.no_decay=bias"], "optimizer.no_decay='bias' must be a list of rules"),
-    (["optimizer.no_decay=[zzz*]"], "optimizer.no_decay: 'zzz*' matches no parameter of FeedForward"),
-    (["scheduler=hf_cosine", "scheduler.let.warmup_ratio=2"], "scheduler.let.warmup_ratio=2 is not allowed"),
-    (["scheduler=hf_linear", "scheduler.let.warmup_steps=-3"], "scheduler.let.warmup_steps=-3 is not allowed"),
-]  # fmt: skip
+    (
+        ["optimizer.no_decay=[zzz*]"],
+        "optimizer.no_decay: 'zzz*' matches no parameter of FeedForward",
+    ),
+    (
+        ["scheduler=hf_cosine", "scheduler.let.warmup_ratio=2"],
+        "scheduler.let.warmup_ratio=2 is not allowed",
+    ),
+    (
+        ["scheduler=hf_linear", "scheduler.let.warmup_steps=-3"],
+        "scheduler.let.warmup_steps=-3 is not allowed",
+    ),
+]
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD, ids=[" ".join(o) for o, _ in BAD])
@@ -274,8 +335,14 @@ def test_bad_recipe_values_are_one_clear_message(tmp_path: Path, overrides, mess
 def test_resume_is_exact_with_accumulation_and_clipping(compose_cfg, tmp_path: Path) -> None:
     """3 batches per step (groups of 3 and 1 per epoch), clipped, a per-step schedule: 2
     epochs resumed to 4 equal 4, steps.csv (lr, loss, grad_norm) to the bit."""
-    args = ["model=fashion_mnist_net", "scheduler=one_cycle_lr", "scheduler.total_steps=8",
-            "trainer.accumulate=3", "trainer.clip_grad_norm=0.5", "optimizer.lr=0.05"]  # fmt: skip
+    args = [
+        "model=fashion_mnist_net",
+        "scheduler=one_cycle_lr",
+        "scheduler.total_steps=8",
+        "trainer.accumulate=3",
+        "trainer.clip_grad_norm=0.5",
+        "optimizer.lr=0.05",
+    ]
     run(compose_cfg(*args, "trainer.epochs=4"), tmp_path / "full")
     run(compose_cfg(*args, "trainer.epochs=2"), tmp_path / "part")
     run(compose_cfg(*args, "trainer.epochs=4", f"trainer.resume={tmp_path / 'part'}"), tmp_path)
@@ -290,10 +357,21 @@ def test_a_whole_recipe_through_the_cli(tmp_path: Path) -> None:
     the run's optimizer steps (not its batches)."""
     import transformers
 
-    args = [*TINY, "trainer.epochs=5", "trainer.batch_size=16", "trainer.accumulate=3",
-            "trainer.clip_grad_norm=1.0", "loss.label_smoothing=0.1", "mix=mixup",
-            "mix.off_epoch=4", "optimizer=adamw", "optimizer.no_decay=[bias]",
-            "scheduler=hf_cosine", "scheduler.let.warmup_steps=3", "hydra.run.dir=run"]  # fmt: skip
+    args = [
+        *TINY,
+        "trainer.epochs=5",
+        "trainer.batch_size=16",
+        "trainer.accumulate=3",
+        "trainer.clip_grad_norm=1.0",
+        "loss.label_smoothing=0.1",
+        "mix=mixup",
+        "mix.off_epoch=4",
+        "optimizer=adamw",
+        "optimizer.no_decay=[bias]",
+        "scheduler=hf_cosine",
+        "scheduler.let.warmup_steps=3",
+        "hydra.run.dir=run",
+    ]
     proc = run_cli(args, tmp_path)
     assert_ok(proc)
     out = " ".join(proc.stdout.split())

@@ -24,21 +24,28 @@ SCHEDULES = {
     "step_lr": ["scheduler=step_lr"],
     "one_cycle_lr": ["scheduler=one_cycle_lr", f"scheduler.total_steps={TOTAL_STEPS}"],
     "cosine_annealing_warm_restarts": [
-        "scheduler=cosine_annealing_warm_restarts", "scheduler.T_0=2", "scheduler.T_mult=2",
+        "scheduler=cosine_annealing_warm_restarts",
+        "scheduler.T_0=2",
+        "scheduler.T_mult=2",
     ],
     "sequential_lr": ["scheduler=sequential_lr", "scheduler.schedulers.cosine.T_max=4"],
     # warm-up: resumed inside it (16 steps > the 12 done) and after it (6 steps)
     "warmup_inside": ["scheduler=exponential_lr", "scheduler.warmup.steps=16"],
     "warmup_after": [
-        "scheduler=step_lr", "scheduler.warmup.steps=6", "scheduler.warmup.start_factor=0.5",
+        "scheduler=step_lr",
+        "scheduler.warmup.steps=6",
+        "scheduler.warmup.start_factor=0.5",
     ],
     # resumed after epoch 3, inside the nested ChainedScheduler (its StepLR fires at epoch 5)
     "nested_composites": TWO_LEVELS,
     "reduce_lr_on_plateau": [
-        "scheduler=reduce_lr_on_plateau", "scheduler.patience=0", "scheduler.factor=0.5",
-        "scheduler.monitor=train_loss", "scheduler.threshold=0.05",
+        "scheduler=reduce_lr_on_plateau",
+        "scheduler.patience=0",
+        "scheduler.factor=0.5",
+        "scheduler.monitor=train_loss",
+        "scheduler.threshold=0.05",
     ],
-}  # fmt: skip
+}
 COMMON = ["model=fashion_mnist_net", "trainer.deterministic=true", "optimizer.lr=0.05"]
 
 
@@ -164,9 +171,12 @@ def test_resume_with_another_config_is_an_error(compose_cfg, tmp_path: Path, cha
 def test_allowed_scheduler_change_starts_the_new_schedule(compose_cfg, tmp_path: Path) -> None:
     run(compose_cfg("scheduler=step_lr", "trainer.epochs=2"), tmp_path)
     cfg = compose_cfg(
-        "scheduler=exponential_lr", "scheduler.gamma=0.5", "trainer.epochs=4",
-        f"trainer.resume={tmp_path}", "trainer.allow_config_change=true",
-    )  # fmt: skip
+        "scheduler=exponential_lr",
+        "scheduler.gamma=0.5",
+        "trainer.epochs=4",
+        f"trainer.resume={tmp_path}",
+        "trainer.allow_config_change=true",
+    )
     history = run(cfg, tmp_path)
     assert [r["lr"] for r in history] == pytest.approx([0.01, 0.007, 0.01, 0.005])
 
@@ -192,10 +202,23 @@ def test_full_disk_is_refused_at_start(compose_cfg, tmp_path: Path, monkeypatch)
 
 
 # Every scheduler's state (LambdaLR's lr_lambda included), in plain values.
-ALL_SCHEDULERS = ["lambda_lr", "multiplicative_lr", "step_lr", "multi_step_lr", "constant_lr",
-                  "linear_lr", "exponential_lr", "polynomial_lr", "cosine_annealing_lr",
-                  "cosine_annealing_warm_restarts", "chained_scheduler", "cyclic_lr",
-                  "one_cycle_lr", "reduce_lr_on_plateau", "none"]  # fmt: skip
+ALL_SCHEDULERS = [
+    "lambda_lr",
+    "multiplicative_lr",
+    "step_lr",
+    "multi_step_lr",
+    "constant_lr",
+    "linear_lr",
+    "exponential_lr",
+    "polynomial_lr",
+    "cosine_annealing_lr",
+    "cosine_annealing_warm_restarts",
+    "chained_scheduler",
+    "cyclic_lr",
+    "one_cycle_lr",
+    "reduce_lr_on_plateau",
+    "none",
+]
 
 
 DEFAULT_RUN = ("lambda_lr", "multi_step_lr", "cyclic_lr", "reduce_lr_on_plateau", "nested")
@@ -203,9 +226,11 @@ DEFAULT_RUN = ("lambda_lr", "multi_step_lr", "cyclic_lr", "reduce_lr_on_plateau"
 
 @pytest.mark.parametrize(
     "schedule",
-    [s if s in DEFAULT_RUN else pytest.param(s, marks=pytest.mark.slow)
-     for s in [*ALL_SCHEDULERS, "nested"]],
-)  # fmt: skip
+    [
+        s if s in DEFAULT_RUN else pytest.param(s, marks=pytest.mark.slow)
+        for s in [*ALL_SCHEDULERS, "nested"]
+    ],
+)
 def test_every_checkpoint_loads_weights_only(compose_cfg, tmp_path: Path, schedule) -> None:
     args = TWO_LEVELS if schedule == "nested" else [f"scheduler={schedule}"]
     run(compose_cfg(*args, "trainer.epochs=3", "optimizer=adam"), tmp_path)
@@ -242,8 +267,11 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path) -> None:
     assert after == before  # nothing overwritten
 
 
-CROP_FLIP = ["augment=crop_flip", "dataset.transforms.train.0.size=8",
-             "dataset.transforms.train.0.padding=2"]  # fmt: skip
+CROP_FLIP = [
+    "augment=crop_flip",
+    "dataset.transforms.train.0.size=8",
+    "dataset.transforms.train.0.padding=2",
+]
 JITTER = [
     "dataset.transforms.train=[{_target_:torchvision.transforms.v2.ColorJitter,brightness:0.4}]"
 ]
@@ -260,14 +288,24 @@ def test_resume_is_exact_with_your_data_and_augmentation(
     from tests.sources import write_folder
 
     root = write_folder(tmp_path / "img", classes=3, per_class=16, size=8)
-    args = ["dataset=image_folder", f"dataset.root={root}", "dataset.val_split=6",
-            "model=custom", "model._target_=tests.sources.TinyNet", "optimizer.lr=0.05",
-            "trainer.batch_size=8", f"trainer.data_path={path}", *augment]  # fmt: skip
+    args = [
+        "dataset=image_folder",
+        f"dataset.root={root}",
+        "dataset.val_split=6",
+        "model=custom",
+        "model._target_=tests.sources.TinyNet",
+        "optimizer.lr=0.05",
+        "trainer.batch_size=8",
+        f"trainer.data_path={path}",
+        *augment,
+    ]
     run(compose_cfg(*args, "trainer.epochs=4", tiny=False), tmp_path / "full")
     run(compose_cfg(*args, "trainer.epochs=2", tiny=False), tmp_path / "part")
     status = json.loads((tmp_path / "part" / "status.json").read_text())
-    run(compose_cfg(*args, "trainer.epochs=4", f"trainer.resume={tmp_path / 'part'}", tiny=False),
-        tmp_path / "elsewhere")  # fmt: skip
+    run(
+        compose_cfg(*args, "trainer.epochs=4", f"trainer.resume={tmp_path / 'part'}", tiny=False),
+        tmp_path / "elsewhere",
+    )
     assert read_csv(tmp_path / "part" / "steps.csv") == read_csv(tmp_path / "full" / "steps.csv")
     full, part = (read_csv(tmp_path / d / "metrics.csv") for d in ("full", "part"))
     assert without_time(part) == without_time(full)

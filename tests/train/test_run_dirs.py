@@ -16,21 +16,33 @@ import pytest
 
 from tests.conftest import TINY, _epochs_done, assert_ok, read_csv, run_cli
 
-LONG = [*[a for a in TINY if not a.startswith(("dataset.train_size", "trainer.epochs"))],
-        "dataset.train_size=8192", "trainer.epochs=40"]  # fmt: skip
+LONG = [
+    *[a for a in TINY if not a.startswith(("dataset.train_size", "trainer.epochs"))],
+    "dataset.train_size=8192",
+    "trainer.epochs=40",
+]
 
 
 def digest(run_dir: Path) -> dict[str, str]:
     """Every file of the run dir (Hydra's .hydra/ too) by content."""
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.Popen([sys.executable, "-m", "lrrun", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "lrrun", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def wait_for_an_epoch(proc: subprocess.Popen[str], run_dir: Path) -> None:

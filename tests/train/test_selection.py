@@ -17,18 +17,32 @@ import torch
 from tests.conftest import assert_ok, read_csv, run_cli
 from tests.sources import images, write_npz
 
-ARGS = ["dataset=tensors", "dataset.path=d.npz", "model=custom",
-        "model._target_=tests.sources.TinyNet", "optimizer.lr=0.02", "trainer.epochs=5",
-        "trainer.batch_size=16", "trainer.device=cpu", "trainer.progress=false",
-        "trainer.plot=false"]  # fmt: skip
+ARGS = [
+    "dataset=tensors",
+    "dataset.path=d.npz",
+    "model=custom",
+    "model._target_=tests.sources.TinyNet",
+    "optimizer.lr=0.02",
+    "trainer.epochs=5",
+    "trainer.batch_size=16",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "trainer.plot=false",
+]
 
 
 @pytest.fixture
 def disagreeing(tmp_path: Path) -> Path:
     x_val, y_val = images(60, 3, 8, 3, 3)
     x_test, y_test = images(60, 3, 8, 3, 4)
-    write_npz(tmp_path / "d.npz", n=120, x_val=x_val.numpy(), y_val=y_val.numpy(),
-              x_test=x_test.numpy(), y_test=((y_test + 1) % 3).numpy())  # fmt: skip
+    write_npz(
+        tmp_path / "d.npz",
+        n=120,
+        x_val=x_val.numpy(),
+        y_val=y_val.numpy(),
+        x_test=x_test.numpy(),
+        y_test=((y_test + 1) % 3).numpy(),
+    )
     return tmp_path
 
 
@@ -69,14 +83,25 @@ def test_without_best_pt_the_last_epoch_is_tested_and_said(disagreeing: Path) ->
 def test_the_verdict_ranks_on_val_and_reports_test(disagreeing: Path) -> None:
     """Two learning rates, two seeds each: the faster learner has the better val accuracy and
     (these test labels being shifted) the worse test accuracy; it still wins."""
-    proc = run_cli(["-m", *ARGS, "trainer.epochs=3", "optimizer.lr=0.002,0.05",
-                    "trainer.seed=1,2", "hydra.sweep.dir=sweep"], disagreeing)  # fmt: skip
+    proc = run_cli(
+        [
+            "-m",
+            *ARGS,
+            "trainer.epochs=3",
+            "optimizer.lr=0.002,0.05",
+            "trainer.seed=1,2",
+            "hydra.sweep.dir=sweep",
+        ],
+        disagreeing,
+    )
     assert_ok(proc)
     configs = read_csv(disagreeing / "sweep" / "configs.csv")
     assert configs[0]["optimizer.lr"] == "0.05"
     summary = read_csv(disagreeing / "sweep" / "summary.csv")
-    test = {lr: np.mean([float(r["test_acc"]) for r in summary if r["optimizer.lr"] == lr])
-            for lr in ("0.002", "0.05")}  # fmt: skip
+    test = {
+        lr: np.mean([float(r["test_acc"]) for r in summary if r["optimizer.lr"] == lr])
+        for lr in ("0.002", "0.05")
+    }
     assert test["0.05"] < test["0.002"]  # chosen on val even so
     out = " ".join(proc.stdout.split())
     assert "best: optimizer.lr=0.05" in out
@@ -85,8 +110,17 @@ def test_the_verdict_ranks_on_val_and_reports_test(disagreeing: Path) -> None:
 
 def test_selecting_on_test_is_said_plainly(tmp_path: Path) -> None:
     write_npz(tmp_path / "d.npz", n=60)
-    proc = run_cli(["-m", *ARGS, "dataset.val_split=0", "trainer.epochs=2",
-                    "optimizer.lr=0.01,0.02", "hydra.sweep.dir=sweep"], tmp_path)  # fmt: skip
+    proc = run_cli(
+        [
+            "-m",
+            *ARGS,
+            "dataset.val_split=0",
+            "trainer.epochs=2",
+            "optimizer.lr=0.01,0.02",
+            "hydra.sweep.dir=sweep",
+        ],
+        tmp_path,
+    )
     assert_ok(proc)
     out = " ".join(proc.stdout.split())
     assert "60 train / 30 val, no test split" in out  # the test split plays val
