@@ -197,7 +197,12 @@ def _forward_backward(
             losses = [
                 m.run.parts.recipe.criterion(out[i], labels[i]) for i, m in enumerate(members)
             ]
-        sum(loss if size == 1 else loss / size for loss in losses).backward()  # type: ignore[union-attr]
+        # each member's loss scaled as alone (fp16: by its own GradScaler), then one backward
+        scaled = [
+            m.run.parts.recipe.scaled(loss if size == 1 else loss / size)
+            for m, loss in zip(members, losses, strict=True)
+        ]
+        sum(scaled).backward()  # type: ignore[union-attr]
         for i, loss in enumerate(losses):
             loss = loss.detach()
             meters[i].add(out[i].detach(), step_groups[i][b][1], loss)  # acc on the hard labels

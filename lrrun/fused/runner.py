@@ -38,8 +38,6 @@ def why_not_fused(settings: Settings) -> str | None:
     t = settings.trainer
     if t.devices > 1:
         return f"trainer.devices={t.devices}: a data-parallel run has its own processes"
-    if t.precision == "fp16":
-        return "trainer.precision=fp16: a gradient scaler per member is not built yet"
     if t.compile:
         return "trainer.compile=true: the pass is not compiled"
     if t.data_path == "loader":
