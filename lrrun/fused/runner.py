@@ -40,8 +40,6 @@ def why_not_fused(settings: Settings) -> str | None:
         return f"trainer.devices={t.devices}: a data-parallel run has its own processes"
     if t.compile:
         return "trainer.compile=true: the pass is not compiled"
-    if t.data_path == "loader":
-        return "trainer.data_path=loader: members read batches from the device-resident data"
     return None
 
 

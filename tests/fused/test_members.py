@@ -182,3 +182,25 @@ def test_fp16_members_scale_their_own_losses(compose_cfg, tmp_path: Path) -> Non
         assert_same_run(
             tmp_path / f"solo{i}", tmp_path / f"fused{i}", rel=FP16_TOLERANCE, atol=1e-2
         )
+
+
+def test_members_on_the_loader_path_read_their_own_batches(
+    compose_cfg, tmp_path: Path, capfd
+) -> None:
+    """trainer.data_path=loader with a per-sample augmentation (crop and flip, seeded per
+    sample by seed and epoch, no global draws) and 2 workers: each member's DataLoader gives
+    its batches, the pass trains them as alone."""
+    shared = (
+        *SHARED,
+        "trainer.data_path=loader",
+        "augment=crop_flip",
+        "dataset.transforms.train.0.size=28",
+        "trainer.num_workers=2",
+    )
+    settings = [read(compose_cfg(*job, *shared)) for job in JOBS[:2]]
+    results = run_members(settings, [tmp_path / f"fused{i}" for i in range(2)])
+    assert all(isinstance(r, list) for r in results), results
+    assert capfd.readouterr().out.count("data_path=loader") == 2  # each member's header
+    for i, one in enumerate(settings):
+        run(one, tmp_path / f"solo{i}")
+        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
