@@ -1,7 +1,7 @@
 """The members' one pass (lrrun.fused.forward) against the same members stepped one after
 another: the training step of a fused sweep, without data loading or logging.
 
-    python benchmarks/fused.py [--steps 30] [--members 1 2 4 8 16]
+    python benchmarks/fused.py [--steps 30] [--members 1 2 4 8 16] [--device cuda]
 
 Each member has its own torch Adam and StepLR (stepped per optimizer step), as fused jobs
 keep theirs. For the feedforward model (784-100-10) and the CNN (pytorch/examples' mnist
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build(kind: str, n: int) -> tuple[list, list, list]:
+def build(kind: str, n: int, device: str) -> tuple[list, list, list]:
     import torch
 
     from lrrun.models import FashionMNISTNet, FeedForward
@@ -41,6 +41,7 @@ def build(kind: str, n: int) -> tuple[list, list, list]:
             if kind == "feedforward"
             else FashionMNISTNet(0.0, 0.0, (1, 28, 28), 10)
         )
+        model = model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         models.append(model)
         optimizers.append(optimizer)
@@ -48,24 +49,25 @@ def build(kind: str, n: int) -> tuple[list, list, list]:
     return models, optimizers, schedulers
 
 
-def step_time(kind: str, n: int, steps: int, fused: bool) -> float:
-    """Seconds for ``steps`` training steps of ``n`` members, fused or one after another."""
+def step_time(kind: str, n: int, steps: int, fused: bool, device: str = "cpu") -> float:
+    """Seconds for ``steps`` training steps of ``n`` members, fused or one after another
+    (on a GPU: synchronised before the clock is read)."""
     import torch
     import torch.nn.functional as F
 
     from lrrun.fused.forward import Stacked
 
-    models, optimizers, schedulers = build(kind, n)
-    x = torch.randn(n, 64, 1, 28, 28)
-    y = torch.randint(0, 10, (n, 64))
-    stacked = Stacked(models).train()
+    models, optimizers, schedulers = build(kind, n, device)
+    x = torch.randn(n, 64, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (n, 64), device=device)
+    stacked = Stacked(models).train() if fused else None  # packing re-points the members
     for m in models:
         m.train()
 
     def one_step() -> None:
         for o in optimizers:
             o.zero_grad(set_to_none=True)
-        if fused:
+        if stacked is not None:
             out = stacked(x)
             sum(F.cross_entropy(out[i], y[i]) for i in range(n)).backward()
         else:
@@ -75,11 +77,17 @@ def step_time(kind: str, n: int, steps: int, fused: bool) -> float:
             o.step()
             s.step()
 
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     for _ in range(3):  # warm-up: allocator, kernels
         one_step()
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         one_step()
+    sync()
     return time.perf_counter() - start
 
 
@@ -94,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--members", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is lent")
     parser.add_argument("--rss", nargs=2, help=argparse.SUPPRESS)  # one measurement, alone
     args = parser.parse_args()
     import torch
@@ -111,9 +120,12 @@ def main() -> None:
     for kind in ("feedforward", "cnn"):
         print(f"\n{kind}: members | fused s | sequential s | fused/sequential | peak RSS MiB")
         for n in args.members:
-            fused = statistics.median(step_time(kind, n, args.steps, True) for _ in range(3))
-            alone = statistics.median(step_time(kind, n, args.steps, False) for _ in range(3))
-            rss = peak_rss_mb(kind, n, args.steps)
+            timed = [
+                statistics.median(step_time(kind, n, args.steps, f, args.device) for _ in range(3))
+                for f in (True, False)
+            ]
+            fused, alone = timed
+            rss = peak_rss_mb(kind, n, args.steps) if args.device == "cpu" else float("nan")
             print(f"  {n:>7} | {fused:7.3f} | {alone:12.3f} | {fused / alone:16.2f} | {rss:12.0f}")
             results.append(
                 {

@@ -19,7 +19,8 @@
    FashionMNIST, and the CNN (dropout off, as in benchmarks/fused.py) on the
    synthetic set of 4,096 images (a CNN epoch of FashionMNIST takes minutes here). Wall time
    and the peak RSS of the sweep's process; then the feedforward sweep with
-   hydra.launcher.max_members=1, 2, 4, 8, 16. ``--fused-only`` runs this part alone.
+   hydra.launcher.max_members=1, 2, 4, 8, 16. ``--fused-only`` runs this part alone,
+   ``--device cuda`` on a GPU.
 
 "One job's training" is the median of three single runs, one before step 3, one between
 steps 3 and 4 and one after step 4: on a shared CPU the same job trains 10-20% slower or
@@ -87,15 +88,15 @@ def peak(args: list[str], cwd: Path) -> tuple[float, float]:
     return float(out[0]), float(out[1]) / 1024
 
 
-def fused(root: str, cwd: Path) -> None:
-    """Section 5: fused vs basic launcher on the same sweeps."""
+def fused(root: str, cwd: Path, device: str = "cpu") -> None:
+    """Section 5: fused vs basic launcher on the same sweeps (on ``device``)."""
     grid = [
         "optimizer.lr=0.01,0.02,0.05,0.1",
         "trainer.seed=range(1,5)",
         "trainer.epochs=2",
         "trainer.progress=false",
         "trainer.plot=false",
-        "trainer.device=cpu",
+        f"trainer.device={device}",
     ]
     sweeps = {
         "feedforward, FashionMNIST": [f"dataset.root={root}", "model=feedforward"],
@@ -144,6 +145,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--root", default=str(ROOT / "data"))
     parser.add_argument("--fused-only", action="store_true", help="section 5 alone")
+    parser.add_argument("--device", default="cpu", help="section 5's device: cpu, or cuda")
     args = parser.parse_args()
     common = [
         f"dataset.root={args.root}",
@@ -153,7 +155,7 @@ def main() -> None:
     ]
     if args.fused_only:
         with tempfile.TemporaryDirectory() as tmp:
-            fused(args.root, Path(tmp))
+            fused(args.root, Path(tmp), args.device)
         return
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
@@ -232,7 +234,7 @@ def main() -> None:
             line for line in out.splitlines() if line.startswith(("best:", "noise:", "power:"))
         ]
         print("   " + "\n   ".join(verdict))
-        fused(args.root, cwd)
+        fused(args.root, cwd, args.device)
 
 
 if __name__ == "__main__":
