@@ -169,7 +169,7 @@ def _forward_backward(
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Every member's gradients of one optimizer step (lrrun.train.loop.step_group's rule:
     each batch's loss over the group's size, summed); each member's mean loss and norm.
-    ``joint``: the group's batches stacked already, the pass's inputs where no member draws."""
+    ``joint``: the group's batches stacked already, the pass's inputs where no member mixes."""
     size = len(step_groups[0])
     for m in members:
         m.run.parts.optimizer.zero_grad(set_to_none=True)
@@ -178,12 +178,12 @@ def _forward_backward(
     for b in range(size):
         inputs, labels, masks = [], [], []
         plan = dropout.plan(stacked.members[0], step_groups[0][b][0], autocast) if dropout else []
-        drawn = False
+        mixing = False  # a mixed batch is the member's own: the joint one no longer holds it
         for m, group in zip(members, step_groups, strict=True):
             samples, targets = group[b]
             recipe = m.run.parts.recipe
             draws = bool(plan) or recipe.mixes(epoch)  # else no stream to swap in
-            drawn = drawn or draws
+            mixing = mixing or recipe.mixes(epoch)
             with m.stream() if draws else contextlib.nullcontext():
                 # mixing, then dropout: the member's own draws, in solo order
                 x, y = recipe.mixed(samples, targets, epoch)
@@ -191,7 +191,7 @@ def _forward_backward(
             inputs.append(x)
             labels.append(y)
         extra = {k: torch.stack([d[k] for d in masks]) for k in masks[0]}
-        x = joint[b][0] if joint is not None and not drawn else torch.stack(inputs)
+        x = joint[b][0] if joint is not None and not mixing else torch.stack(inputs)
         with autocast():
             out = stacked(x, extra=extra)
             losses = [
