@@ -25,12 +25,12 @@ def together(batches: Sequence[Any]) -> Iterator[tuple[torch.Tensor, torch.Tenso
     (each ``set_epoch`` already); None where one gather cannot give each member its own
     batch (another data path, augmentation, a data-parallel shard, another split)."""
     first = batches[0]
-    if not all(_plain(b, first) for b in batches):
+    if not all(_one_gather_serves(b, first) for b in batches):
         return None
     return _stacked(batches)
 
 
-def _plain(b: Any, first: Any) -> bool:
+def _one_gather_serves(b: Any, first: Any) -> bool:
     return (
         isinstance(b, TensorBatches)
         and b.seed is not None

@@ -14,6 +14,7 @@ import torch
 import torch.optim.lr_scheduler as lrs
 
 from lrrun.config.location import config_dir
+from lrrun.config.overrides import GROUPS
 from lrrun.config.settings import read
 from lrrun.data.batches import make_batches, probe_batch
 from lrrun.data.load import load_data
@@ -37,19 +38,13 @@ MNIST_FACTS = facts_of(10, (1, 28, 28))
 CLASS_DIR = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 
 CONF = config_dir()
-GROUPS = [
-    "dataset",
-    "augment",
-    "model",
-    "loss",
-    "mix",
-    "optimizer",
-    "scheduler",
-    "trainer",
-    "task",
-    "experiment",
-]
 CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+def test_every_config_group_is_one_the_command_line_knows() -> None:
+    """conf/'s groups (Hydra's own aside) are lrrun.config.overrides.GROUPS: the list the
+    command line is checked against, and the one this file composes every choice of."""
+    assert {d.name for d in CONF.iterdir() if d.is_dir()} - {"hydra"} == set(GROUPS)
 
 
 def snake(name: str) -> str:
