@@ -115,22 +115,28 @@ class FusedLauncher(Launcher):
 
     def _pays(self, members: list[Job], alone: dict[int, str]) -> Any:
         """The pass's data when it trains fused; None (its jobs then alone, with the
-        measured reason) when one pass is slower than its members one after another."""
-        from lrrun.fused.runner import probe
+        reason) when its members could not train as alone in it, or one pass is measured
+        slower than its members one after another."""
+        from lrrun.fused.runner import probe, why_apart
         from lrrun.logs.console import print_note
 
-        fused, one_by_one, data = probe([j.settings for j in members])
-        ratio = fused / one_by_one
-        said = (
-            f"one pass of jobs {', '.join(str(j.num) for j in members)} takes {ratio:.2f}x "
-            f"the time of its members one after another on this device"
-        )
-        if self.fuse == "always" or ratio <= PAYS:
-            print_note(said + " (measured on a few steps): fused")
-            return data
-        print_note(said + ": they train alone (hydra.launcher.fuse=always fuses anyway)")
-        for j in members:
-            alone[j.num] = f"one pass measured {ratio:.2f}x slower than the members alone"
+        numbers = ", ".join(str(j.num) for j in members)
+        why = why_apart(members[0].settings)  # one architecture, data and precision: alike
+        if why is None:
+            fused, one_by_one, data = probe([j.settings for j in members])
+            ratio = fused / one_by_one
+            said = (
+                f"one pass of jobs {numbers} takes {ratio:.2f}x the time of its members one "
+                "after another on this device"
+            )
+            if self.fuse == "always" or ratio <= PAYS:
+                print_note(said + " (measured on a few steps): fused")
+                return data
+            print_note(said + ": they train alone (hydra.launcher.fuse=always fuses anyway)")
+            why = f"one pass measured {ratio:.2f}x slower than the members alone"
+        else:
+            print_note(f"jobs {numbers} train alone: {why}")
+        alone.update({j.num: why for j in members})
         _record_alone(members[0].run_dir.parent, alone)
         return None
 
@@ -261,6 +267,7 @@ def _limits(jobs: list[Job]) -> Any:
 
 def _say_plan(sweep_dir: Path, passes: list[list[Job]], alone: dict[int, str]) -> None:
     from lrrun.logs.console import print_note
+    from lrrun.sweep.callbacks import by_reason
 
     record = {
         "passes": [[j.num for j in p] for p in passes],
@@ -268,12 +275,14 @@ def _say_plan(sweep_dir: Path, passes: list[list[Job]], alone: dict[int, str]) -
     }
     (sweep_dir / PLAN_FILE).write_text(json.dumps(record, indent=1) + "\n")
     said = [f"jobs {', '.join(str(j.num) for j in p)} share a pass" for p in passes]
-    said += [f"job {n} trains alone: {why}" for n, why in sorted(alone.items())]
+    for jobs, why in by_reason(alone):
+        said.append(f"{jobs} {'train' if jobs.startswith('jobs') else 'trains'} alone: {why}")
     print_note("fused launcher: " + ("; ".join(said) if said else "no jobs"))
 
 
 def _record_alone(sweep_dir: Path, alone: dict[int, str]) -> None:
-    """fused.json after a pass was measured not to pay: its jobs among the alone ones."""
+    """fused.json after a planned pass did not train (its members could not train as
+    alone in it, or it was measured not to pay): its jobs among the alone ones."""
     path = sweep_dir / PLAN_FILE
     record = json.loads(path.read_text())
     gone = {int(n) for n in alone}

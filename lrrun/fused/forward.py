@@ -28,6 +28,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from lrrun.errors import ConfigError
+from lrrun.train.recipe import Autocast, no_autocast
 
 
 class Stacked:
@@ -130,12 +131,59 @@ def _check_same(first: nn.Module, other: nn.Module, number: int) -> None:
             )
 
 
+def precision_differs(model: nn.Module, inputs: torch.Tensor, autocast: Autocast) -> str | None:
+    """Where the pass would compute in another dtype than ``model`` alone under the run's
+    ``autocast`` (None: every layer alike). autocast does not reach every kernel under
+    ``vmap``: on a CPU a batched Linear with a bias or a convolution stays float32 (torch
+    2.14), so a half-precision pass there would not train its members as alone. Compared per
+    leaf module by its output's dtype, on copies in eval mode (no random draws)."""
+    solo, one = copy.deepcopy(model).eval(), Stacked([copy.deepcopy(model)]).eval()
+    seen: list[list[tuple[str, str, torch.dtype]]] = [[], []]
+    handles = []
+    for into, module in zip(seen, (solo, one.skeleton), strict=True):
+        for name, leaf in module.named_modules():
+            if not any(leaf.children()):
+                handles.append(leaf.register_forward_hook(_dtype_of(into, name)))
+    try:
+        with torch.no_grad(), autocast():
+            solo(inputs)
+            one(inputs, shared=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for (name, kind, alone), (_, _, fused) in zip(*seen, strict=True):
+        if alone != fused:
+            return (
+                f"the pass would compute {name} ({kind}) in {_short(fused)}, alone in "
+                f"{_short(alone)}: autocast does not reach that layer's kernel under vmap here"
+            )
+    return None
+
+
+def _short(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _dtype_of(into: list[tuple[str, str, torch.dtype]], name: str) -> Callable[..., None]:
+    def hook(module: nn.Module, args: object, out: object) -> None:
+        if isinstance(out, torch.Tensor):
+            into.append((name or "root", type(module).__name__, out.dtype))
+
+    return hook
+
+
 def measure(
-    model: nn.Module, members: int, inputs: torch.Tensor, repeats: int = 3
+    model: nn.Module,
+    members: int,
+    inputs: torch.Tensor,
+    autocast: Autocast = no_autocast,
+    repeats: int = 3,
 ) -> tuple[float, float]:
     """Seconds per training step (forward and backward) of ``members`` copies of ``model``
-    on ``inputs`` (one batch), in one pass and one after another - measured on copies, so
-    nothing of a run changes. What decides whether a pass pays on this device."""
+    on ``inputs`` (one batch), in one pass and one after another, forwards under the run's
+    ``autocast`` (its precision: a half-precision pass can pay where fp32 does not, or the
+    reverse) - measured on copies, so nothing of a run changes. What decides whether a pass
+    pays on this device."""
     import time
 
     copies = [copy.deepcopy(model).train() for _ in range(members)]
@@ -143,11 +191,15 @@ def measure(
     batch = inputs.expand(members, *inputs.shape)
 
     def fused() -> None:
-        stacked(batch).float().square().mean().backward()
+        with autocast():
+            out = stacked(batch)
+        out.float().square().mean().backward()
 
     def alone() -> None:
         for m in copies:
-            m(inputs).float().square().mean().backward()
+            with autocast():
+                out = m(inputs)
+            out.float().square().mean().backward()
 
     timings = []
     for step in (fused, alone):

@@ -62,7 +62,7 @@ def plan(
 ) -> Plan:
     """The passes of a sweep's resolved job configs (job number = index), each of at most
     ``max_members`` (or ``max_members(n)`` for the jobs that can share a pass with job n);
-    ``limits(plain)`` says why a job cannot be fused at all (None: it can)."""
+    ``limits(config)`` says why a job cannot be fused at all (None: it can)."""
     out, groups = Plan(), {}
     for number, config in enumerate(jobs):
         reason = limits(config)

@@ -16,10 +16,12 @@ import torch
 
 from lrrun.config.run_dirs import claim
 from lrrun.config.settings import Settings
+from lrrun.data.batches import probe_batch
 from lrrun.data.load import load_data
 from lrrun.errors import ConfigError
 from lrrun.files import release
 from lrrun.fused.dropout import why_alone
+from lrrun.fused.forward import measure, precision_differs
 from lrrun.fused.loop import Member, fit_members
 from lrrun.fused.memory import Fit, members_that_fit
 from lrrun.logs.console import RUN_LOG
@@ -27,6 +29,8 @@ from lrrun.train import checkpoint
 from lrrun.train.assembly import MEMORY
 from lrrun.train.devices import resolve_device
 from lrrun.train.logbook import failure
+from lrrun.train.parts import precision_context
+from lrrun.train.recipe import Autocast
 from lrrun.train.run_dir import artifacts
 from lrrun.train.runner import conclude, failed, prepare, test_chosen
 
@@ -45,13 +49,25 @@ def why_not_fused(settings: Settings) -> str | None:
 
 def probe(settings: list[Settings]) -> tuple[float, float, Any]:
     """Seconds per step of the pass's model (forward and backward, random weights, one
-    batch of its data) for all members in one pass and one after another, and the data
-    loaded for it (run_members takes it): whether fusing pays on this device."""
-    from lrrun.fused.forward import measure
-
+    batch of its data, its precision) for all members in one pass and one after another,
+    and the data loaded for it (run_members takes it): whether fusing pays on this device."""
     model, batch, data = _model_and_batch(settings[0])
-    fused, alone = measure(model, len(settings), batch)
+    autocast = precision_context(settings[0].trainer.precision, batch.device)
+    fused, alone = measure(model, len(settings), batch, autocast)
     return fused, alone, data
+
+
+def why_apart(settings: Settings) -> str | None:
+    """Why jobs like this one cannot train as alone in a pass on their device (None: they
+    can): random layers that draw inside the forward, or layers the pass would compute in
+    another precision (lrrun.fused.forward.precision_differs)."""
+    model, batch, _ = _model_and_batch(settings)
+    autocast = precision_context(settings.trainer.precision, batch.device)
+    return _why_apart(model, batch[:2], autocast)
+
+
+def _why_apart(model: torch.nn.Module, batch: torch.Tensor, autocast: Autocast) -> str | None:
+    return why_alone(model, batch.device) or precision_differs(model, batch, autocast)
 
 
 def capacity(settings: Settings) -> Fit:
@@ -64,7 +80,6 @@ def _model_and_batch(settings: Settings) -> tuple[torch.nn.Module, torch.Tensor,
     """A model of the job's architecture (random weights, seed 0: nothing of a run changes),
     one training batch of its data in its memory format on its device, and the data (loaded
     once per process: lrrun.data.load)."""
-    from lrrun.data.batches import probe_batch
     from lrrun.train.parts import build_model, memory_format_for
 
     t = settings.trainer
@@ -131,10 +146,11 @@ def _member(
     try:
         torch.manual_seed(one.trainer.seed)  # as run() seeds a job alone
         run = prepare(one, "", run_dir, saved, device, data=data, screen=not log)
-        why = why_alone(run.parts.model, device)
+        batch = probe_batch(data, device, run.parts.memory_format)
+        why = _why_apart(run.parts.model, batch, run.autocast)
         if why is not None:
             run.book.close("failed", [])
-            raise ConfigError(why + ", so this job trains alone")
+            raise ConfigError(why + ", so this job cannot share a pass")
     finally:
         RUN_LOG.handlers = handlers
     return Member(run, torch.get_rng_state(), log)

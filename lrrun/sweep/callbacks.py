@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,5 +78,17 @@ def _fused_line(sweep_dir: Path) -> str:
     except (OSError, ValueError):
         return ""
     said = [f"jobs {', '.join(map(str, p))} trained in one pass" for p in plan["passes"]]
-    said += [f"job {n} alone ({why})" for n, why in plan["alone"].items()]
+    said += [f"{jobs} alone ({why})" for jobs, why in by_reason(plan["alone"])]
     return "fused: " + "; ".join(said)
+
+
+def by_reason(alone: Mapping[Any, str]) -> list[tuple[str, str]]:
+    """The jobs that run alone, grouped by their reason in job order: ("job 3", why) or
+    ("jobs 0, 1", why) - a pass refused as a whole is said once."""
+    groups: dict[str, list[int]] = {}
+    for number, why in sorted((int(n), why) for n, why in alone.items()):
+        groups.setdefault(why, []).append(number)
+    return [
+        (("jobs " if len(ns) > 1 else "job ") + ", ".join(map(str, ns)), why)
+        for why, ns in sorted(groups.items(), key=lambda item: item[1][0])
+    ]

@@ -4,15 +4,17 @@ BatchNorm statistics are those of its solo forward and backward, to float roundi
 from __future__ import annotations
 
 import copy
+from typing import ClassVar
 
 import pytest
 import torch
 from torch import nn
 
 from lrrun.errors import ConfigError
-from lrrun.fused.forward import Stacked
+from lrrun.fused.forward import Stacked, measure, precision_differs
 from lrrun.models import FashionMNISTNet, FeedForward
 from lrrun.train import checkpoint
+from lrrun.train.parts import precision_context
 
 
 def bn_net() -> nn.Module:
@@ -87,3 +89,51 @@ def test_a_members_checkpoint_holds_its_own_weights_only(tmp_path) -> None:
     saved = torch.load(tmp_path / "member.pt", weights_only=True)["model"]
     for key, value in alone.state_dict().items():
         assert torch.equal(saved[key], value)
+
+
+class Seen(nn.Module):
+    """Records (in the class: measure works on copies) the dtype its linear layer computes
+    in. No bias: a biased Linear under vmap is not autocast on a CPU (precision_differs)."""
+
+    dtypes: ClassVar[list[torch.dtype]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, 3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(x)
+        Seen.dtypes.append(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_the_probe_times_the_runs_own_precision(precision: str, dtype: torch.dtype) -> None:
+    """fuse=auto decides on the pass's time in the job's precision: both the pass and the
+    members one after another run their forwards under the run's autocast."""
+    Seen.dtypes.clear()
+    autocast = precision_context(precision, torch.device("cpu"))
+    fused, alone = measure(Seen(), 3, torch.randn(8, 12), autocast, repeats=1)
+    assert fused > 0 and alone > 0
+    assert len(Seen.dtypes) == 2 * 1 + 2 * 3  # warm-up and one timed step: the pass, 3 alone
+    assert set(Seen.dtypes) == {dtype}
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_pass_that_would_compute_in_another_precision_is_refused(precision: str) -> None:
+    """Under CPU autocast a batched Linear with a bias and a batched convolution stay
+    float32 while the model alone computes in half precision: named, layer by layer; a
+    model whose layers the pass computes alike is not refused, nor is fp32."""
+    autocast = precision_context(precision, torch.device("cpu"))
+    half = "bfloat16" if precision == "bf16" else "float16"
+    assert precision_differs(FeedForward(12, 16, 3), torch.randn(2, 12), autocast) == (
+        f"the pass would compute fc1 (Linear) in float32, alone in {half}: autocast does not "
+        "reach that layer's kernel under vmap here"
+    )
+    cnn = FashionMNISTNet(0.0, 0.0, (1, 12, 12), 3)
+    assert "conv1 (Conv2d) in float32" in str(
+        precision_differs(cnn, torch.randn(2, 1, 12, 12), autocast)
+    )
+    assert precision_differs(Seen(), torch.randn(2, 12), autocast) is None
+    fp32 = precision_context("fp32", torch.device("cpu"))
+    assert precision_differs(FeedForward(12, 16, 3), torch.randn(2, 12), fp32) is None

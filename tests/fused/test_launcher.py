@@ -91,6 +91,45 @@ def test_jobs_that_cannot_share_a_pass_run_alone_with_the_reason(tmp_path: Path)
     ] == ["ok", "ok"]
 
 
+TORCH_DROPOUT_NET = """
+from torch import nn
+
+class Net(nn.Sequential):
+    def __init__(self, input_dim: int, num_classes: int):
+        super().__init__(nn.Flatten(), nn.Dropout(0.2), nn.Linear(input_dim, num_classes))
+"""
+
+
+@pytest.mark.parametrize(
+    ("job", "why"),
+    [
+        (
+            ["model=custom", "model._target_=net.Net"],
+            "the model's 1 (Dropout, p=0.2) draws inside the forward",
+        ),
+        (
+            ["trainer.precision=bf16"],
+            "the pass would compute fc1 (Linear) in float32, alone in bfloat16",
+        ),
+    ],
+    ids=["torch-dropout", "bf16-linear"],
+)
+def test_a_pass_whose_members_would_not_train_as_alone_trains_them_alone(
+    tmp_path: Path, job: list[str], why: str
+) -> None:
+    """Found before the pass, said once for its jobs: each then trains alone and ends ok
+    (hydra.launcher.fuse=always does not force a pass that would change the runs)."""
+    (tmp_path / "net.py").write_text(TORCH_DROPOUT_NET)
+    args = ["-m", *BASE, "trainer.epochs=1", "trainer.seed=1,2", *job, *FUSED, "hydra.sweep.dir=s"]
+    proc = run_cli(args, tmp_path)
+    assert_ok(proc)
+    out = " ".join(proc.stdout.split())
+    assert f"jobs 0, 1 train alone: {why}" in out
+    assert f"fused: jobs 0, 1 alone ({why}" in out
+    statuses = [json.loads((tmp_path / f"s/{j}/status.json").read_text()) for j in (0, 1)]
+    assert [s["status"] for s in statuses] == ["ok", "ok"]
+
+
 @pytest.mark.slow
 def test_an_interrupted_fused_sweep_is_finished_fused_and_exact(tmp_path: Path) -> None:
     args = [
