@@ -51,6 +51,7 @@ def _stacked(batches: Sequence[TensorBatches]) -> Iterator[tuple[torch.Tensor, t
         members, count = index.shape
         flat = index.reshape(-1)
         images = first.images.index_select(0, flat)
-        labels = first.labels.index_select(0, flat).view(members, count)
+        labels = first.labels.index_select(0, flat)  # class ids, or (N, outputs) targets
+        labels = labels.view(members, count, *labels.shape[1:])
         x = layout(normalise(images, first.mean, first.std), first.memory_format)
         yield x.view(members, count, *x.shape[1:]), labels

@@ -21,6 +21,7 @@ A checkpoint of a member's weights must not save the pass's whole storage with i
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -53,7 +54,7 @@ class Stacked:
         for name, packed in self.params.items():
             if packed.requires_grad:
                 packed.register_post_accumulate_grad_hook(_hand_out(self.own[name]))
-        self.skeleton = copy.deepcopy(first).to("meta")  # the architecture, no storage
+        self.skeleton = _skeleton(first)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -73,16 +74,32 @@ class Stacked:
         extra: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``extra``: more stacked tensors for the pass, by module attribute name (each
-        member's dropout masks: lrrun.fused.dropout)."""
+        member's dropout masks: lrrun.fused.dropout). An operation vmap has no batching
+        rule for (CPU flash attention) runs member by member inside the pass, as torch's
+        warning says: hushed here, since fuse=auto's probe measures what it costs."""
 
         def one(
             p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor
         ) -> torch.Tensor:
             return functional_call(self.skeleton, (p, b), (x,))
 
-        return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(
-            self.params, self.buffers | (extra or {}), inputs
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "There is a performance drop because we have not")
+            return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(
+                self.params, self.buffers | (extra or {}), inputs
+            )
+
+
+def _skeleton(module: nn.Module) -> nn.Module:
+    """The architecture without storage: a copy whose tensors are on the meta device. Each
+    tensor is replaced once (deepcopy's memo), so weights the model ties - a head tied to
+    the token embedding - stay one parameter and functional_call fills both places
+    (``.to("meta")`` would give each place its own)."""
+    memo: dict[int, object] = {}
+    for t in (*module.parameters(), *module.buffers()):
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(meta, t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    return copy.deepcopy(module, memo)
 
 
 def _pack(own: list[torch.Tensor]) -> torch.Tensor:

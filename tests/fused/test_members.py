@@ -114,6 +114,58 @@ def test_cnn_members_with_dropout_and_mixing_draw_their_own_masks(
         assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
 
 
+def test_language_model_members_with_a_tied_head_train_as_alone(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """The GPT: its head is tied to the token embedding (one parameter in two places, which
+    the pass must keep tied), causal attention, random windows of its own seed; task
+    language_model. 2 optimizers x 2 seeds against their solo runs."""
+    from tests.sources import write_text
+    from tests.tasks.test_language_model import TINY_GPT
+
+    text = write_text(tmp_path / "t.txt", 20_000)
+    shared = (
+        "dataset=text",
+        f"dataset.path={text}",
+        *TINY_GPT,
+        "model.dropout=0.0",  # torch's nn.Dropout: such a GPT trains alone
+        "dataset.steps_per_epoch=10",
+        "trainer.epochs=2",
+    )
+    jobs = [(f"trainer.seed={s}", f"optimizer.lr={lr}") for s in (1, 2) for lr in (1e-3, 3e-3)]
+    settings = [read(compose_cfg(*job, *shared, tiny=False)) for job in jobs]
+    results = run_members(settings, [tmp_path / f"fused{i}" for i in range(len(jobs))])
+    assert all(isinstance(r, list) for r in results), results
+    for i, one in enumerate(settings):
+        run(one, tmp_path / f"solo{i}")
+        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
+
+
+def test_regression_members_with_several_outputs_train_as_alone(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """task=regression with (N, 2) float targets: one gather gives each member its targets
+    (not class ids), each member's standardised loss and metrics in their units as alone."""
+    from tests.sources import write_regression
+
+    data = write_regression(tmp_path / "two.npz", n=200, features=3, outputs=2)
+    shared = (
+        "task=regression",
+        "dataset=tensors",
+        f"dataset.path={data}",
+        "trainer.batch_size=20",
+        "trainer.epochs=3",
+    )
+    jobs = [("trainer.seed=1", "optimizer.lr=0.05"), ("trainer.seed=2", "optimizer=adam")]
+    settings = [read(compose_cfg(*job, *shared, tiny=False)) for job in jobs]
+    results = run_members(settings, [tmp_path / f"fused{i}" for i in range(len(jobs))])
+    assert all(isinstance(r, list) for r in results), results
+    for i, one in enumerate(settings):
+        run(one, tmp_path / f"solo{i}")
+        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
+        assert "val_r2" in read_csv(tmp_path / f"fused{i}" / "metrics.csv")[0]
+
+
 TORCH_DROPOUT = ["model=custom", "model._target_=tests.fused.test_members.TorchDropoutNet"]
 
 
