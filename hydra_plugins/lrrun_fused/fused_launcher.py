@@ -12,17 +12,17 @@ namespace, so this module lives there and imports lrrun when it launches.
 """
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from hydra_plugins.lrrun_fused.jobs import Job, Remembered, read_job
 
 PLAN_FILE = "fused.json"
 # A pass also shares the data, the set-up and the evaluation of its jobs; measured here (2
@@ -46,19 +46,6 @@ ConfigStore.instance().store(
 )
 
 
-@dataclass
-class Job:
-    """A job read by the set-up task: what fusing it needs."""
-
-    num: int
-    ret: JobReturn
-    config: DictConfig  # the sweep config (hydra node included), for run_job again
-    run_dir: Path
-    settings: Any = None  # lrrun Settings, or None when reading failed
-    state: str = "run"  # run, resume, skip (lrrun.config.sweep_dirs)
-    log: list[logging.Handler] | None = None
-
-
 class FusedLauncher(Launcher):
     def __init__(self, max_members: Any = None, fuse: str = "auto") -> None:
         self.max_members = int(max_members) if max_members is not None else None
@@ -75,6 +62,8 @@ class FusedLauncher(Launcher):
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        # the sweeper composes every job to check it, then launch() composes it again
+        hydra_context.config_loader = Remembered(hydra_context.config_loader)
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
         from lrrun.fused.plan import plan
@@ -84,7 +73,10 @@ class FusedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        jobs = [self._read(initial_job_idx + n, list(o)) for n, o in enumerate(job_overrides)]
+        jobs = [
+            read_job(self.hydra_context, self.config, initial_job_idx + n, list(o))
+            for n, o in enumerate(job_overrides)
+        ]
         passes: list[list[Job]] = []
         alone: dict[int, str] = {}
         starts = _by_start(j for j in jobs if j.settings is not None and j.state != "skip")
@@ -156,52 +148,6 @@ class FusedLauncher(Launcher):
         return most
 
     # --- the jobs --------------------------------------------------------------------------
-    def _read(self, num: int, overrides: list[str]) -> Job:
-        """run_job with a task that reads the job (config, run dir, state, log files)."""
-        assert self.hydra_context is not None and self.config is not None
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-        with open_dict(config):
-            config.hydra.job.id = num
-            config.hydra.job.num = num
-        found: dict[str, Any] = {}
-
-        def read_only(cfg: DictConfig) -> None:
-            from lrrun.config.settings import read
-            from lrrun.config.sweep_dirs import job_state
-
-            hydra_cfg = HydraConfig.get()
-            found["run_dir"] = Path(hydra_cfg.runtime.output_dir)
-            found["log"] = [
-                h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)
-            ]
-            try:  # said by the job's own run when it runs alone, by _fused for a member
-                state = job_state(found["run_dir"], list(hydra_cfg.overrides.task))
-                found["settings"] = read(cfg, hydra_cfg.runtime.choices)
-                found["state"] = state
-            except Exception:  # its own run tells what is wrong, in its own words
-                found.pop("settings", None)
-
-        ret = run_job(
-            hydra_context=self.hydra_context,
-            task_function=read_only,
-            config=config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        settings = found.get("settings")
-        if settings is not None and found.get("state") == "resume":
-            settings = settings.resuming(str(found["run_dir"]))
-        return Job(
-            num,
-            ret,
-            config,
-            found["run_dir"],
-            settings,
-            found.get("state", "run"),
-            found.get("log"),
-        )
-
     def _alone(self, job: Job) -> JobReturn:
         """The job as the basic launcher runs it: lrrun's own task."""
         assert self.hydra_context is not None and self.task_function is not None

@@ -9,6 +9,7 @@ import json
 import shlex
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,3 +217,29 @@ def test_a_basic_sweep_cut_short_is_finished_by_the_fused_launcher(tmp_path: Pat
     ]
     assert statuses == ["ok"] * 4
     assert len(read_csv(tmp_path / "s" / "summary.csv")) == 4
+
+
+def test_each_job_is_composed_once_for_the_sweeper_and_the_launcher() -> None:
+    """Hydra's sweeper composes every job to check it, then the launcher reads it: the
+    loader composes once, and the launcher gets its own copy to number."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.lrrun_fused.jobs import Remembered
+
+    calls: list[list[str]] = []
+
+    class Loader:
+        name = "the loader's own"
+
+        def load_sweep_config(self, master: Any, overrides: list[str]) -> Any:
+            calls.append(overrides)
+            return OmegaConf.create({"o": list(overrides)})
+
+    master = OmegaConf.create({})
+    loader = Remembered(Loader())
+    checked = [loader.load_sweep_config(master, [f"x={i}"]) for i in range(3)]  # the sweeper
+    read = [loader.load_sweep_config(master, [f"x={i}"]) for i in range(3)]  # the launcher
+    assert calls == [["x=0"], ["x=1"], ["x=2"]]
+    assert read == checked and all(r is not c for r, c in zip(read, checked, strict=True))
+    loader.load_sweep_config(master, ["x=0"])  # taken already: composed again
+    assert len(calls) == 4 and loader.name == "the loader's own"
