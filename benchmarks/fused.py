@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build(kind: str, n: int, device: str) -> tuple[list, list, list]:
+def build(kind: str, n: int, device: str, optimizer: str = "adam") -> tuple[list, list, list]:
+    """``n`` members with their own optimizer (Adam lr 1e-3, or lrrun's default SGD: lr
+    0.01, momentum 0.9) and StepLR."""
     import torch
 
     from lrrun.models import FashionMNISTNet, FeedForward
@@ -42,14 +44,19 @@ def build(kind: str, n: int, device: str) -> tuple[list, list, list]:
             else FashionMNISTNet(0.0, 0.0, (1, 28, 28), 10)
         )
         model = model.to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        if optimizer == "sgd":
+            own = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        else:
+            own = torch.optim.Adam(model.parameters(), lr=1e-3)
         models.append(model)
-        optimizers.append(optimizer)
-        schedulers.append(torch.optim.lr_scheduler.StepLR(optimizer, 10, 0.5))
+        optimizers.append(own)
+        schedulers.append(torch.optim.lr_scheduler.StepLR(own, 10, 0.5))
     return models, optimizers, schedulers
 
 
-def step_time(kind: str, n: int, steps: int, fused: bool, device: str = "cpu") -> float:
+def step_time(
+    kind: str, n: int, steps: int, fused: bool, device: str = "cpu", optimizer: str = "adam"
+) -> float:
     """Seconds for ``steps`` training steps of ``n`` members, fused or one after another
     (on a GPU: synchronised before the clock is read)."""
     import torch
@@ -57,7 +64,7 @@ def step_time(kind: str, n: int, steps: int, fused: bool, device: str = "cpu") -
 
     from lrrun.fused.forward import Stacked
 
-    models, optimizers, schedulers = build(kind, n, device)
+    models, optimizers, schedulers = build(kind, n, device, optimizer)
     x = torch.randn(n, 64, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (n, 64), device=device)
     stacked = Stacked(models).train() if fused else None  # packing re-points the members

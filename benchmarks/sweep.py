@@ -18,8 +18,9 @@
    same 16-job sweep (4 learning rates x 4 seeds, 2 epochs): the feedforward model on
    FashionMNIST, and the CNN (dropout off, as in benchmarks/fused.py) on the
    synthetic set of 4,096 images (a CNN epoch of FashionMNIST takes minutes here). Wall time
-   and the peak RSS of the sweep's process; then the feedforward sweep with
-   hydra.launcher.max_members=1, 2, 4, 8, 16. ``--fused-only`` runs this part alone,
+   and the peak RSS of the sweep's process; the feedforward sweep's floor (its time outside
+   the epochs plus its steps at the cost of the pass and the optimizers alone, ``floor``);
+   then the feedforward sweep with hydra.launcher.max_members=1, 2, 4, 8, 16. ``--fused-only`` runs this part alone,
    ``--device cuda`` on a GPU.
 
 "One job's training" is the median of three single runs, one before step 3, one between
@@ -88,6 +89,27 @@ def peak(args: list[str], cwd: Path) -> tuple[float, float]:
     return float(out[0]), float(out[1]) / 1024
 
 
+def floor(sweep: Path, wall: float, basic: float, device: str) -> None:
+    """What no fused launcher that keeps each member's own torch optimizer could go below
+    here: the sweep's time outside its epochs (start-up, composing, planning, building and
+    ending the members, the verdict) plus, for each of its steps, the pass's forward and
+    backward and the 16 optimizers' steps and nothing else (no data, metrics, logging or
+    evaluation) - against the basic launcher's wall time."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.fused import step_time
+
+    with (sweep / "0" / "steps.csv").open() as f:
+        steps = sum(1 for _ in csv.DictReader(f))
+    outside = wall - training_seconds(sweep / "0" / "metrics.csv")  # the members' epochs: one
+    per_step = step_time("feedforward", 16, 100, True, device, optimizer="sgd") / 100
+    least = outside + steps * per_step
+    print(
+        f"   its floor: {outside:.1f} s outside the epochs + {steps} steps x "
+        f"{per_step * 1e3:.1f} ms (the pass's forward, backward and 16 optimizer steps alone) "
+        f"= {least:.1f} s = {least / basic:.2f}x the basic launcher's time"
+    )
+
+
 def fused(root: str, cwd: Path, device: str = "cpu") -> None:
     """Section 5: fused vs basic launcher on the same sweeps (on ``device``)."""
     grid = [
@@ -122,6 +144,8 @@ def fused(root: str, cwd: Path, device: str = "cpu") -> None:
             f"   {name}: basic {bw:.1f} s ({bm:.0f} MiB), fused {fw:.1f} s ({fm:.0f} MiB): "
             f"fused / basic = {fw / bw:.2f}"
         )
+        if name.startswith("feedforward"):
+            floor(cwd / f"fused-{len(name)}", fw, bw, device)
     data = sweeps["feedforward, FashionMNIST"]
     print("   feedforward, FashionMNIST, by members per pass (hydra.launcher.max_members):")
     for members in (1, 2, 4, 8, 16):
