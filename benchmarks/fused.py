@@ -63,7 +63,9 @@ def step_time(
     import torch.nn.functional as F
 
     from lrrun.fused.forward import Stacked
+    from lrrun.train.allocator import keep_freed_memory
 
+    keep_freed_memory(torch.device(device).type)  # malloc as a run of lrrun has it
     models, optimizers, schedulers = build(kind, n, device, optimizer)
     x = torch.randn(n, 64, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (n, 64), device=device)

@@ -101,7 +101,8 @@ def floor(sweep: Path, wall: float, basic: float, device: str) -> None:
     with (sweep / "0" / "steps.csv").open() as f:
         steps = sum(1 for _ in csv.DictReader(f))
     outside = wall - training_seconds(sweep / "0" / "metrics.csv")  # the members' epochs: one
-    per_step = step_time("feedforward", 16, 100, True, device, optimizer="sgd") / 100
+    runs = [step_time("feedforward", 16, 100, True, device, optimizer="sgd") for _ in range(3)]
+    per_step = statistics.median(runs) / 100
     least = outside + steps * per_step
     print(
         f"   its floor: {outside:.1f} s outside the epochs + {steps} steps x "
