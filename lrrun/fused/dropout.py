@@ -4,16 +4,20 @@ the pass as stacked per-member buffers that ``Dropout.forward`` multiplies by
 (``fused_mask``): each member gets the masks its solo run gets. The shapes and layouts come
 from one forward of the model in eval mode (no draws) per batch shape.
 
-torch's own ``nn.Dropout`` draws inside the forward (``bernoulli_``), where one pass cannot
-give each member its stream; so does lrrun's Dropout on a GPU (torch's fused kernel there). A
-model with such a layer trains alone (lrrun.fused.runner)."""
+Any other random draw inside the forward - torch's own ``nn.Dropout`` (``bernoulli_``),
+``F.dropout`` in a forward, stochastic depth, attention dropout, lrrun's Dropout on a GPU
+(torch's fused kernel there) - happens inside the pass, where one pass cannot give each
+member its stream: such a model trains alone (``why_alone``, checked before a pass; and the
+pass's vmap refuses any random operation, so none can slip through unseen)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lrrun.errors import ConfigError
 from lrrun.models.builtin import Dropout
@@ -21,20 +25,87 @@ from lrrun.models.builtin import Dropout
 Plan = list[tuple[str, tuple[int, ...], tuple[int, ...], torch.dtype]]
 
 
-def why_alone(model: nn.Module, device: torch.device) -> str | None:
-    """Why a model's random layers keep it out of a pass (None: they do not)."""
+def why_alone(model: nn.Module, inputs: torch.Tensor) -> str | None:
+    """Why a model's random draws keep it out of a pass (None: they do not): lrrun's Dropout
+    off a CPU, or any random number its training forward draws anywhere else - torch's
+    nn.Dropout, F.dropout in a forward, timm's DropPath, attention dropout. Found by running
+    one training forward of a copy on ``inputs`` and watching every operation torch marks as
+    seeded by a generator (the global RNG is left as it was)."""
     for name, module in model.named_modules():
-        if not isinstance(module, nn.modules.dropout._DropoutNd) or module.p <= 0:
-            continue
-        mine = type(module) is Dropout and device.type == "cpu"
-        if not mine:
-            where = f"on {device.type}" if type(module) is Dropout else ""
+        if type(module) is Dropout and 0 < module.p < 1 and inputs.device.type != "cpu":
             return (
-                f"the model's {name or 'root'} ({type(module).__name__}, p={module.p}) draws "
-                f"inside the forward{' ' + where if where else ''}: one pass cannot give each "
-                "member its own stream there (lrrun.models.Dropout on a CPU can)"
+                f"{_named(name, module)} draws in its forward on {inputs.device.type} (torch's "
+                "kernel there): one pass cannot give each member its own stream there "
+                "(lrrun.models.Dropout on a CPU can)"
             )
-    return None
+    copy_ = copy.deepcopy(model).train()
+    for module in copy_.modules():
+        if type(module) is Dropout:
+            module.fused_mask = torch.ones((), device=inputs.device)  # as in a pass: no draw
+    watch = _Draws(copy_)
+    devices = [inputs.device] if inputs.device.type == "cuda" else []
+    with torch.random.fork_rng(devices), torch.no_grad(), watch:
+        copy_(inputs)
+    watch.remove()
+    if watch.first is None:
+        return None
+    where, op = watch.first
+    return (
+        f"{where} draws random numbers in its forward ({op}): one pass cannot give each "
+        "member its own stream there (lrrun.models.Dropout on a CPU can)"
+    )
+
+
+def _named(name: str, module: nn.Module) -> str:
+    """The module as a sentence's subject: "the model's fc.drop (Dropout, p=0.2)", or "the
+    model (Net)" for the model itself."""
+    p = getattr(module, "p", None)
+    kind = type(module).__name__ + (f", p={p}" if isinstance(p, float) else "")
+    return f"the model's {name} ({kind})" if name else f"the model ({kind})"
+
+
+def _draws(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether the operation draws from a generator: torch tags every op that may; attention
+    with ``dropout_p=0`` (the GPT's sdpa at model.dropout=0) may, but does not."""
+    if torch.Tag.nondeterministic_seeded not in func.tags:
+        return False
+    for i, arg in enumerate(func._schema.arguments):
+        if arg.name == "dropout_p":
+            value = kwargs.get(arg.name, args[i] if i < len(args) else arg.default_value)
+            return value != 0
+    return True
+
+
+class _Draws(TorchDispatchMode):
+    """The first generator-seeded operation of a forward, and the module it ran in."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.first: tuple[str, str] | None = None
+        self.inside: list[str] = []
+        self.handles = []
+        for name, module in model.named_modules():
+            self.handles.append(module.register_forward_pre_hook(self._enter(_named(name, module))))
+            self.handles.append(module.register_forward_hook(self._leave))
+
+    def _enter(self, described: str) -> Any:
+        def hook(*_: Any) -> None:
+            self.inside.append(described)
+
+        return hook
+
+    def _leave(self, *_: Any) -> None:
+        self.inside.pop()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.first is None and _draws(func, args, kwargs or {}):
+            where = self.inside[-1] if self.inside else "the model"
+            self.first = (where, str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 class Masks:

@@ -37,11 +37,14 @@ class Stacked:
     shapes) called as one: ``stacked(x)`` with ``x`` of shape (members, batch, ...), or one
     batch for all with ``shared=True``; the output has the member dimension first."""
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module], randomness: str = "error") -> None:
+        """``randomness``: vmap's; "error" refuses any random draw inside the pass, where no
+        member would get its own stream (lrrun.fused.dropout draws them before)."""
         if not members:
             raise ValueError("no members to stack")
         first = members[0]
         self.members = list(members)
+        self.randomness = randomness
         self.param_names = [name for name, _ in first.named_parameters()]
         self.buffer_names = [name for name, _ in first.named_buffers()]
         for i, member in enumerate(self.members[1:], 2):
@@ -85,7 +88,7 @@ class Stacked:
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "There is a performance drop because we have not")
-            return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(
+            return vmap(one, in_dims=(0, 0, None if shared else 0), randomness=self.randomness)(
                 self.params, self.buffers | (extra or {}), inputs
             )
 
@@ -204,7 +207,7 @@ def measure(
     import time
 
     copies = [copy.deepcopy(model).train() for _ in range(members)]
-    stacked = Stacked(copies).train()
+    stacked = Stacked(copies, randomness="different").train()  # timing: dropout may draw
     batch = inputs.expand(members, *inputs.shape)
 
     def fused() -> None:

@@ -67,7 +67,7 @@ def why_apart(settings: Settings) -> str | None:
 
 
 def _why_apart(model: torch.nn.Module, batch: torch.Tensor, autocast: Autocast) -> str | None:
-    return why_alone(model, batch.device) or precision_differs(model, batch, autocast)
+    return why_alone(model, batch) or precision_differs(model, batch, autocast)
 
 
 def capacity(settings: Settings) -> Fit:

@@ -92,12 +92,20 @@ def test_jobs_that_cannot_share_a_pass_run_alone_with_the_reason(tmp_path: Path)
     ] == ["ok", "ok"]
 
 
-TORCH_DROPOUT_NET = """
+NETS = """
+import torch.nn.functional as F
 from torch import nn
 
 class Net(nn.Sequential):
     def __init__(self, input_dim: int, num_classes: int):
         super().__init__(nn.Flatten(), nn.Dropout(0.2), nn.Linear(input_dim, num_classes))
+
+class Functional(nn.Linear):
+    def __init__(self, input_dim: int, num_classes: int):
+        super().__init__(input_dim, num_classes)
+
+    def forward(self, x):
+        return super().forward(F.dropout(x.flatten(1), 0.3, self.training))
 """
 
 
@@ -106,21 +114,25 @@ class Net(nn.Sequential):
     [
         (
             ["model=custom", "model._target_=net.Net"],
-            "the model's 1 (Dropout, p=0.2) draws inside the forward",
+            "the model's 1 (Dropout, p=0.2) draws random numbers in its forward (aten.bernoulli_)",
+        ),
+        (
+            ["model=custom", "model._target_=net.Functional"],
+            "the model (Functional) draws random numbers in its forward (aten.bernoulli_)",
         ),
         (
             ["trainer.precision=bf16"],
             "the pass would compute fc1 (Linear) in float32, alone in bfloat16",
         ),
     ],
-    ids=["torch-dropout", "bf16-linear"],
+    ids=["torch-dropout", "functional-dropout", "bf16-linear"],
 )
 def test_a_pass_whose_members_would_not_train_as_alone_trains_them_alone(
     tmp_path: Path, job: list[str], why: str
 ) -> None:
     """Found before the pass, said once for its jobs: each then trains alone and ends ok
     (hydra.launcher.fuse=always does not force a pass that would change the runs)."""
-    (tmp_path / "net.py").write_text(TORCH_DROPOUT_NET)
+    (tmp_path / "net.py").write_text(NETS)
     args = ["-m", *BASE, "trainer.epochs=1", "trainer.seed=1,2", *job, *FUSED, "hydra.sweep.dir=s"]
     proc = run_cli(args, tmp_path)
     assert_ok(proc)

@@ -199,7 +199,7 @@ def test_a_diverging_member_ends_alone_and_torchs_dropout_trains_alone(
     settings = [read(compose_cfg(*job, *SHARED)) for job in jobs]
     results = run_members(settings, [tmp_path / f"fused{i}" for i in range(4)])
     assert isinstance(results[1], Diverged)
-    assert "net.1 (Dropout, p=0.2) draws inside the forward" in str(results[3])
+    assert "net.1 (Dropout, p=0.2) draws random numbers in its forward" in str(results[3])
     with pytest.raises(Diverged):
         run(settings[1], tmp_path / "solo1")
     for name in ("status.json", "steps.csv", "metrics.csv"):  # where and how it diverged
