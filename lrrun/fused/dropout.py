@@ -29,8 +29,8 @@ def why_alone(model: nn.Module, inputs: torch.Tensor) -> str | None:
     """Why a model's random draws keep it out of a pass (None: they do not): lrrun's Dropout
     off a CPU, or any random number its training forward draws anywhere else - torch's
     nn.Dropout, F.dropout in a forward, timm's DropPath, attention dropout. Found by running
-    one training forward of a copy on ``inputs`` and watching every operation torch marks as
-    seeded by a generator (the global RNG is left as it was)."""
+    a training and an evaluation forward of a copy on ``inputs`` and watching every
+    operation torch marks as seeded by a generator (the global RNG is left as it was)."""
     for name, module in model.named_modules():
         if type(module) is Dropout and 0 < module.p < 1 and inputs.device.type != "cpu":
             return (
@@ -46,6 +46,7 @@ def why_alone(model: nn.Module, inputs: torch.Tensor) -> str | None:
     devices = [inputs.device] if inputs.device.type == "cuda" else []
     with torch.random.fork_rng(devices), torch.no_grad(), watch:
         copy_(inputs)
+        copy_.eval()(inputs)  # evaluation is a pass too (a model may draw there as well)
     watch.remove()
     if watch.first is None:
         return None

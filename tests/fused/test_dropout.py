@@ -92,3 +92,17 @@ def test_attention_draws_only_where_its_dropout_is_on() -> None:
     why = why_alone(Attention(0.1), torch.randn(3, 12))
     assert why is not None and "the model (Attention, p=0.1) draws random numbers" in why
     assert why_alone(Attention(0.0), torch.randn(3, 12)) is None
+
+
+class NoisyEval(nn.Linear):
+    """Draws only when evaluating (as Monte Carlo dropout or test-time noise would)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out if self.training else out + 0.01 * torch.randn_like(out)
+
+
+def test_a_draw_when_evaluating_is_found_too() -> None:
+    why = why_alone(NoisyEval(12, 3), torch.randn(2, 12))
+    assert why is not None and "the model (NoisyEval) draws random numbers" in why
+    assert "(aten.randn_like)" in why
