@@ -106,3 +106,12 @@ def test_a_draw_when_evaluating_is_found_too() -> None:
     why = why_alone(NoisyEval(12, 3), torch.randn(2, 12))
     assert why is not None and "the model (NoisyEval) draws random numbers" in why
     assert "(aten.randn_like)" in why
+
+
+def test_lrruns_dropout_off_a_cpu_is_torchs_kernel_and_trains_alone() -> None:
+    """Off a CPU lrrun's Dropout is nn.Dropout (a fused kernel): said without running it
+    (a meta tensor stands for a GPU's here)."""
+    cnn = FashionMNISTNet(0.25, 0.5, (1, 12, 12), 3)
+    why = why_alone(cnn, torch.empty(2, 1, 12, 12, device="meta"))
+    assert why is not None
+    assert why.startswith("the model's dropout1 (Dropout, p=0.25) draws in its forward on meta")
