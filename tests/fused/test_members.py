@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrrun.config.settings import read
+from lrrun.config.settings import Settings, read
 from lrrun.errors import Diverged
 from lrrun.fused.runner import run_members
 from lrrun.train import checkpoint
@@ -81,19 +81,23 @@ def assert_same_run(solo: Path, fused: Path, rel: float = TOLERANCE, atol: float
         torch.testing.assert_close(cb["model"][key], value, rtol=0, atol=atol)
 
 
+def fused_as_alone(settings: list[Settings], tmp_path: Path) -> None:
+    """Train the jobs in one pass (run dirs fused<i>), then each alone (solo<i>): each
+    member's run is its solo run."""
+    results = run_members(settings, [tmp_path / f"fused{i}" for i in range(len(settings))])
+    assert all(isinstance(r, list) for r in results), results
+    for i, one in enumerate(settings):
+        run(one, tmp_path / f"solo{i}")
+        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
+
+
 @pytest.mark.parametrize("accumulate", [1, 3])
 def test_members_of_one_pass_train_as_alone(compose_cfg, tmp_path: Path, accumulate: int) -> None:
     """4 jobs: other seeds, optimizers, schedules (per epoch, per step with momentum, plateau
     with a warm-up), clipping, no_decay groups, EMA, mixing and label smoothing; with
     trainer.accumulate=3 every step is a group of batches (the last one shorter)."""
     shared = (*SHARED, f"trainer.accumulate={accumulate}")
-    settings = [read(compose_cfg(*job, *shared)) for job in JOBS]
-    for i, one in enumerate(settings):
-        run(one, tmp_path / f"solo{i}")
-    results = run_members(settings, [tmp_path / f"fused{i}" for i in range(len(JOBS))])
-    assert all(isinstance(r, list) for r in results), results
-    for i in range(len(JOBS)):
-        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
+    fused_as_alone([read(compose_cfg(*job, *shared)) for job in JOBS], tmp_path)
 
 
 def test_cnn_members_with_dropout_and_mixing_draw_their_own_masks(
@@ -107,11 +111,7 @@ def test_cnn_members_with_dropout_and_mixing_draw_their_own_masks(
     ]
     shared = (*SHARED, "model=fashion_mnist_net", "trainer.epochs=3")
     settings = [read(compose_cfg(*job, *shared)) for job in jobs]
-    results = run_members(settings, [tmp_path / f"fused{i}" for i in range(2)])
-    assert all(isinstance(r, list) for r in results), results
-    for i, one in enumerate(settings):
-        run(one, tmp_path / f"solo{i}")
-        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
+    fused_as_alone(settings, tmp_path)
 
 
 def test_language_model_members_with_a_tied_head_train_as_alone(
@@ -134,11 +134,7 @@ def test_language_model_members_with_a_tied_head_train_as_alone(
     )
     jobs = [(f"trainer.seed={s}", f"optimizer.lr={lr}") for s in (1, 2) for lr in (1e-3, 3e-3)]
     settings = [read(compose_cfg(*job, *shared, tiny=False)) for job in jobs]
-    results = run_members(settings, [tmp_path / f"fused{i}" for i in range(len(jobs))])
-    assert all(isinstance(r, list) for r in results), results
-    for i, one in enumerate(settings):
-        run(one, tmp_path / f"solo{i}")
-        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
+    fused_as_alone(settings, tmp_path)
 
 
 def test_regression_members_with_several_outputs_train_as_alone(
@@ -158,12 +154,8 @@ def test_regression_members_with_several_outputs_train_as_alone(
     )
     jobs = [("trainer.seed=1", "optimizer.lr=0.05"), ("trainer.seed=2", "optimizer=adam")]
     settings = [read(compose_cfg(*job, *shared, tiny=False)) for job in jobs]
-    results = run_members(settings, [tmp_path / f"fused{i}" for i in range(len(jobs))])
-    assert all(isinstance(r, list) for r in results), results
-    for i, one in enumerate(settings):
-        run(one, tmp_path / f"solo{i}")
-        assert_same_run(tmp_path / f"solo{i}", tmp_path / f"fused{i}")
-        assert "val_r2" in read_csv(tmp_path / f"fused{i}" / "metrics.csv")[0]
+    fused_as_alone(settings, tmp_path)
+    assert all("val_r2" in read_csv(tmp_path / f"fused{i}/metrics.csv")[0] for i in range(2))
 
 
 TORCH_DROPOUT = ["model=custom", "model._target_=tests.fused.test_members.TorchDropoutNet"]
