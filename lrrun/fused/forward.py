@@ -29,6 +29,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from lrrun.errors import ConfigError
+from lrrun.models.builtin import Dropout
 from lrrun.train.recipe import Autocast, no_autocast
 
 
@@ -197,16 +198,24 @@ def measure(
     members: int,
     inputs: torch.Tensor,
     autocast: Autocast = no_autocast,
-    repeats: int = 3,
+    repeats: int = 5,
+    budget: float = 2.0,
 ) -> tuple[float, float]:
     """Seconds per training step (forward and backward) of ``members`` copies of ``model``
     on ``inputs`` (one batch), in one pass and one after another, forwards under the run's
     ``autocast`` (its precision: a half-precision pass can pay where fp32 does not, or the
     reverse) - measured on copies, so nothing of a run changes. What decides whether a pass
-    pays on this device."""
+    pays on this device. Each way warmed up once, then timed up to ``repeats`` times (at
+    least twice, fewer past ``budget`` seconds: a pass of 16 CNN members takes seconds a
+    step on a CPU), the two ways taking turns so that a machine's drift hits both alike;
+    the medians (a process's first steps still pay for its kernels and allocator)."""
+    import statistics
     import time
 
     copies = [copy.deepcopy(model).train() for _ in range(members)]
+    for module in (m for c in copies for m in c.modules()):
+        if type(module) is Dropout:  # its masks are drawn outside a pass: a mask of ones
+            module.fused_mask = torch.ones((), device=inputs.device)
     stacked = Stacked(copies, randomness="different").train()  # timing: dropout may draw
     batch = inputs.expand(members, *inputs.shape)
 
@@ -221,16 +230,19 @@ def measure(
                 out = m(inputs)
             out.float().square().mean().backward()
 
-    timings = []
     for step in (fused, alone):
-        step()  # warm-up: kernels, the allocator
-        _sync(inputs.device)
-        start = time.perf_counter()
-        for _ in range(repeats):
+        step()
+    timings: dict[Callable[[], None], list[float]] = {fused: [], alone: []}
+    for turn in range(repeats):
+        if turn >= 2 and sum(timings[fused]) + sum(timings[alone]) > budget:
+            break
+        for step in (fused, alone):
+            _sync(inputs.device)
+            start = time.perf_counter()
             step()
-        _sync(inputs.device)
-        timings.append((time.perf_counter() - start) / repeats)
-    return timings[0], timings[1]
+            _sync(inputs.device)
+            timings[step].append(time.perf_counter() - start)
+    return statistics.median(timings[fused]), statistics.median(timings[alone])
 
 
 def _sync(device: torch.device) -> None:

@@ -26,6 +26,7 @@ from lrrun.fused.loop import Member, fit_members
 from lrrun.fused.memory import Fit, members_that_fit
 from lrrun.logs.console import RUN_LOG
 from lrrun.train import checkpoint
+from lrrun.train.allocator import keep_freed_memory
 from lrrun.train.assembly import MEMORY
 from lrrun.train.devices import resolve_device
 from lrrun.train.logbook import failure
@@ -53,6 +54,7 @@ def probe(settings: list[Settings]) -> tuple[float, float, Any]:
     and the data loaded for it (run_members takes it): whether fusing pays on this device."""
     model, batch, data = _model_and_batch(settings[0])
     autocast = precision_context(settings[0].trainer.precision, batch.device)
+    keep_freed_memory(batch.device.type)  # malloc as the members' runs will have it
     fused, alone = measure(model, len(settings), batch, autocast)
     return fused, alone, data
 

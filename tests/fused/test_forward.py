@@ -115,7 +115,7 @@ def test_the_probe_times_the_runs_own_precision(precision: str, dtype: torch.dty
     autocast = precision_context(precision, torch.device("cpu"))
     fused, alone = measure(Seen(), 3, torch.randn(8, 12), autocast, repeats=1)
     assert fused > 0 and alone > 0
-    assert len(Seen.dtypes) == 2 * 1 + 2 * 3  # warm-up and one timed step: the pass, 3 alone
+    assert len(Seen.dtypes) == 2 * 1 + 2 * 3  # a warm-up and a timed step: the pass, 3 alone
     assert set(Seen.dtypes) == {dtype}
 
 
@@ -137,3 +137,15 @@ def test_a_pass_that_would_compute_in_another_precision_is_refused(precision: st
     assert precision_differs(Seen(), torch.randn(2, 12), autocast) is None
     fp32 = precision_context("fp32", torch.device("cpu"))
     assert precision_differs(FeedForward(12, 16, 3), torch.randn(2, 12), fp32) is None
+
+
+def test_the_probe_times_the_cnn_with_its_dropout() -> None:
+    """lrrun's Dropout draws its masks outside a pass: timed with a mask of ones both ways,
+    not drawn inside the pass (where vmap refused its unbatched draw: every default CNN
+    sweep under fuse=auto failed in the probe)."""
+    cnn, x = FashionMNISTNet(0.25, 0.5, (1, 12, 12), 3), torch.randn(4, 1, 12, 12)
+    state = torch.get_rng_state()
+    fused, alone = measure(cnn, 2, x, repeats=2)
+    assert fused > 0 and alone > 0
+    assert torch.equal(torch.get_rng_state(), state)  # nothing drawn
+    assert cnn.dropout1.training and not hasattr(cnn.dropout1, "fused_mask")  # copies timed
