@@ -20,8 +20,8 @@
    synthetic set of 4,096 images (a CNN epoch of FashionMNIST takes minutes here). Wall time
    and the peak RSS of the sweep's process; the feedforward sweep's floor (its time outside
    the epochs plus its steps at the cost of the pass and the optimizers alone, ``floor``);
-   then the feedforward sweep with hydra.launcher.max_members=1, 2, 4, 8, 16. ``--fused-only`` runs this part alone,
-   ``--device cuda`` on a GPU.
+   then the feedforward sweep with hydra.launcher.max_members=1, 2, 4, 8, 16.
+   ``--fused-only`` runs this part alone, ``--device cuda`` on a GPU.
 
 "One job's training" is the median of three single runs, one before step 3, one between
 steps 3 and 4 and one after step 4: on a shared CPU the same job trains 10-20% slower or

@@ -39,9 +39,7 @@ def why_alone(model: nn.Module, inputs: torch.Tensor) -> str | None:
                 "(lrrun.models.Dropout on a CPU can)"
             )
     copy_ = copy.deepcopy(model).train()
-    for module in copy_.modules():
-        if type(module) is Dropout:
-            module.fused_mask = torch.ones((), device=inputs.device)  # as in a pass: no draw
+    masks_of_ones(copy_, inputs.device)  # as in a pass: its masks drawn before
     watch = _Draws(copy_)
     devices = [inputs.device] if inputs.device.type == "cuda" else []
     with torch.random.fork_rng(devices), torch.no_grad(), watch:
@@ -55,6 +53,14 @@ def why_alone(model: nn.Module, inputs: torch.Tensor) -> str | None:
         f"{where} draws random numbers in its forward ({op}): one pass cannot give each "
         "member its own stream there (lrrun.models.Dropout on a CPU can)"
     )
+
+
+def masks_of_ones(model: nn.Module, device: torch.device) -> None:
+    """lrrun's Dropout layers of ``model`` (a copy) multiply by a mask of ones: what is left
+    of them inside a pass, whose masks are drawn per member before it."""
+    for module in model.modules():
+        if type(module) is Dropout:
+            module.fused_mask = torch.ones((), device=device)
 
 
 def _named(name: str, module: nn.Module) -> str:

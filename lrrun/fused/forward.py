@@ -29,7 +29,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from lrrun.errors import ConfigError
-from lrrun.models.builtin import Dropout
+from lrrun.fused.dropout import masks_of_ones
 from lrrun.train.recipe import Autocast, no_autocast
 
 
@@ -213,9 +213,8 @@ def measure(
     import time
 
     copies = [copy.deepcopy(model).train() for _ in range(members)]
-    for module in (m for c in copies for m in c.modules()):
-        if type(module) is Dropout:  # its masks are drawn outside a pass: a mask of ones
-            module.fused_mask = torch.ones((), device=inputs.device)
+    for c in copies:  # lrrun's Dropout draws its masks outside a pass, both ways alike
+        masks_of_ones(c, inputs.device)
     stacked = Stacked(copies, randomness="different").train()  # timing: dropout may draw
     batch = inputs.expand(members, *inputs.shape)
 
